@@ -126,3 +126,16 @@ def test_shared_data_dir_env(tmp_path, monkeypatch):
     monkeypatch.setenv('STLEARN_NB_DATA', str(tmp_path))
     assert shared_data_dir() == tmp_path and shared_data_dir('her2st') == tmp_path/'her2st'
     assert shared_data_dir('absent') is None
+
+def test_plot_spatial_draws_one_true_size_circle_per_spot(shared):
+    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
+    a = read_her2st(shared('her2st'), 'C6')
+    sf = a.uns['spatial']['C6']['scalefactors']
+    ax = plot_spatial(a, 'ERBB2')
+    col = ax.collections[0]
+    assert len(col.get_offsets()) == a.n_obs
+    np.testing.assert_allclose(col.get_offsets(), a.obsm['spatial'] * sf['tissue_lowres_scalef'])
+    np.testing.assert_allclose(col._widths * 2, sf['spot_diameter_fullres'] * sf['tissue_lowres_scalef'])  # half-widths stored
+    counts = np.log1p(a[:, 'ERBB2'].layers['counts'].toarray().ravel())
+    np.testing.assert_allclose(col.get_array(), counts)
+    plt.close('all')
