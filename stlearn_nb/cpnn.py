@@ -498,11 +498,11 @@ def _load_her2st(root, sections, genes, patch_px:int):
     return out
 
 # %% ../nbs/30_cpnn.ipynb #a5dfa9b6
-def _her2st_split(data:dict, train:list, test:str, proto:pd.DataFrame, epochs:int, seed:int, quiet:bool) -> tuple:
+def _her2st_split(data:dict, train:list, test:str, proto:pd.DataFrame, epochs:int, seed:int, quiet:bool, lam:float=1e3) -> tuple:
     dense = lambda a: np.asarray(a.layers['counts'].toarray() if hasattr(a.layers['counts'], 'toarray') else a.layers['counts'], np.float32)
     Xtr = np.concatenate([data[s].obsm['features'] for s in train]); mu, sd = Xtr.mean(0), Xtr.std(0) + 1e-6
     Ytr = np.concatenate([dense(data[s]) for s in train]); Xte, Yte = data[test].obsm['features'], dense(data[test])
-    fit = train_spot_models((Xtr - mu) / sd, Ytr, proto.values, (Xte - mu) / sd, Yte, epochs=epochs, seed=seed, quiet=quiet)
+    fit = train_spot_models((Xtr - mu) / sd, Ytr, proto.values, (Xte - mu) / sd, Yte, epochs=epochs, seed=seed, quiet=quiet, lam=lam)
     (e_cp, w_cp), (e_dm, _) = predict_spots(fit['cpnn'], (Xte - mu) / sd), predict_spots(fit['directmil'], (Xte - mu) / sd)
     rows = [dict(test=test, model='CPNN', **expression_scores(e_cp, Yte)), dict(test=test, model='DirectMIL', **expression_scores(e_dm, Yte))]
     st = data[test].obsm.get('stereoscope_major')
@@ -530,6 +530,7 @@ def plot_composition_map(adata:ad.AnnData, # one section with .obsm['spatial'] (
 
 # %% ../nbs/30_cpnn.ipynb #3e22fef0
 def run_cpnn_her2st(quick:bool=False, seed:int=0, data_dir=None, epochs:int|None=None, patch_px:int|None=None,
+                    lam:float=1e3, # weight of L_prop + L_proto
                     **options) -> Experiment:
     "CPNN vs DirectMIL on her2st spots (held-out section C6, held-out patient B4), Wu et al. prototypes."
     from pathlib import Path
@@ -548,10 +549,10 @@ def run_cpnn_her2st(quick:bool=False, seed:int=0, data_dir=None, epochs:int|None
     rows, comps, figs = [], [], {}
     for test in ('C6', 'B4'):
         train = [s for s in sections if s != test and (test != 'B4' or s.startswith('C'))]
-        r, c, w = _her2st_split(data, train, test, proto, epochs, seed, quick)
+        r, c, w = _her2st_split(data, train, test, proto, epochs, seed, quick, lam)
         rows += r; comps.append(c)
         fig, axes = plt.subplots(1, 3, figsize=(12, 4))
         for ax, t in zip(axes, ['Epithelial', 'CAFs', 'T-cells']): plot_composition_map(data[test], w, list(proto.index), t, ax=ax)
         fig.suptitle(f'CPNN predicted composition, held-out {test}'); figs[f'composition_{test}'] = fig
     return Experiment(pd.DataFrame(rows), tables={'composition_vs_stereoscope': pd.concat(comps)}, figures=figs,
-                      notes=f"{len(genes)} genes; fixed colour/texture patch features; spot mode; epochs={epochs}")
+                      notes=f"{len(genes)} genes; fixed colour/texture patch features; spot mode; epochs={epochs}; lam={lam}")
