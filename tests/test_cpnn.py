@@ -106,3 +106,20 @@ def test_cli_cpnn_synth_quick(tmp_path):
     table = pd.read_csv(tmp_path/'results.csv')
     assert set(table.model) == {'CPNN', 'DirectMIL'} and table.spearman_mean.notna().all()
     assert (tmp_path/'patch_weights.png').exists()
+
+
+def test_her2st_section_features_and_map():
+    root = shared_data_dir()
+    if root is None or not (root/'her2st').is_dir() or not (root/'wu2021_brca_scrna_CID4465').is_dir():
+        pytest.skip('her2st or wu2021_brca_scrna_CID4465 not found under ../shared/data')
+    import matplotlib; matplotlib.use('Agg')
+    from stlearn_nb.cpnn import _load_her2st, plot_composition_map
+    from stlearn_nb.data import read_her2st, spot_patches
+    genes = ['EPCAM', 'COL1A1', 'CD3E', 'ERBB2', 'ACTB']
+    a = _load_her2st(root/'her2st', ['C6'], genes, patch_px=16)['C6']
+    assert a.n_vars == 5 and np.isfinite(a.obsm['features']).all()
+    ref = read_her2st(root/'her2st', 'C6', drop_zero=True); spot_patches(ref, patch_um=112., out_px=16, pad=True)
+    ref = ref[a.obs_names]
+    np.testing.assert_allclose(a.obsm['features'][:, :3], ref.obsm['patches'].reshape(ref.n_obs, -1, 3).mean(1) / 255, atol=1e-5)
+    ax = plot_composition_map(a, a.obsm['stereoscope_major'].values, list(a.obsm['stereoscope_major'].columns), 'Epithelial')
+    assert len(ax.collections[0].get_offsets()) == a.n_obs
