@@ -215,3 +215,19 @@ def test_cli_quick(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     res = pd.read_csv(out / 'results.csv')
     assert list(res['arm']) == list(P.SIM_ARMS) and (out / 'ppi_sim.png').exists() and (out / 'per_gene.csv').exists()
+
+
+def test_plots_draw_what_the_tables_say():
+    import matplotlib; matplotlib.use('Agg')
+    d = _data(9, offsets=False)
+    tabs = {'classical': P.de_table(P.classical_glm_fit(d['x'], d['y'])),
+            'ppi++': P.de_table(P.ppi_glm_fit(d['x'], d['y'], d['yh'], d['xu'], d['yhu']))}
+    ax = P.plot_volcano(tabs['ppi++'])
+    assert ax.get_title() == f"{int((tabs['ppi++']['p_adj'] < 0.05).sum())} genes at BH 5%"
+    ax = P.plot_forest(tabs, tabs['classical'].index[:3])
+    assert len(ax.containers) == 2 and [t.get_text() for t in ax.get_yticklabels()] == list(tabs['classical'].index[:3])
+    genes = P.simulate_de_genes(0)
+    table, per_gene = P.ppi_sim_summary(P.ppi_sim_replicates(4, 500, 100, genes=genes, chunk=4), genes)
+    ax = P.plot_sim_coverage(table, 4)
+    np.testing.assert_allclose([p.get_height() for p in ax.patches[:4]], table['coverage'])
+    assert len(P.plot_sim_width(per_gene).lines) == 3
