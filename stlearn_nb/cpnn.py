@@ -312,9 +312,11 @@ def cpnn_learner(dls:DataLoaders, prototypes, gene_scale=None, lam:float=1e3, hi
     return Learner(dls, model, loss_func=lambda p, c, pr: cpnn_loss(p, c, pr, lam), lr=lr, cbs=GradientClip(0.5))
 
 def directmil_learner(dls:DataLoaders, hidden:tuple=(256, 128), lr:float=1e-3) -> Learner:
-    "A fastai Learner for the DirectMIL baseline (MSE on log1p-normalised expression)."
+    "A fastai Learner for the DirectMIL baseline (MSE on log1p-normalised expression, same gradient clipping)."
+    from fastai.callback.training import GradientClip
     ds = dls.train.dataset
-    return Learner(dls, DirectMIL(ds.features[0].shape[-1], ds.counts.shape[1], hidden), loss_func=directmil_loss, lr=lr)
+    return Learner(dls, DirectMIL(ds.features[0].shape[-1], ds.counts.shape[1], hidden), loss_func=directmil_loss,
+                   lr=lr, cbs=GradientClip(0.5))
 
 # %% ../nbs/30_cpnn.ipynb #cdfd8152
 def gene_sensitivity(counts,      # (B, G) training bag counts
