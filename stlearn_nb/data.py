@@ -10,10 +10,10 @@ import numpy as np, pandas as pd, scipy.sparse as sp, anndata as ad, torch
 
 # %% auto #0
 __all__ = ['HER2ST_UM_PER_PX', 'DataFormatError', 'BarcodeMismatchError', 'PatchOutOfBoundsError', 'ZeroCountsError',
-           'shared_data_dir', 'check_counts', 'crop_patches', 'resize_patches', 'read_hest_patches', 'read_hest',
-           'write_toy_hest', 'read_her2st', 'read_full_image', 'spot_patches', 'read_10x_reference', 'write_toy_10x',
-           'transcripts_to_counts', 'read_cosmx', 'read_cosmx_masks', 'local_to_pixel', 'read_merfish_rctd',
-           'plot_spatial']
+           'format_examples', 'require_file', 'shared_data_dir', 'check_counts', 'crop_patches', 'resize_patches',
+           'read_hest_patches', 'read_hest', 'write_toy_hest', 'read_her2st', 'read_full_image', 'spot_patches',
+           'read_10x_reference', 'write_toy_10x', 'transcripts_to_counts', 'read_cosmx', 'read_cosmx_masks',
+           'local_to_pixel', 'read_merfish_rctd', 'plot_spatial']
 
 # %% ../nbs/01_data.ipynb #d9fe5b4f
 class DataFormatError(ValueError):
@@ -25,11 +25,13 @@ class PatchOutOfBoundsError(DataFormatError):
 class ZeroCountsError(DataFormatError):
     "Some spots or cells have zero total counts."
 
-def _examples(items, k:int=5) -> str:
+def format_examples(items, k:int=5) -> str:
+    "The first `k` items joined by commas, with a count of the rest: for error messages."
     items = list(items); more = f" (+{len(items)-k} more)" if len(items) > k else ''
     return ', '.join(map(str, items[:k])) + more
 
-def _need(path:Path, what:str) -> Path:
+def require_file(path:Path, what:str) -> Path:
+    "`path`, or a `FileNotFoundError` that names `what` was missing."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"{what} not found: {path}")
     return path
@@ -66,7 +68,7 @@ def _drop_zero(adata:ad.AnnData, drop_zero:bool, what:str='spots') -> ad.AnnData
     zero = totals == 0
     if zero.any():
         if not drop_zero:
-            raise ZeroCountsError(f"{zero.sum()} {what} have zero total counts: {_examples(adata.obs_names[zero])}; "
+            raise ZeroCountsError(f"{zero.sum()} {what} have zero total counts: {format_examples(adata.obs_names[zero])}; "
                                   f"pass drop_zero=True to remove them")
         warnings.warn(f"dropped {zero.sum()} {what} with zero total counts")
         adata = adata[~zero].copy()
@@ -87,7 +89,7 @@ def crop_patches(image:np.ndarray,   # (H, W, 3) uint8 image
     outside = (top_left[:, 0] < 0) | (top_left[:, 1] < 0) | (top_left[:, 0] + size > W) | (top_left[:, 1] + size > H)
     if outside.any() and not pad:
         raise PatchOutOfBoundsError(f"{outside.sum()} patches of {size}px reach outside the {W}x{H} image, "
-                                    f"e.g. centres {_examples(centers[outside].round(1).tolist(), 3)}; pass pad=True to pad")
+                                    f"e.g. centres {format_examples(centers[outside].round(1).tolist(), 3)}; pass pad=True to pad")
     if outside.any():
         image = np.pad(image, ((size, size), (size, size), (0, 0)), constant_values=255); offset = size
     else: offset = 0
@@ -113,7 +115,7 @@ def read_hest_patches(path:str|Path, # patches/{id}.h5
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: # img (N,H,W,3) uint8, coords (N,2), barcodes (N,)
     "Read a HEST patch file, validating names, shapes and dtypes."
     import h5py
-    with h5py.File(_need(path, 'HEST patch file'), 'r') as f:
+    with h5py.File(require_file(path, 'HEST patch file'), 'r') as f:
         missing = {'img', 'coords', 'barcode'} - set(f.keys())
         if missing: raise DataFormatError(f"{path}: missing datasets {sorted(missing)} (has {sorted(f.keys())})")
         img, coords, barcodes = f['img'][:], f['coords'][:], _decode(f['barcode'][:])
@@ -132,7 +134,7 @@ def read_hest(root:str|Path,         # HEST-1k folder with st/, patches/, metada
              ) -> ad.AnnData:
     "Read one HEST-1k sample: counts, spot coordinates, pixel size and (optionally) its patches."
     root = Path(root)
-    adata = ad.read_h5ad(_need(root/'st'/f'{sample_id}.h5ad', 'HEST expression file'))
+    adata = ad.read_h5ad(require_file(root/'st'/f'{sample_id}.h5ad', 'HEST expression file'))
     meta_path = root/'metadata'/f'{sample_id}.json'
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     adata = _drop_zero(adata, drop_zero)
@@ -142,12 +144,12 @@ def read_hest(root:str|Path,         # HEST-1k folder with st/, patches/, metada
     if not patches: return adata
     img, coords, barcodes = read_hest_patches(root/'patches'/f'{sample_id}.h5')
     index = pd.Series(np.arange(len(barcodes)), index=barcodes)
-    if index.index.duplicated().any(): raise DataFormatError(f"duplicated patch barcodes: {_examples(index.index[index.index.duplicated()])}")
+    if index.index.duplicated().any(): raise DataFormatError(f"duplicated patch barcodes: {format_examples(index.index[index.index.duplicated()])}")
     matched = adata.obs_names.isin(index.index)
-    if not matched.any(): raise BarcodeMismatchError(f"no spot of {sample_id} has a patch: obs {_examples(adata.obs_names, 3)} vs patches {_examples(barcodes, 3)}")
+    if not matched.any(): raise BarcodeMismatchError(f"no spot of {sample_id} has a patch: obs {format_examples(adata.obs_names, 3)} vs patches {format_examples(barcodes, 3)}")
     if not matched.all():
         if not drop_unmatched:
-            raise BarcodeMismatchError(f"{(~matched).sum()} of {adata.n_obs} spots have no patch: {_examples(adata.obs_names[~matched])}; pass drop_unmatched=True to drop them")
+            raise BarcodeMismatchError(f"{(~matched).sum()} of {adata.n_obs} spots have no patch: {format_examples(adata.obs_names[~matched])}; pass drop_unmatched=True to drop them")
         adata = adata[matched].copy()
     order = index.loc[adata.obs_names].to_numpy()
     adata.obsm['patches'], adata.obsm['patch_coords'] = img[order], coords[order]
@@ -183,12 +185,12 @@ def read_her2st(root:str|Path,        # the her2st folder (counts/, spots/, imag
                ) -> ad.AnnData:
     "Read one her2st section: raw counts, spot pixel coordinates, proportions, clusters and a low-res image."
     root = Path(root)
-    counts = pd.read_csv(_need(root/'counts'/f'{section}.tsv.gz', 'her2st counts'), sep='\t', index_col=0)
-    spots = pd.read_csv(_need(root/'spots'/f'{section}_selection.tsv', 'her2st spot file'), sep='\t')
+    counts = pd.read_csv(require_file(root/'counts'/f'{section}.tsv.gz', 'her2st counts'), sep='\t', index_col=0)
+    spots = pd.read_csv(require_file(root/'spots'/f'{section}_selection.tsv', 'her2st spot file'), sep='\t')
     spots.index = spots['x'].astype(int).astype(str) + 'x' + spots['y'].astype(int).astype(str)
     counts.index = counts.index.astype(str)
     missing = ~counts.index.isin(spots.index)
-    if missing.any(): raise BarcodeMismatchError(f"{missing.sum()} count spots of {section} are not in the spot file: {_examples(counts.index[missing])}")
+    if missing.any(): raise BarcodeMismatchError(f"{missing.sum()} count spots of {section} are not in the spot file: {format_examples(counts.index[missing])}")
     adata = ad.AnnData(sp.csr_matrix(counts.to_numpy(np.float32)), obs=pd.DataFrame(index=counts.index),
                        var=pd.DataFrame(index=counts.columns.astype(str)))
     adata.var_names_make_unique()
@@ -239,7 +241,7 @@ def read_full_image(adata:ad.AnnData, library_id:str|None=None) -> np.ndarray:
     from PIL import Image
     Image.MAX_IMAGE_PIXELS = None
     library_id = library_id or next(iter(adata.uns['spatial']))
-    path = _need(Path(adata.uns['spatial'][library_id]['metadata']['image_path']), 'full-resolution image')
+    path = require_file(Path(adata.uns['spatial'][library_id]['metadata']['image_path']), 'full-resolution image')
     with Image.open(path) as im: return np.asarray(im.convert('RGB'))
 
 # %% ../nbs/01_data.ipynb #63332547
@@ -270,9 +272,9 @@ def read_10x_reference(folder:str|Path,   # folder with matrix.mtx.gz, features.
     "Read a 10x matrix folder with an optional obs.csv of annotations into AnnData."
     import scipy.io
     folder = Path(folder)
-    with gzip.open(_need(folder/'matrix.mtx.gz', '10x matrix'), 'rb') as f: X = sp.csr_matrix(scipy.io.mmread(f).T, dtype=np.float32)
-    feats = pd.read_csv(_need(folder/'features.tsv.gz', '10x features'), sep='\t', header=None)
-    barcodes = pd.read_csv(_need(folder/'barcodes.tsv.gz', '10x barcodes'), sep='\t', header=None)[0].astype(str)
+    with gzip.open(require_file(folder/'matrix.mtx.gz', '10x matrix'), 'rb') as f: X = sp.csr_matrix(scipy.io.mmread(f).T, dtype=np.float32)
+    feats = pd.read_csv(require_file(folder/'features.tsv.gz', '10x features'), sep='\t', header=None)
+    barcodes = pd.read_csv(require_file(folder/'barcodes.tsv.gz', '10x barcodes'), sep='\t', header=None)[0].astype(str)
     if X.shape != (len(barcodes), len(feats)):
         raise DataFormatError(f"matrix is {X.shape[1]} genes x {X.shape[0]} cells but there are {len(feats)} features and {len(barcodes)} barcodes")
     adata = ad.AnnData(X, obs=pd.DataFrame(index=barcodes.to_numpy()), var=pd.DataFrame(index=feats[min(gene_column, feats.shape[1]-1)].astype(str).to_numpy()))
@@ -280,7 +282,7 @@ def read_10x_reference(folder:str|Path,   # folder with matrix.mtx.gz, features.
     if (folder/'obs.csv').exists():
         obs = pd.read_csv(folder/'obs.csv', index_col=0); obs.index = obs.index.astype(str)
         missing = ~adata.obs_names.isin(obs.index)
-        if missing.any(): raise BarcodeMismatchError(f"{missing.sum()} barcodes have no row in obs.csv: {_examples(adata.obs_names[missing])}")
+        if missing.any(): raise BarcodeMismatchError(f"{missing.sum()} barcodes have no row in obs.csv: {format_examples(adata.obs_names[missing])}")
         adata.obs = obs.loc[adata.obs_names].copy()
     adata = _drop_zero(adata, drop_zero, 'cells')
     adata.layers['counts'] = adata.X.copy()
@@ -374,18 +376,18 @@ def read_merfish_rctd(folder:str|Path, # merfish_hypothalamus_rctd folder
     "Read the RCTD MERFISH vignette: spatial cells with centroids (um) and the labelled scRNA reference."
     folder = Path(folder)
     def counts(p):
-        df = pd.read_csv(_need(p, 'MERFISH counts'), index_col=0)
+        df = pd.read_csv(require_file(p, 'MERFISH counts'), index_col=0)
         a = ad.AnnData(sp.csr_matrix(df.T.to_numpy(np.float32)), obs=pd.DataFrame(index=df.columns.astype(str)),
                        var=pd.DataFrame(index=df.index.astype(str)))
         check_counts(a.X); a.layers['counts'] = a.X.copy(); return a
     spatial, ref = counts(folder/'spatial'/'counts.csv'), counts(folder/'reference'/'counts.csv')
-    coords = pd.read_csv(_need(folder/'spatial'/'coords.csv', 'MERFISH coords'), index_col=0); coords.index = coords.index.astype(str)
+    coords = pd.read_csv(require_file(folder/'spatial'/'coords.csv', 'MERFISH coords'), index_col=0); coords.index = coords.index.astype(str)
     missing = ~spatial.obs_names.isin(coords.index)
-    if missing.any(): raise BarcodeMismatchError(f"{missing.sum()} MERFISH cells have no coordinates: {_examples(spatial.obs_names[missing])}")
+    if missing.any(): raise BarcodeMismatchError(f"{missing.sum()} MERFISH cells have no coordinates: {format_examples(spatial.obs_names[missing])}")
     spatial.obsm['spatial'] = coords.loc[spatial.obs_names].iloc[:, :2].to_numpy(float)
-    types = pd.read_csv(_need(folder/'reference'/'cell_types.csv', 'MERFISH cell types'), index_col=0); types.index = types.index.astype(str)
+    types = pd.read_csv(require_file(folder/'reference'/'cell_types.csv', 'MERFISH cell types'), index_col=0); types.index = types.index.astype(str)
     missing = ~ref.obs_names.isin(types.index)
-    if missing.any(): raise BarcodeMismatchError(f"{missing.sum()} reference cells have no type: {_examples(ref.obs_names[missing])}")
+    if missing.any(): raise BarcodeMismatchError(f"{missing.sum()} reference cells have no type: {format_examples(ref.obs_names[missing])}")
     ref.obs['cell_type'] = pd.Categorical(types.loc[ref.obs_names].iloc[:, 0].astype(str))
     return spatial, ref
 

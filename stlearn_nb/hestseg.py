@@ -12,7 +12,7 @@ import torch.nn as nn, torch.nn.functional as F
 from scipy import ndimage as ndi
 from scipy.optimize import linear_sum_assignment
 from .core import seed_everything, default_device, type_palette, Experiment
-from .data import DataFormatError, transcripts_to_counts, shared_data_dir, _examples, _need
+from .data import DataFormatError, transcripts_to_counts, shared_data_dir, format_examples, require_file
 
 # %% auto #0
 __all__ = ['CONTROL_PATTERN', 'UNASSIGNED_IDS', 'CLASSES', 'IGNORE', 'HIERARCHY', 'MARKERS', 'ORGAN_STYLES', 'NUCLEUS_LOOK',
@@ -198,7 +198,7 @@ CONTROL_PATTERN = r'^(NegControl|BLANK|Blank|Unassigned|Deprecated|Intergenic|an
 UNASSIGNED_IDS = ('-1', 'UNASSIGNED', '0', '')
 
 def _read_table(path:str|Path, need:list, what:str) -> pd.DataFrame:
-    path = _need(path, what)
+    path = require_file(path, what)
     if path.suffix == '.parquet': df = pd.read_parquet(path)
     elif path.name.endswith(('.csv', '.csv.gz')): df = pd.read_csv(path)
     else: raise XeniumFormatError(f"{path.name}: expected .parquet or .csv(.gz) for the {what}")
@@ -223,7 +223,7 @@ def read_xenium_boundaries(path:str|Path, # nucleus_boundaries / cell_boundaries
     if bad.any(): raise XeniumFormatError(f"{Path(path).name}: {bad.sum()} vertices are not finite numbers")
     out = pd.DataFrame({'cell_id': _cell_id_str(df['cell_id']), 'vertex_x': xy[:, 0], 'vertex_y': xy[:, 1]})
     n = out.groupby('cell_id', sort=False).size()
-    if (n < 3).any(): raise XeniumFormatError(f"{(n < 3).sum()} cells have fewer than 3 vertices: {_examples(n.index[n < 3])}")
+    if (n < 3).any(): raise XeniumFormatError(f"{(n < 3).sum()} cells have fewer than 3 vertices: {format_examples(n.index[n < 3])}")
     return out
 
 # %% ../nbs/20_hestseg.ipynb #b507a110
@@ -243,7 +243,7 @@ def read_xenium_transcripts(path:str|Path,  # transcripts.csv(.gz) or .parquet
 
 def read_xenium_pixel_size(path:str|Path) -> float:
     "The morphology image's um/px from `experiment.xenium`."
-    meta = json.loads(_need(path, 'experiment.xenium').read_text())
+    meta = json.loads(require_file(path, 'experiment.xenium').read_text())
     if not isinstance(meta.get('pixel_size'), (int, float)) or meta['pixel_size'] <= 0:
         raise XeniumFormatError(f"{Path(path).name}: no positive numeric 'pixel_size'")
     return float(meta['pixel_size'])
@@ -251,7 +251,7 @@ def read_xenium_pixel_size(path:str|Path) -> float:
 # %% ../nbs/20_hestseg.ipynb #fe45a8b0
 def read_alignment(path:str|Path) -> np.ndarray:
     "Read a 3x3 H&E alignment affine (H&E pixels -> morphology pixels), as in Xenium's `*_he_imagealignment.csv`."
-    m = pd.read_csv(_need(path, 'alignment matrix'), header=None).to_numpy(float)
+    m = pd.read_csv(require_file(path, 'alignment matrix'), header=None).to_numpy(float)
     if m.shape != (3, 3) or not np.allclose(m[2], [0, 0, 1]) or abs(np.linalg.det(m[:2, :2])) < 1e-12:
         raise XeniumFormatError(f"{Path(path).name}: expected an invertible 3x3 affine with last row 0,0,1, got {m.shape}")
     return m
@@ -295,7 +295,7 @@ def read_hest_nucleus_seg(path:str|Path, # xenium_seg/{id}_xenium_nucleus_seg.pa
                          ) -> pd.DataFrame: # cell_id (str), vertex_x, vertex_y in H&E level-0 pixels
     "Read HEST-1k GeoParquet nucleus polygons into a vertex table (one exterior ring per cell)."
     import shapely
-    df = pd.read_parquet(_need(path, 'HEST nucleus segmentation'))
+    df = pd.read_parquet(require_file(path, 'HEST nucleus segmentation'))
     if 'geometry' not in df.columns: raise XeniumFormatError(f"{Path(path).name}: no 'geometry' column")
     ids = df['cell_id'] if 'cell_id' in df.columns else pd.Series(df.index)
     try: geoms = shapely.from_wkb(df['geometry'].to_numpy())
@@ -373,7 +373,7 @@ def ucell_scores(counts,              # (N, G) counts, dense or sparse
     genes = pd.Index(np.asarray(genes).astype(str)); max_rank = max_rank or min(1500, len(genes))
     missing = {k: [g for g in v if g not in genes] for k, v in signatures.items()}
     empty = [k for k, v in signatures.items() if len(missing[k]) == len(v)]
-    if empty: raise DataFormatError(f"signatures with no gene in the panel: {_examples(empty)}")
+    if empty: raise DataFormatError(f"signatures with no gene in the panel: {format_examples(empty)}")
     member = np.zeros((len(genes), len(signatures)))
     for j, (k, v) in enumerate(signatures.items()): member[genes.get_indexer([g for g in v if g in genes]), j] = 1
     ranks = np.minimum(rankdata(-X, axis=1), max_rank + 1)
@@ -857,8 +857,8 @@ def read_monuseg(tif:str|Path, # 1000x1000 RGB tile
                 ) -> tuple[np.ndarray, np.ndarray, float]: # (H, W, 3) uint8, (H, W) int32 instances, um/px
     "Read a MoNuSeg image and rasterise its ImageScope XML nucleus polygons into an instance map."
     import tifffile, xml.etree.ElementTree as ET
-    img = tifffile.imread(_need(tif, 'MoNuSeg image'))[..., :3]
-    root = ET.parse(_need(xml, 'MoNuSeg annotation')).getroot()
+    img = tifffile.imread(require_file(tif, 'MoNuSeg image'))[..., :3]
+    root = ET.parse(require_file(xml, 'MoNuSeg annotation')).getroot()
     regions = root.findall('.//Region')
     if not regions: raise DataFormatError(f"{Path(xml).name}: no <Region> polygons")
     verts = [(k, float(v.get('X')), float(v.get('Y'))) for k, r in enumerate(regions) for v in r.iter('Vertex')]

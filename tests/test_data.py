@@ -139,3 +139,9 @@ def test_plot_spatial_draws_one_true_size_circle_per_spot(shared):
     counts = np.log1p(a[:, 'ERBB2'].layers['counts'].toarray().ravel())
     np.testing.assert_allclose(col.get_array(), counts)
     plt.close('all')
+
+def test_error_message_helpers(tmp_path):
+    assert format_examples(range(7), 3) == '0, 1, 2 (+4 more)' and format_examples(['a']) == 'a'
+    with pytest.raises(FileNotFoundError, match='spot file not found'): require_file(tmp_path/'x.tsv', 'spot file')
+    (tmp_path/'x.tsv').write_text('')
+    assert require_file(tmp_path/'x.tsv', 'spot file') == tmp_path/'x.tsv'
