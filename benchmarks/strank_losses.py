@@ -2,6 +2,7 @@
 
 The slow loop is the reference's formulation: a Python loop over groups with a log_softmax per group (List), and
 a loop over groups building each group's pairs (Pair). Both use the same partners, so the values must agree.
+A second setting (G=1, 512 groups) is the batched toy, where a loop over groups costs most.
 Run: python benchmarks/strank_losses.py   (timings on a shared CPU are noisy; the ratio is measured in one run)
 """
 import time, torch, torch.nn.functional as F
@@ -31,9 +32,8 @@ def timed(fn, f, repeats=5):
     return best, value.detach(), grad
 
 
-if __name__ == '__main__':
+def bench(B, G, S):
     torch.manual_seed(0)
-    B, G, S = 4096, 250, 8
     f = torch.randn(B, G); c = torch.poisson(torch.rand(B, G) * 10); g = torch.randint(0, S, (B,))
     off = library_offset(c)
     partner = within_group_partners(g, 1, torch.Generator().manual_seed(1))[0]
@@ -48,3 +48,8 @@ if __name__ == '__main__':
     print(f"{'loss':<11} {'loop ms':>9} {'vectorised ms':>14} {'speed-up':>9} {'max|dloss|':>11} {'max|dgrad|':>11}")
     for name, ts, tf, dv, dg in rows:
         print(f"{name:<11} {1e3 * ts:9.1f} {1e3 * tf:14.1f} {ts / tf:8.1f}x {dv:11.2e} {dg:11.2e}")
+
+
+if __name__ == '__main__':
+    bench(4096, 250, 8)      # the issue's setting: few sections, many genes
+    bench(4096, 1, 512)      # the toy ensemble's setting: one gene, hundreds of (model, tissue) groups
