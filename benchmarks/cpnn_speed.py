@@ -9,7 +9,8 @@ Run: python benchmarks/cpnn_speed.py   (timings on a shared CPU are noisy; run t
 import time, numpy as np, pandas as pd, torch
 from stlearn_nb.cpnn import (simulate_prototypes, simulate_reference, fit_prototype_regression, prototype_recovery,
                              simulate_cpnn, nnls_proportions, regression_prototypes, BagDataset, bag_dataloaders,
-                             cpnn_learner, cpu_threads)
+                             cpnn_learner)
+from stlearn_nb.core import cpu_threads
 
 def adam_poisson(counts, labels, batches, steps=400, lr=0.05):
     K, E, G = int(labels.max()) + 1, int(batches.max()) + 1, counts.shape[1]

@@ -13,28 +13,20 @@ from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from fastai.learner import Learner
 import fastai.callback.schedule, fastai.callback.progress  # fit_one_cycle, progress bars
-from .core import (seed_everything, default_device, nb_log_prob, pearson_per_gene, spearman_per_gene,
+from .core import (cpu_threads, seed_everything, default_device, nb_log_prob, pearson_per_gene, spearman_per_gene,
                              correlation_summary, type_palette, Experiment, versions)
 from .data import DataFormatError, shared_data_dir
 
 # %% auto #0
-__all__ = ['HER2ST_TYPE_MAP', 'cpu_threads', 'mean_prototypes', 'fit_prototype_regression', 'regression_prototypes',
-           'simulate_prototypes', 'simulate_reference', 'prototype_recovery', 'plot_prototype_recovery',
-           'nnls_proportions', 'simulate_cpnn', 'CPNN', 'cpnn_loss', 'DirectMIL', 'log_normalise', 'directmil_loss',
-           'BagDataset', 'bag_collate', 'bag_dataloaders', 'cpnn_learner', 'directmil_learner', 'gene_sensitivity',
-           'predict_bags', 'fit_quietly', 'train_slide_models', 'expression_scores', 'composition_recovery',
-           'evaluate_slides', 'plot_weight_recovery', 'train_spot_models', 'predict_spots', 'patch_features',
-           'run_cpnn_synth', 'her2st_reference_prototypes', 'plot_composition_map', 'run_cpnn_her2st']
+__all__ = ['HER2ST_TYPE_MAP', 'mean_prototypes', 'fit_prototype_regression', 'regression_prototypes', 'simulate_prototypes',
+           'simulate_reference', 'prototype_recovery', 'plot_prototype_recovery', 'nnls_proportions', 'simulate_cpnn',
+           'CPNN', 'cpnn_loss', 'DirectMIL', 'log_normalise', 'directmil_loss', 'BagDataset', 'bag_collate',
+           'bag_dataloaders', 'cpnn_learner', 'directmil_learner', 'gene_sensitivity', 'predict_bags', 'fit_quietly',
+           'train_slide_models', 'expression_scores', 'composition_recovery', 'evaluate_slides', 'plot_weight_recovery',
+           'train_spot_models', 'predict_spots', 'patch_features', 'run_cpnn_synth', 'her2st_reference_prototypes',
+           'plot_composition_map', 'run_cpnn_her2st']
 
 # %% ../nbs/30_cpnn.ipynb #5fdf7c81
-from contextlib import contextmanager
-@contextmanager
-def cpu_threads(n:int=1):
-    "Temporarily limit torch's CPU threads (small models run several times faster on one thread of a shared CPU; see benchmarks/cpnn_speed.py)."
-    old = torch.get_num_threads(); torch.set_num_threads(n)
-    try: yield
-    finally: torch.set_num_threads(old)
-
 def _codes(values) -> tuple[np.ndarray, list]:
     "Integer codes and the ordered category names of a label vector."
     cat = pd.Categorical(np.asarray(values).astype(str))

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from .core import (seed_everything, default_device, spearman_per_gene, correlation_summary,
+from .core import (cpu_threads, seed_everything, default_device, spearman_per_gene, correlation_summary,
                              poisson_log_prob, nb_log_prob, Experiment)
 
 # %% auto #0
@@ -344,13 +344,11 @@ def toy_learner(datasets:list,      # dicts from `simulate_toy`, indexed by `gri
 def fit_toy(datasets:list, grid:pd.DataFrame, epochs:int=200, configs:dict|None=None, bs:int=256, lr:float=1e-3,
             seed:int=0, progress:bool=True) -> tuple:  # (grid + best_epoch, val_spearman, test_spearman; Learner)
     "Train every model of `grid` together and score each on its dataset's noise-free test curve."
-    threads = torch.get_num_threads(); torch.set_num_threads(1)
-    try:
+    with cpu_threads(1):   # tiny MLPs: one thread is fastest (see core.cpu_threads)
         learn = toy_learner(datasets, grid, configs, bs=bs, lr=lr, seed=seed)
         if progress: learn.fit(epochs)
         else:
             with learn.no_bar(), learn.no_logging(): learn.fit(epochs)
-    finally: torch.set_num_threads(threads)
     ev, out = learn.toy_eval, grid.copy()
     mu_test = np.stack([datasets[d]['mu_test'] for d in grid['dataset']])
     out['best_epoch'], out['val_spearman'] = ev.best_epoch, ev.best_val
