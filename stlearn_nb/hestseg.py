@@ -11,7 +11,7 @@ import numpy as np, pandas as pd, scipy.sparse as sp, anndata as ad, torch
 import torch.nn as nn, torch.nn.functional as F
 from scipy import ndimage as ndi
 from scipy.optimize import linear_sum_assignment
-from .core import seed_everything, default_device, type_palette, Experiment
+from .core import seed_everything, default_device, type_palette, Experiment, cpu_threads
 from .data import DataFormatError, transcripts_to_counts, shared_data_dir, format_examples, require_file
 
 # %% auto #0
@@ -809,7 +809,10 @@ def run_hestseg_synth(quick:bool=False, seed:int=0, data_dir=None, train_organs=
                       width:int|None=None, lr:float=1e-2, oracle:bool|None=None, monuseg:bool|None=None,
                       threads:int|None=None, progress:bool|None=None) -> Experiment:
     "ST-derived vs manual labels for nuclei segmentation + classification, tested on held-out organ styles."
-    if threads: torch.set_num_threads(threads)   # small convolutions on a busy CPU: 1 thread is often fastest
+    with cpu_threads(threads or torch.get_num_threads()):   # small convolutions on a busy CPU: 1 thread is often fastest
+        return _hestseg_synth(quick, seed, data_dir, train_organs, test_organs, n_tiles, size, epochs, width, lr, oracle, monuseg, progress)
+
+def _hestseg_synth(quick, seed, data_dir, train_organs, test_organs, n_tiles, size, epochs, width, lr, oracle, monuseg, progress) -> Experiment:
     n_tiles, size = n_tiles or (6 if quick else 24), size or (64 if quick else 128)
     epochs, width, progress = epochs or (10 if quick else 30), width or (8 if quick else 16), (not quick) if progress is None else progress
     train = [simulate_section(o, n_tiles, size, seed=seed * 100 + i) for i, o in enumerate(train_organs)]

@@ -241,3 +241,11 @@ def test_cli_quick(tmp_path):
     res = pd.read_csv(tmp_path/'results.csv')
     assert set(res.method) == {'ST-derived', 'manual (1 organ, 1/4 tiles)'} and (tmp_path/'overlays.png').exists()
     assert res[['bPQ', 'AJI']].apply(lambda c: c.between(0, 1) | c.isna()).all().all()
+
+
+def test_threads_option_is_restored():
+    import torch
+    from stlearn_nb.hestseg import run_hestseg_synth
+    before = torch.get_num_threads()
+    run_hestseg_synth(quick=True, n_tiles=3, size=32, epochs=1, width=4, threads=1, progress=False, monuseg=False)
+    assert torch.get_num_threads() == before
