@@ -71,8 +71,8 @@ def run_experiment(name:str, out:Path|None=None, quick:bool=False, seed:int=0, d
 # %% ../nbs/90_cli.ipynb #c055e55e
 def main(argv:list|None=None) -> int:
     "Entry point of the `stlearn-nb` console script."
-    args = build_parser().parse_args(argv)
-    if args.command is None: build_parser().print_help(); return 0
+    parser = build_parser(); args = parser.parse_args(argv)
+    if args.command is None: parser.print_help(); return 0
     if args.command == 'info':
         from stlearn_nb.core import versions
         for k, v in versions().items(): print(f"{k:>14}: {v}")

@@ -272,11 +272,10 @@ def classical_glm_ci(*args, alpha=0.05, **kwargs) -> tuple:
 # %% ../nbs/40_ppi_de.ipynb #bdf5f77f
 def bh_adjust(p_values, # (G,) p-values; NaN entries are left out of the family and stay NaN
              ) -> np.ndarray: # (G,) Benjamini-Hochberg adjusted p-values
-    "Benjamini-Hochberg step-up adjusted p-values."
+    "Benjamini-Hochberg step-up adjusted p-values (statsmodels `fdr_bh` on the finite entries)."
+    from statsmodels.stats.multitest import multipletests
     p = np.asarray(p_values, dtype=float); out = np.full_like(p, np.nan); ok = np.isfinite(p)
-    q = p[ok]; order = np.argsort(q); m = len(q)
-    adj = np.minimum.accumulate((q[order] * m / np.arange(1, m + 1))[::-1])[::-1]
-    res = np.empty(m); res[order] = np.minimum(adj, 1.0); out[ok] = res
+    if ok.any(): out[ok] = multipletests(p[ok], method="fdr_bh")[1]
     return out
 
 # %% ../nbs/40_ppi_de.ipynb #b7a915b1
