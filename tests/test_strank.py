@@ -82,20 +82,29 @@ def test_partners_uniform_within_group():
 def test_ensemble_gradient_is_per_model_gradient():
     "The summed ensemble loss gives each model exactly the gradient of its own loss (so AdamW trains them independently)."
     torch.manual_seed(0)
-    names = ['MSE', 'ListSTRank', 'PCC', 'Po', 'ListSTRank', 'NB']
-    ens = st.EnsembleMLP(len(names), hidden=5, n_fourier=2, seed=1)
-    x = torch.rand(len(names), 40, 1)
-    y = torch.stack([torch.poisson(torch.full((len(names), 40), 4.)), torch.randint(0, 2, (len(names), 40)).float()], -1)
-    st.ToyEnsembleLoss(names)(ens(x), y).backward()
-    for m, name in enumerate(names):
-        w = [p[m].detach().clone().requires_grad_() for p in (ens.w1, ens.b1, ens.w2, ens.b2)]
-        xm = torch.cat([x[m], torch.sin(x[m] * ens.freqs), torch.cos(x[m] * ens.freqs)], -1)
-        fm = torch.relu(xm @ w[0] + w[1]) @ w[2] + w[3]
-        c, t = y[m, :, :1], y[m, :, 1].long()
+    names = ['MSE', 'ListSTRank', 'PCC', 'Po', 'NB', 'Rank', 'PairSTRank']
+    ens = st.EnsembleMLP([1, 0], len(names), hidden=5, n_fourier=2, seed=1)
+    x = torch.rand(2, 40)
+    tissue = torch.sort(torch.randint(0, 2, (2, 40)), dim=1).values.float()          # tissue-sorted batches
+    y = torch.stack([torch.poisson(torch.full((2, 40), 4.)), tissue], -1)
+    model_data = [1] * 7 + [0] * 7
+    st.ToyEnsembleLoss(names * 2, model_data, seed=7)(ens(x), y).backward()
+    partner = st.tissue_sorted_partners(y[..., 1], 32, torch.Generator().manual_seed(7))   # the loss's own draw
+    for m, name in enumerate(names * 2):
+        d, l = divmod(m, len(names))
+        w1 = ens.w1[d, 5 * l:5 * l + 5].detach().clone().requires_grad_()
+        w2 = ens.w2[m].detach().clone().requires_grad_()
+        xm = x[model_data[m], :, None]
+        xm = torch.cat([xm, torch.sin(xm * ens.freqs), torch.cos(xm * ens.freqs)], -1)
+        fm = torch.relu(xm @ w1.T + ens.b1[d, 5 * l:5 * l + 5, 0].detach()) @ w2.T + ens.b2[m, 0].detach()   # (b, 1)
+        c, t, j = y[model_data[m], :, :1], y[model_data[m], :, 1].long(), partner[model_data[m]].T     # j: (b, k)
         own = {'MSE': lambda: st.mse_loss(fm, c), 'PCC': lambda: st.pcc_loss(fm, c), 'Po': lambda: st.poisson_loss(fm, c),
-               'NB': lambda: st.nb_loss(fm, c), 'ListSTRank': lambda: st.list_strank_loss(fm, c, t)}[name]()
+               'NB': lambda: st.nb_loss(fm, c), 'ListSTRank': lambda: st.list_strank_loss(fm, c, t),
+               'Rank': lambda: st.rank_loss_on_pairs(fm, fm[j, 0], c, c[j, 0]),
+               'PairSTRank': lambda: st.pair_strank_on_pairs(fm, fm[j[:, :1], 0], c, c[j[:, :1], 0])}[name]()
         own.backward()
-        assert torch.allclose(w[0].grad, ens.w1.grad[m], atol=1e-6) and torch.allclose(w[3].grad, ens.b2.grad[m], atol=1e-6)
+        assert torch.allclose(w1.grad, ens.w1.grad[d, 5 * l:5 * l + 5], atol=1e-6), name
+        assert torch.allclose(w2.grad, ens.w2.grad[m], atol=1e-6), name
 
 
 def test_toy_claim_via_cli(tmp_path):
