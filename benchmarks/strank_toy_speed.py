@@ -68,8 +68,7 @@ def ensemble_ms_per_step(datasets, grid, threads, fastai=False, steps=STEPS):
 def main():
     full = st.toy_grid(seeds=tuple(range(5)), configs={'reference 1-16-1': st.TOY_CONFIGS['reference 1-16-1']})
     small = full[full.seed == 0].reset_index(drop=True)
-    datasets = [st.simulate_toy(st.TOY_FUNCTIONS[r.function], r.setting, n=20_000, seed=r.seed)
-                for r in full.drop_duplicates('dataset').sort_values('dataset').itertuples()]
+    datasets = st.toy_datasets(full, n=20_000)
     with cpu_threads(1):
         naive = {loss: naive_ms_per_step(datasets[0], loss) for loss in st.TOY_LOSSES}
     per_model = np.mean(list(naive.values()))
