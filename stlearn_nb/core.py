@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #22985df9
 from __future__ import annotations
-import os, random, platform, warnings
+import os, random, platform, shutil, tempfile, warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +13,7 @@ import numpy as np, pandas as pd, torch
 # %% auto #0
 __all__ = ['seed_everything', 'default_device', 'cpu_threads', 'pearson_per_gene', 'average_ranks', 'spearman_per_gene',
            'correlation_summary', 'poisson_log_prob', 'nb_log_prob', 'zinb_log_prob', 'type_palette', 'Experiment',
-           'markdown_table', 'write_experiment', 'versions']
+           'markdown_table', 'write_experiment', 'atomic_dir', 'atomic_file', 'versions']
 
 # %% ../nbs/00_core.ipynb #d9d1218c
 def seed_everything(seed:int=0, # seed for `random`, `numpy` and `torch` (CPU and CUDA)
@@ -170,6 +170,31 @@ def write_experiment(exp:Experiment, out:str|Path, dpi:int=100) -> str:
     (out/'results.md').write_text(md + ''.join(extra) + (f"\n\n{exp.notes}\n" if exp.notes else '\n'))
     for k, f in exp.figures.items(): f.savefig(out/f'{k}.png', dpi=dpi, bbox_inches='tight')
     return md
+
+# %% ../nbs/00_core.ipynb #b323f2f3
+@contextmanager
+def atomic_dir(out:str|Path): # the folder to create or replace
+    "Yield a fresh temporary folder beside `out`; it replaces `out` when the block completes, else it is removed."
+    out = Path(out)
+    if out.exists() and not out.is_dir(): raise NotADirectoryError(f"{out} is a file, not a folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.tmp-', dir=out.parent))
+    try: yield tmp
+    except BaseException: shutil.rmtree(tmp, ignore_errors=True); raise
+    old = out.with_name(f'.{out.name}.old-{os.getpid()}')
+    if out.exists(): out.rename(old)
+    tmp.rename(out)
+    if old.exists(): shutil.rmtree(old, ignore_errors=True)
+
+# %% ../nbs/00_core.ipynb #4ca945d6
+@contextmanager
+def atomic_file(path:str|Path): # the file to create or replace
+    "Yield a temporary path beside `path`; it is renamed onto `path` when the block completes, else deleted."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent); os.close(fd)
+    try: yield Path(tmp)
+    except BaseException: Path(tmp).unlink(missing_ok=True); raise
+    os.replace(tmp, path)
 
 # %% ../nbs/00_core.ipynb #04061f38
 def versions() -> dict:
