@@ -15,8 +15,8 @@ from .data import DataFormatError, format_examples, require_file, shared_data_di
 __all__ = ['STAIN_FEATURES', 'SHARED_WEIGHTS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'stain_features', 'check_patches',
            'EncoderWeightsError', 'shared_weights', 'file_hash', 'FrozenEncoder', 'StainEncoder', 'load_encoder',
            'dihedral_views', 'encode_patches', 'patch_geometry', 'add_patch_features', 'feature_key',
-           'write_feature_file', 'read_feature_file', 'default_cache_dir', 'cached_features', 'distributed_rank',
-           'hest_sample_ids', 'encode_hest_samples', 'ridge_probe']
+           'write_feature_file', 'read_feature_file', 'default_cache_dir', 'cached_features', 'default_encoder',
+           'spot_features', 'distributed_rank', 'hest_sample_ids', 'encode_hest_samples', 'ridge_probe']
 
 # %% ../nbs/02_features.ipynb #2c8e7916
 def _stain_region_stats(channels:np.ndarray, grey:np.ndarray) -> np.ndarray: # (n, h, w, 6), (n, h, w) -> (n, 32)
@@ -181,7 +181,7 @@ def encode_patches(patches,          # (n, H, W, 3) uint8 RGB
         starts = progress_bar(starts, comment=f'{encoder.arch}')
     for s in starts:
         x = torch.from_numpy(patches[s:s + bs]).to(device).permute(0, 3, 1, 2).float().div_(255).sub_(mean).div_(sd)
-        f = model(dihedral_views(x).flatten(0, 1)).view(8, len(x), -1).mean(0) if tta else model(x)
+        f = sum(model(view) for view in dihedral_views(x)) / 8 if tta else model(x)   # one view at a time: bounded memory
         out[s:s + len(x)] = f.float().cpu().numpy()
     return out
 
@@ -270,7 +270,25 @@ def cached_features(sample_id:str,       # file name inside the key folder
     write_feature_file(path, features, obs_names if obs_names is not None else np.arange(len(features)).astype(str), meta)
     return features
 
-# %% ../nbs/02_features.ipynb #39735caa
+# %% ../nbs/02_features.ipynb #1cad45fe
+def default_encoder(arch:str|None=None, weights=None):
+    "`load_encoder(arch, weights)`; with `arch=None`, the shared MobileNetV2 if present, else stain statistics."
+    if arch is None: arch = 'mobilenet_v2' if shared_weights('mobilenet_v2') is not None or weights is not None else 'stain'
+    return load_encoder(arch, weights)
+
+def spot_features(adata:ad.AnnData,       # one section: `.obsm['spatial']` (full-res px) and `.uns['spatial']`
+                  encoder,                 # from `load_encoder`
+                  patch_um:float=112.,     # physical patch side
+                  patch_px:int=224,        # pixels after resampling
+                  cache_dir=None,          # see `cached_features` (False: no cache)
+                  tta:bool=False, image:np.ndarray|None=None, pad:bool=True, **kwargs) -> np.ndarray: # (n_obs, D)
+    "Features of every spot of one section, cached per section and encoder key."
+    from stlearn_nb.data import spot_patches
+    library_id = next(iter(adata.uns['spatial']))
+    load = lambda: spot_patches(adata, patch_um=patch_um, out_px=patch_px, image=image, pad=pad, copy=True).obsm['patches']
+    return cached_features(library_id, load, encoder, patch_um, patch_px, adata.obs_names, cache_dir, tta, **kwargs)
+
+# %% ../nbs/02_features.ipynb #60900185
 def distributed_rank() -> tuple[int, int]: # (rank, world_size)
     "This process's rank and the world size under torch.distributed (torchrun, accelerate launch), else (0, 1)."
     import torch.distributed as dist
@@ -281,7 +299,7 @@ def hest_sample_ids(root:str|Path) -> list:
     "The sample ids of a HEST-1k folder that have a patch file, sorted."
     return sorted(p.stem for p in (Path(root)/'patches').glob('*.h5'))
 
-# %% ../nbs/02_features.ipynb #a780f649
+# %% ../nbs/02_features.ipynb #3768aa30
 def encode_hest_samples(root:str|Path,      # HEST-1k folder with patches/{id}.h5
                         encoder,            # from `load_encoder`
                         out_dir:str|Path,   # cache root: one key folder, one .npz per sample
@@ -304,7 +322,7 @@ def encode_hest_samples(root:str|Path,      # HEST-1k folder with patches/{id}.h
         if not _show_progress(progress) and progress is not False: print(f"[rank {rank}/{world}] {sid}: {rows[-1]['status']} ({len(img)} patches)", file=sys.stderr)
     return pd.DataFrame(rows, columns=['sample_id', 'n_patches', 'status', 'path'])
 
-# %% ../nbs/02_features.ipynb #408cc554
+# %% ../nbs/02_features.ipynb #f46a90b6
 def ridge_probe(train_x:np.ndarray, train_y:np.ndarray, # (n, D) features, (n, G) targets (log-normalised expression)
                 valid_x:np.ndarray, valid_y:np.ndarray, # validation spots, for the penalty
                 n_pcs:int=256, alphas=tuple(np.logspace(-1, 5, 13)),
