@@ -12,8 +12,8 @@ import numpy as np, pandas as pd, torch
 
 # %% auto #0
 __all__ = ['seed_everything', 'default_device', 'cpu_threads', 'pearson_per_gene', 'average_ranks', 'spearman_per_gene',
-           'correlation_summary', 'poisson_log_prob', 'nb_log_prob', 'zinb_log_prob', 'type_palette', 'Experiment',
-           'markdown_table', 'write_experiment', 'atomic_dir', 'atomic_file', 'versions']
+           'partial_spearman_per_gene', 'correlation_summary', 'poisson_log_prob', 'nb_log_prob', 'zinb_log_prob',
+           'type_palette', 'Experiment', 'markdown_table', 'write_experiment', 'atomic_dir', 'atomic_file', 'versions']
 
 # %% ../nbs/00_core.ipynb #d9d1218c
 def seed_everything(seed:int=0, # seed for `random`, `numpy` and `torch` (CPU and CUDA)
@@ -88,6 +88,20 @@ def spearman_per_gene(pred, # (n, G) predictions
     "Spearman correlation per gene: Pearson on average ranks (ties share their mean rank)."
     pred, true = _check_pair(pred, true)
     return pearson_per_gene(average_ranks(pred), average_ranks(true))
+
+# %% ../nbs/00_core.ipynb #ba47c878
+def partial_spearman_per_gene(pred,      # (n, G) predictions
+                              true,      # (n, G) measurements
+                              covariate, # (n,) nuisance variable to remove, e.g. each spot's library size
+                             ) -> np.ndarray: # (G,) partial Spearman rho; NaN where undefined (e.g. a column that is a function of the covariate)
+    "Spearman correlation per gene after removing (by linear regression on ranks) what the covariate's ranks explain."
+    pred, true = _check_pair(pred, true)
+    z = average_ranks(np.asarray(covariate, float).reshape(-1, 1))
+    basis = np.c_[np.ones(len(z)), z]
+    def resid(r):   # residual ranks; a column the covariate explains entirely becomes exactly constant (-> NaN)
+        e = r - basis @ np.linalg.lstsq(basis, r, rcond=None)[0]
+        return np.where(np.abs(e).max(0) < 1e-9 * len(r), 0., e)
+    return pearson_per_gene(resid(average_ranks(pred)), resid(average_ranks(true)))
 
 # %% ../nbs/00_core.ipynb #a7fe35d3
 def correlation_summary(r:np.ndarray, # (G,) per-gene correlations, NaN for undefined genes

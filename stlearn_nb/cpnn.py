@@ -23,8 +23,8 @@ __all__ = ['HER2ST_TYPE_MAP', 'mean_prototypes', 'fit_prototype_regression', 're
            'CPNN', 'cpnn_loss', 'DirectMIL', 'log_normalise', 'directmil_loss', 'BagDataset', 'bag_collate',
            'bag_dataloaders', 'cpnn_learner', 'directmil_learner', 'gene_sensitivity', 'predict_bags', 'fit_quietly',
            'train_slide_models', 'expression_scores', 'composition_recovery', 'evaluate_slides', 'plot_weight_recovery',
-           'train_spot_models', 'predict_spots', 'patch_features', 'run_cpnn_synth', 'her2st_reference_prototypes',
-           'plot_composition_map', 'run_cpnn_her2st']
+           'train_spot_models', 'predict_spots', 'run_cpnn_synth', 'her2st_reference_prototypes',
+           'plot_composition_map', 'plot_composition_comparison', 'run_cpnn_her2st']
 
 # %% ../nbs/30_cpnn.ipynb #5fdf7c81
 def _codes(values) -> tuple[np.ndarray, list]:
@@ -426,29 +426,6 @@ def predict_spots(model:nn.Module, features) -> tuple[np.ndarray, np.ndarray|Non
     w = model.weights(x).mean(1).cpu().numpy() if isinstance(model, CPNN) else None
     return expr, w
 
-# %% ../nbs/30_cpnn.ipynb #41166446
-_RGB_FROM_HED = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])  # Ruifrok & Johnston (as skimage)
-
-def patch_features(patches:np.ndarray, # (n, H, W, 3) uint8
-                  ) -> np.ndarray:     # (n, 5 * 33) float32 colour/texture statistics (whole patch + 4 quadrants)
-    "Fixed colour and texture statistics of H&E patches: RGB and HED optical density, gradients, background."
-    rgb = np.asarray(patches, np.float32) / 255.
-    stains = _RGB_FROM_HED / np.linalg.norm(_RGB_FROM_HED, axis=1, keepdims=True)
-    hed = -np.log(np.clip(rgb, 1 / 255., None)) @ np.linalg.inv(stains)          # optical density -> H, E, D
-    grey = rgb.mean(-1)
-    grad = np.zeros_like(grey); grad[:, :-1, :-1] = np.hypot(np.diff(grey, axis=1)[:, :, :-1], np.diff(grey, axis=2)[:, :-1, :])
-    nuclei = hed[..., 0] > np.quantile(hed[..., 0], 0.9)                          # strongest haematoxylin decile
-    n, H, W = grey.shape
-    out = []
-    for rows, cols in [(slice(None), slice(None))] + [(slice(i * H // 2, (i + 1) * H // 2), slice(j * W // 2, (j + 1) * W // 2))
-                                                       for i in range(2) for j in range(2)]:
-        c = np.concatenate([rgb[:, rows, cols], hed[:, rows, cols]], -1).reshape(n, -1, 6)
-        q = np.quantile(c, [0.1, 0.5, 0.9], axis=1).transpose(1, 0, 2).reshape(n, -1)
-        flat = lambda a: a[:, rows, cols].reshape(n, -1)
-        out.append(np.concatenate([c.mean(1), c.std(1), q, flat(grad).mean(1, keepdims=True),
-                                   (flat(grey) > 0.85).mean(1, keepdims=True), flat(nuclei).mean(1, keepdims=True)], 1))
-    return np.concatenate(out, 1).astype(np.float32)
-
 # %% ../nbs/30_cpnn.ipynb #9367e8c1
 def run_cpnn_synth(quick:bool=False, seed:int=0, data_dir=None, n_seeds:int|None=None, **options) -> Experiment:
     "CPNN vs DirectMIL on synthetic prototype mixtures: held-out slide Spearman and composition recovery."
@@ -479,74 +456,120 @@ def her2st_reference_prototypes(ref:ad.AnnData, genes, label_key:str='celltype_m
     return regression_prototypes(ref, 'her2st_type', **kwargs)
 
 # %% ../nbs/30_cpnn.ipynb #afeb1edc
-def _load_her2st(root, sections, genes, patch_px:int):
-    from stlearn_nb.data import read_her2st, spot_patches
+def _load_her2st(root, sections, genes, encoder, patch_um:float=112., patch_px:int=224, cache_dir=None):
+    from stlearn_nb.data import read_her2st
+    from stlearn_nb.features import spot_features
     out = {}
     for s in sections:
         a = read_her2st(root, s, drop_zero=True)
-        spot_patches(a, patch_um=112., out_px=patch_px, pad=True)
+        a.obsm['features'] = spot_features(a, encoder, patch_um, patch_px, cache_dir=cache_dir)   # all spots: shared cache
         a = a[:, list(genes)].copy()
-        keep = np.asarray(a.layers['counts'].sum(1)).ravel() > 0
-        a = a[keep].copy(); a.obsm['features'] = patch_features(a.obsm['patches']); del a.obsm['patches']
-        out[s] = a
+        out[s] = a[np.asarray(a.layers['counts'].sum(1)).ravel() > 0].copy()
     return out
 
 # %% ../nbs/30_cpnn.ipynb #a5dfa9b6
+def _dense_layer(a:ad.AnnData) -> np.ndarray:
+    c = a.layers['counts']
+    return np.asarray(c.toarray() if hasattr(c, 'toarray') else c, np.float32)
+
+def _her2st_ridge(data:dict, train:list, test:str, valid:str='C5') -> np.ndarray: # (n_test, G) ridge predictions
+    from stlearn_nb.features import ridge_probe
+    fit_on = [s for s in train if s != valid]
+    X, Y = np.concatenate([data[s].obsm['features'] for s in fit_on]), np.concatenate([_dense_layer(data[s]) for s in fit_on])
+    target = lambda c: log_normalise(torch.as_tensor(c)).numpy()
+    model = ridge_probe(X, target(Y), data[valid].obsm['features'], target(_dense_layer(data[valid])))
+    return model.predict(data[test].obsm['features'])
+
 def _her2st_split(data:dict, train:list, test:str, proto:pd.DataFrame, epochs:int, seed:int, quiet:bool, lam:float=1e3) -> tuple:
-    dense = lambda a: np.asarray(a.layers['counts'].toarray() if hasattr(a.layers['counts'], 'toarray') else a.layers['counts'], np.float32)
     Xtr = np.concatenate([data[s].obsm['features'] for s in train]); mu, sd = Xtr.mean(0), Xtr.std(0) + 1e-6
-    Ytr = np.concatenate([dense(data[s]) for s in train]); Xte, Yte = data[test].obsm['features'], dense(data[test])
+    Ytr = np.concatenate([_dense_layer(data[s]) for s in train]); Xte, Yte = data[test].obsm['features'], _dense_layer(data[test])
     fit = train_spot_models((Xtr - mu) / sd, Ytr, proto.values, (Xte - mu) / sd, Yte, epochs=epochs, seed=seed, quiet=quiet, lam=lam)
     (e_cp, w_cp), (e_dm, _) = predict_spots(fit['cpnn'], (Xte - mu) / sd), predict_spots(fit['directmil'], (Xte - mu) / sd)
     rows = [dict(test=test, model='CPNN', **expression_scores(e_cp, Yte)), dict(test=test, model='DirectMIL', **expression_scores(e_dm, Yte))]
-    st = data[test].obsm.get('stereoscope_major')
-    types = list(proto.index)
-    comp = pd.DataFrame({'test': test, 'type': types,
-                         'r_cpnn_vs_stereoscope': [np.corrcoef(w_cp[:, k], st[t])[0, 1] if st is not None and t in st else np.nan for k, t in enumerate(types)],
-                         'r_nnls_vs_stereoscope': [np.corrcoef(fit['valid_proportions'][:, k], st[t])[0, 1] if st is not None and t in st else np.nan for k, t in enumerate(types)]})
+    st = data[test].obsm.get('stereoscope_major'); types = list(proto.index)
+    r = lambda w, t: np.corrcoef(w, st[t])[0, 1] if st is not None and t in st else np.nan
+    comp = pd.DataFrame({'test': test, 'type': types, 'r_cpnn_vs_stereoscope': [r(w_cp[:, k], t) for k, t in enumerate(types)],
+                         'r_nnls_vs_stereoscope': [r(fit['valid_proportions'][:, k], t) for k, t in enumerate(types)]})
     return rows, comp, w_cp
 
 # %% ../nbs/30_cpnn.ipynb #13a45731
+def _contrast(image:np.ndarray) -> np.ndarray:
+    "Stretch an RGB image between its 1st and 99th percentiles (pale scans become readable)."
+    lo, hi = np.percentile(image, (1, 99))
+    return np.clip((image.astype(np.float32) - lo) / max(hi - lo, 1e-6), 0, 1)
+
 def plot_composition_map(adata:ad.AnnData, # one section with .obsm['spatial'] (full-res px) and a lowres image
                          weights,          # (n_spots, K) compositions
                          names:list,       # K type names
                          cell_type:str,    # which type to draw
-                         ax=None, cmap:str='viridis'):
-    "Spots coloured by one type's predicted share, over the low-res H&E (image y axis down)."
+                         ax=None, cmap:str='viridis', vmax:float|None=None, colorbar:bool=True, s:float=22):
+    "Spots coloured by one type's share over the contrast-stretched low-res H&E, framed on the spots (image y axis down)."
     if ax is None: _, ax = plt.subplots(figsize=(4, 4))
     lib = next(iter(adata.uns['spatial'])); info = adata.uns['spatial'][lib]
     xy = adata.obsm['spatial']
     if 'lowres' in info.get('images', {}):
-        ax.imshow(info['images']['lowres']); xy = xy * info['scalefactors']['tissue_lowres_scalef']
-    sc = ax.scatter(xy[:, 0], xy[:, 1], c=np.asarray(weights)[:, names.index(cell_type)], s=12, cmap=cmap, vmin=0, alpha=0.85)
-    ax.figure.colorbar(sc, ax=ax, fraction=0.046, label='share'); ax.set_title(f'{lib}: {cell_type}'); ax.axis('off')
+        ax.imshow(_contrast(info['images']['lowres']), alpha=0.55); xy = xy * info['scalefactors']['tissue_lowres_scalef']
+    sc = ax.scatter(xy[:, 0], xy[:, 1], c=np.asarray(weights)[:, names.index(cell_type)], s=s, cmap=cmap, vmin=0, vmax=vmax,
+                    edgecolors='none')
+    pad = 0.06 * np.ptp(xy, 0).max()   # frame the spots, not the whole slide
+    ax.set_xlim(xy[:, 0].min() - pad, xy[:, 0].max() + pad); ax.set_ylim(xy[:, 1].max() + pad, xy[:, 1].min() - pad)
+    if colorbar: ax.figure.colorbar(sc, ax=ax, fraction=0.046, pad=0.02, label='share')
+    ax.set_title(f'{lib}: {cell_type}', fontsize=9); ax.axis('off')
     return ax
 
+def plot_composition_comparison(adata:ad.AnnData, predicted, reference, names:list, types:list,
+                                labels=('CPNN', 'stereoscope'), axes=None):
+    "Per type (rows): predicted and reference shares on one colour scale per row, with their Pearson r; returns the Axes."
+    if axes is None: _, axes = plt.subplots(len(types), 2, figsize=(7.2, 3.3 * len(types)), squeeze=False, layout='constrained')
+    for row, t in zip(axes, types):
+        k = names.index(t); p, q = np.asarray(predicted)[:, k], np.asarray(reference)[:, k]
+        vmax = float(np.percentile(np.r_[p, q], 99))
+        for ax, w, lab in zip(row, (predicted, reference), labels):
+            plot_composition_map(adata, w, names, t, ax=ax, vmax=vmax, colorbar=False)
+            ax.set_title(f'{t}: {lab}' + (f' (r = {np.corrcoef(p, q)[0, 1]:.2f})' if lab == labels[0] else ''), fontsize=9)
+        row[-1].figure.colorbar(row[-1].collections[0], ax=list(row), fraction=0.04, pad=0.02, label=f'{t} share')
+    return axes
+
 # %% ../nbs/30_cpnn.ipynb #3e22fef0
-def run_cpnn_her2st(quick:bool=False, seed:int=0, data_dir=None, epochs:int|None=None, patch_px:int|None=None,
+def run_cpnn_her2st(quick:bool=False, seed:int=0, data_dir=None, epochs:int|None=None, n_seeds:int|None=None,
+                    arch:str|None=None, weights=None, with_stain:bool=True, patch_um:float=112., patch_px:int|None=None,
+                    cache_dir=None,
                     lam:float=1e3, # weight of L_prop + L_proto
                     **options) -> Experiment:
-    "CPNN vs DirectMIL on her2st spots (held-out section C6, held-out patient B4), Wu et al. prototypes."
+    "CPNN vs DirectMIL vs ridge on frozen features of her2st spots (held-out section C6, held-out patient B4), Wu et al. prototypes."
     from pathlib import Path
     from stlearn_nb.data import read_10x_reference
+    from stlearn_nb.features import default_encoder, load_encoder
     root = Path(data_dir) if data_dir is not None else shared_data_dir()
     if root is None or not (root/'her2st').is_dir() or not (root/'wu2021_brca_scrna_CID4465').is_dir():
         raise FileNotFoundError("her2st and wu2021_brca_scrna_CID4465 are needed under the shared data folder")
     seed_everything(seed)
     ref = read_10x_reference(root/'wu2021_brca_scrna_CID4465', drop_zero=True)
     hvg = np.load(root/'her2st'/'hvg'/'her_hvg_cut_1000.npy', allow_pickle=True).astype(str)
-    sections = ['B4', 'C2', 'C3', 'C4', 'C5', 'C6']
-    data = _load_her2st(root/'her2st', sections, [g for g in hvg if g in set(ref.var_names)], patch_px or (32 if quick else 64))
-    genes = list(data['B4'].var_names)
-    proto = her2st_reference_prototypes(ref, genes, n_steps=200 if quick else 400)
-    epochs = epochs or (5 if quick else 30)
+    sections, n_seeds = ['B4', 'C2', 'C3', 'C4', 'C5', 'C6'], n_seeds or (1 if quick else 3)
+    epochs, patch_px = epochs or (5 if quick else 30), patch_px or (112 if quick else 224)
+    encoders = [default_encoder(arch, weights)]
+    if with_stain and encoders[0].arch != 'stain': encoders.append(load_encoder('stain'))
     rows, comps, figs = [], [], {}
-    for test in ('C6', 'B4'):
-        train = [s for s in sections if s != test and (test != 'B4' or s.startswith('C'))]
-        r, c, w = _her2st_split(data, train, test, proto, epochs, seed, quick, lam)
-        rows += r; comps.append(c)
-        fig, axes = plt.subplots(1, 3, figsize=(12, 4))
-        for ax, t in zip(axes, ['Epithelial', 'CAFs', 'T-cells']): plot_composition_map(data[test], w, list(proto.index), t, ax=ax)
-        fig.suptitle(f'CPNN predicted composition, held-out {test}'); figs[f'composition_{test}'] = fig
-    return Experiment(pd.DataFrame(rows), tables={'composition_vs_stereoscope': pd.concat(comps)}, figures=figs,
-                      notes=f"{len(genes)} genes; fixed colour/texture patch features; spot mode; epochs={epochs}; lam={lam}")
+    for enc in encoders:
+        data = _load_her2st(root/'her2st', sections, [g for g in hvg if g in set(ref.var_names)], enc, patch_um, patch_px, cache_dir)
+        genes = list(data['B4'].var_names)
+        if enc is encoders[0]: proto = her2st_reference_prototypes(ref, genes, n_steps=200 if quick else 400)
+        for test in ('C6', 'B4'):
+            train = [s for s in sections if s != test and (test != 'B4' or s.startswith('C'))]
+            rows.append(dict(encoder=enc.arch, test=test, seed=seed, model='ridge', **expression_scores(_her2st_ridge(data, train, test), _dense_layer(data[test]))))
+            for s in range(seed, seed + n_seeds):
+                r, c, w = _her2st_split(data, train, test, proto, epochs, s, quick, lam)
+                rows += [dict(encoder=enc.arch, seed=s, **x) for x in r]; comps.append(c.assign(encoder=enc.arch, seed=s))
+                if enc is encoders[0] and s == seed:
+                    axes = plot_composition_comparison(data[test], w, data[test].obsm['stereoscope_major'][proto.index].values,
+                                                       list(proto.index), ['Epithelial', 'CAFs'])
+                    axes[0][0].figure.suptitle(f'held-out {test}: CPNN on {enc.arch} features vs stereoscope', fontsize=10)
+                    figs[f'composition_{test}'] = axes[0][0].figure
+    per_seed = pd.DataFrame(rows)
+    table = per_seed.groupby(['encoder', 'model', 'test'], sort=False).agg(
+        spearman_mean=('spearman_mean', 'mean'), spearman_sd=('spearman_mean', 'std'), pearson_mean=('pearson_mean', 'mean'),
+        pearson_sd=('pearson_mean', 'std'), n_genes=('n_genes', 'first'), n_seeds=('seed', 'size')).reset_index()
+    notes = (f"{len(genes)} genes; encoders: {', '.join(f'{e.arch} (weights {e.weights_hash})' for e in encoders)}; patches {patch_um:g} um "
+             f"at {patch_px} px; spot mode; epochs={epochs}; lam={lam}; {n_seeds} seed(s) (ridge is deterministic); ridge penalty chosen on C5.")
+    return Experiment(table, tables={'per_seed': per_seed, 'composition_vs_stereoscope': pd.concat(comps)}, figures=figs, notes=notes)

@@ -11,18 +11,20 @@ import numpy as np, pandas as pd, torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from .core import (cpu_threads, seed_everything, default_device, spearman_per_gene, pearson_per_gene,
-                             average_ranks, correlation_summary,
+                             average_ranks, correlation_summary, partial_spearman_per_gene,
                              poisson_log_prob, nb_log_prob, Experiment)
 
 # %% auto #0
 __all__ = ['TOY_FUNCTIONS', 'TOY_LOSSES', 'TOY_PAPER', 'IMBALANCED_WINDOW', 'TOY_CONFIGS', 'TOY_FULL_SEEDS', 'HEST_PAPER',
-           'HER2ST_SPLIT', 'library_offset', 'segment_logsumexp', 'within_group_partners', 'log_normalised', 'mse_loss',
-           'poisson_loss', 'nb_loss', 'rank_loss_on_pairs', 'rank_loss', 'pair_strank_on_pairs', 'pair_strank_loss',
-           'pcc_loss', 'list_strank_loss', 'fit_scores', 'toy_mu', 'simulate_toy', 'plot_toy_data', 'EnsembleMLP',
-           'tissue_sorted_partners', 'ToyEnsembleLoss', 'ToyBatches', 'warm_restarts_lr', 'WarmRestartsLR',
-           'ToyEvalCallback', 'ConcatEnsembles', 'toy_grid', 'toy_datasets', 'toy_learner', 'fit_toy', 'summarise_toy',
-           'plot_toy_curves', 'plot_toy_bars', 'run_strank_toy', 'stain_features', 'her2st_dataset', 'LinearHead',
-           'real_loss', 'KeepBestWeights', 'her2st_learner', 'her2st_scores', 'run_strank_her2st']
+           'HER2ST_SPLIT', 'HER2ST_OFFSETS', 'library_offset', 'segment_logsumexp', 'within_group_partners',
+           'log_normalised', 'mse_loss', 'poisson_loss', 'nb_loss', 'rank_loss_on_pairs', 'rank_loss',
+           'pair_strank_on_pairs', 'pair_strank_loss', 'pcc_loss', 'list_strank_loss', 'fit_scores', 'toy_mu',
+           'simulate_toy', 'plot_toy_data', 'EnsembleMLP', 'tissue_sorted_partners', 'ToyEnsembleLoss', 'ToyBatches',
+           'warm_restarts_lr', 'WarmRestartsLR', 'ToyEvalCallback', 'ConcatEnsembles', 'toy_grid', 'toy_datasets',
+           'toy_learner', 'fit_toy', 'summarise_toy', 'plot_toy_curves', 'plot_toy_bars', 'run_strank_toy',
+           'her2st_dataset', 'LinearHead', 'real_loss', 'KeepBestWeights', 'her2st_offset', 'her2st_learner',
+           'her2st_predict', 'section_scores', 'her2st_scores', 'her2st_ridge', 'plot_her2st_bars', 'plot_gene_maps',
+           'her2st_depth_baseline', 'run_strank_her2st']
 
 # %% ../nbs/10_strank.ipynb #f62e3a82
 def library_offset(counts:Tensor, # (B, G) raw counts of the selected genes
@@ -499,31 +501,22 @@ def run_strank_toy(quick:bool=False, seed:int=0, data_dir=None, # data_dir unuse
 HEST_PAPER = dict(zip(TOY_LOSSES, (.306, .293, .244, .228, .343, .326, .345)))   # paper's HEST-1k averages
 HER2ST_SPLIT = dict(train=('C2', 'C3', 'C4'), valid=('C5',), test=('C6', 'B4'))
 
-def stain_features(patches:np.ndarray, # (n, h, w, 3) uint8 RGB
-                  ) -> np.ndarray:     # (n, 60) float32
-    "Haematoxylin/eosin/DAB optical densities and RGB: mean, sd, 10/50/90% quantiles, whole patch and centre."
-    from skimage.color import rgb2hed
-    if patches.ndim != 4 or patches.shape[-1] != 3: raise ValueError(f"patches must be (n, h, w, 3), got {patches.shape}")
-    h, w = patches.shape[1:3]
-    channels = np.concatenate([rgb2hed(patches), patches / 255.], -1).astype(np.float32)   # (n, h, w, 6)
-    out = []
-    for region in (channels, channels[:, h // 4:3 * h // 4, w // 4:3 * w // 4]):
-        flat = region.reshape(len(patches), -1, 6)
-        out += [flat.mean(1), flat.std(1), *np.quantile(flat, [0.1, 0.5, 0.9], axis=1)]
-    return np.concatenate(out, 1).astype(np.float32)
-
 # %% ../nbs/10_strank.ipynb #ada7aac4
 def her2st_dataset(root, # the her2st folder
-                   sections=('C2', 'C3', 'C4', 'C5', 'C6', 'B4'), n_genes:int=50, patch_um:float=112., out_px:int=64,
+                   sections=('C2', 'C3', 'C4', 'C5', 'C6', 'B4'), n_genes:int=50,
+                   encoder=None,        # from `features.load_encoder`; None: `features.default_encoder()`
+                   patch_um:float=112., patch_px:int=224, cache_dir=None, tta:bool=False,
                    max_mito:float=20., min_genes:int=200, min_cells:int=3, train=HER2ST_SPLIT['train'],
-                  ) -> dict:  # features (n, 60), counts (n, G), section (n,), genes, qc (DataFrame)
-    "QC, top-variance genes and stain features of the her2st sections (raw counts kept)."
+                  ) -> dict:  # features (n, D), counts (n, G), section (n,), spatial (n, 2), genes, qc, encoder
+    "QC, top-variance genes and frozen patch features (cached per section) of the her2st sections, raw counts kept."
     import anndata as ad, scanpy as sc
-    from stlearn_nb.data import read_her2st, spot_patches
+    from stlearn_nb.data import read_her2st
+    from stlearn_nb.features import default_encoder, spot_features
+    encoder = default_encoder() if encoder is None else encoder
     parts = []
     for s in sections:
         a = read_her2st(root, s, drop_zero=True, lowres=0)
-        spot_patches(a, patch_um=patch_um, out_px=out_px)
+        a.obsm['features'] = spot_features(a, encoder, patch_um, patch_px, cache_dir=cache_dir, tta=tta)
         parts.append(a)
     adata = ad.concat(parts, join='inner', merge='first', index_unique='-')
     mito = adata.var_names.str.upper().str.startswith('MT-')
@@ -535,8 +528,10 @@ def her2st_dataset(root, # the her2st folder
     logn = sc.pp.log1p(sc.pp.normalize_total(adata[adata.obs.section.isin(train)], target_sum=1e4, copy=True), copy=True)
     var = np.asarray(logn.X.power(2).mean(0)).ravel() - np.asarray(logn.X.mean(0)).ravel() ** 2
     genes = adata.var_names[np.argsort(-var)[:n_genes]]
-    return dict(features=stain_features(adata.obsm['patches']), counts=adata[:, genes].X.toarray().astype(np.float32),
-                section=adata.obs.section.astype(str).to_numpy(), genes=list(genes), qc=qc.assign(n_mito_genes=int(mito.sum())))
+    qc = qc.assign(n_mito_genes=int(mito.sum()), median_counts=pd.Series(total[keep]).groupby(adata.obs.section.to_numpy()).median())
+    return dict(features=np.asarray(adata.obsm['features'], np.float32), counts=adata[:, genes].X.toarray().astype(np.float32),
+                library=np.asarray(adata.X.sum(1), np.float64).ravel(),
+                section=adata.obs.section.astype(str).to_numpy(), spatial=adata.obsm['spatial'], genes=list(genes), qc=qc, encoder=encoder)
 
 # %% ../nbs/10_strank.ipynb #a2f928d4
 class LinearHead(nn.Module):
@@ -547,10 +542,9 @@ class LinearHead(nn.Module):
     def forward(self, x:Tensor) -> Tensor: return self.linear(x)
 
 def real_loss(name:str, head:LinearHead): # name from TOY_LOSSES
-    "The real-data loss `name` as fastai's loss_func(pred (B, G), y (B, G + 1))."
+    "The real-data loss `name` as fastai's loss_func(pred (B, G), y (B, G + 2) = [counts | log offset | section id])."
     def loss(f, y):
-        counts, group = y[:, :-1], y[:, -1].long()
-        offset = library_offset(counts)
+        counts, offset, group = y[:, :-2], y[:, -2:-1], y[:, -1].long()
         return {'MSE': lambda: mse_loss(f, counts, normalise=True), 'Po': lambda: poisson_loss(f, counts, offset),
                 'NB': lambda: nb_loss(f, counts, head.log_theta, offset), 'Rank': lambda: rank_loss(f, log_normalised(counts), group),
                 'PairSTRank': lambda: pair_strank_loss(f, counts, group, offset, entropy=True),
@@ -571,14 +565,29 @@ class KeepBestWeights(TrackerCallback):
     def after_fit(self):
         if self.state is not None: self.model.load_state_dict(self.state)
 
-def her2st_learner(data:dict, loss:str, split=HER2ST_SPLIT, bs:int=128, lr:float=1e-3, patience:int=10, seed:int=0) -> Learner:
+HER2ST_OFFSETS = ('selected', 'all', 'none')
+
+def her2st_offset(data:dict, kind:str='selected', train=HER2ST_SPLIT['train']) -> np.ndarray: # (n, 1) log offset
+    "Per-spot log library offset: over the selected genes (the paper), the spot's all-gene total (rescaled), or none."
+    counts = torch.as_tensor(data['counts'])
+    if kind == 'selected': return library_offset(counts).numpy()
+    if kind == 'none': return np.zeros((len(counts), 1), np.float32)
+    if kind != 'all': raise ValueError(f"unknown offset {kind!r}; known: {HER2ST_OFFSETS}")
+    rows = np.isin(data['section'], train)   # scale: all-gene totals expressed as a mean count of the selected genes
+    share = data['counts'][rows].sum() / data['library'][rows].sum() / data['counts'].shape[1]
+    return np.log(data['library'] * share + 1e-6)[:, None].astype(np.float32)
+
+def her2st_learner(data:dict, loss:str, split=HER2ST_SPLIT, bs:int=128, lr:float=1e-3, patience:int=10, seed:int=0,
+                   offset:str='selected', # library offset of the count losses, see `her2st_offset`
+                  ) -> Learner:
     "A fastai Learner for a linear head on standardised features, early-stopped on the validation sections' loss."
     from torch.utils.data import TensorDataset, DataLoader
     seed_everything(seed)
     train, valid = np.isin(data['section'], split['train']), np.isin(data['section'], split['valid'])
     mean, sd = data['features'][train].mean(0), data['features'][train].std(0) + 1e-6
     codes = pd.Categorical(data['section']).codes.astype(np.float32)
-    X = torch.as_tensor((data['features'] - mean) / sd); Y = torch.as_tensor(np.column_stack([data['counts'], codes]))
+    X = torch.as_tensor((data['features'] - mean) / sd)
+    Y = torch.as_tensor(np.column_stack([data['counts'], her2st_offset(data, offset, split['train']), codes]).astype(np.float32))
     dl = lambda rows, shuffle: DataLoader(TensorDataset(X[rows], Y[rows]), batch_size=bs, shuffle=shuffle)
     head = LinearHead(X.shape[1], data['counts'].shape[1])
     learn = Learner(DataLoaders(dl(train, True), dl(valid, False)), head, loss_func=real_loss(loss, head), lr=lr,
@@ -588,36 +597,144 @@ def her2st_learner(data:dict, loss:str, split=HER2ST_SPLIT, bs:int=128, lr:float
     return learn
 
 # %% ../nbs/10_strank.ipynb #898b3c64
-def her2st_scores(data:dict, learn:Learner, sections=HER2ST_SPLIT['test']) -> dict:
-    "Per-gene Spearman of the head's predictions with log-normalised expression, per test section."
+def her2st_predict(data:dict, learn:Learner, section:str) -> np.ndarray: # (n_section, G) predicted scores
+    "The head's predictions for one section's spots (features standardised with the training statistics)."
     mean, sd = learn.standardise
-    out = {}
-    for s in sections:
-        rows = data['section'] == s
-        with torch.no_grad(): pred = learn.model(torch.as_tensor((data['features'][rows] - mean) / sd))
-        out[s] = correlation_summary(spearman_per_gene(pred, log_normalised(torch.as_tensor(data['counts'][rows]))))
-    return out
+    rows = data['section'] == section
+    with torch.no_grad(): return learn.model(torch.as_tensor((data['features'][rows] - mean) / sd)).numpy()
+
+def section_scores(pred:np.ndarray, counts:np.ndarray, library:np.ndarray) -> dict: # (n, G), (n, G), (n,)
+    "Per-gene Spearman with log-normalised expression (summary), plus the mean depth-adjusted (partial) Spearman."
+    target = log_normalised(torch.as_tensor(counts)).numpy()
+    return dict(correlation_summary(spearman_per_gene(pred, target)),
+                depth_adjusted=float(np.nanmean(partial_spearman_per_gene(pred, target, library))))
+
+def her2st_scores(data:dict, learn:Learner, sections=HER2ST_SPLIT['test']) -> dict:
+    "`section_scores` of the head's predictions, per test section."
+    return {s: section_scores(her2st_predict(data, learn, s), data['counts'][data['section'] == s], data['library'][data['section'] == s])
+            for s in sections}
+
+# %% ../nbs/10_strank.ipynb #a3f3ab82
+def her2st_ridge(data:dict, split=HER2ST_SPLIT) -> dict:
+    "HEST-Benchmark ridge probe on the features to log-normalised expression: per-section score summaries and the model."
+    from stlearn_nb.features import ridge_probe
+    target = lambda rows: log_normalised(torch.as_tensor(data['counts'][rows])).numpy()
+    train, valid = np.isin(data['section'], split['train']), np.isin(data['section'], split['valid'])
+    model = ridge_probe(data['features'][train], target(train), data['features'][valid], target(valid))
+    rows = {s: data['section'] == s for s in split['test']}
+    scores = {s: section_scores(model.predict(data['features'][r]), data['counts'][r], data['library'][r]) for s, r in rows.items()}
+    return dict(scores=scores, model=model)
+
+# %% ../nbs/10_strank.ipynb #8998176d
+def plot_her2st_bars(table:pd.DataFrame, # from `run_strank_her2st`: encoder, loss, {C6,B4}_mean, {C6,B4}_sd ('ridge' rows)
+                     axes=None):
+    "Mean per-gene Spearman per loss and encoder on C6 and B4, seed sd as error bars; ridge and the library-size predictor as lines."
+    import matplotlib.pyplot as plt
+    if axes is None: _, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
+    encoders = list(dict.fromkeys(table.encoder[table.loss.isin(TOY_LOSSES)])); x = np.arange(len(TOY_LOSSES)); width = 0.8 / len(encoders)
+    depth = table[table.loss == 'library size']
+    colours = plt.get_cmap('tab10').colors
+    for ax, sec in zip(axes, ('C6', 'B4')):
+        for j, enc in enumerate(encoders):
+            t = table[table.encoder == enc].set_index('loss')
+            ax.bar(x + (j - (len(encoders) - 1) / 2) * width, t.loc[list(TOY_LOSSES), f'{sec}_mean'], width,
+                   yerr=t.loc[list(TOY_LOSSES), f'{sec}_sd'], capsize=2, color=colours[j], label=f'{enc}: linear head')
+            if 'ridge' in t.index: ax.axhline(t.loc['ridge', f'{sec}_mean'], color=colours[j], ls='--', lw=1.2, label=f'{enc}: ridge')
+        if len(depth): ax.axhline(depth[f'{sec}_mean'].iloc[0], color='grey', ls=':', lw=1.5, label='library size only')
+        ax.axhline(0, color='k', lw=0.5)
+        ax.set_xticks(x, TOY_LOSSES, rotation=30); ax.set_title(f'held-out {"section" if sec == "C6" else "patient"} {sec}')
+    axes[0].set_ylabel('mean per-gene Spearman'); axes[-1].legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1))
+    return axes
+
+def plot_gene_maps(spatial:np.ndarray,  # (n, 2) spot centres, full-resolution pixels (image y axis down)
+                   measured:np.ndarray, predicted:np.ndarray, # (n, G) log-normalised expression and predicted scores
+                   genes:list, show:list, axes=None, title:str=''):
+    "Measured vs predicted maps of the genes `show`, each coloured by its within-section percentile."
+    import matplotlib.pyplot as plt
+    if axes is None: _, axes = plt.subplots(len(show), 2, figsize=(6.4, 3 * len(show)), squeeze=False)
+    pct = lambda v: (average_ranks(v[:, None])[:, 0] - 1) / max(len(v) - 1, 1)
+    for row, g in zip(axes, show):
+        k = genes.index(g); r = spearman_per_gene(predicted[:, [k]], measured[:, [k]])[0]
+        for ax, values, what in zip(row, (measured[:, k], predicted[:, k]), ('measured', f'predicted (Spearman {r:.2f})')):
+            sc = ax.scatter(spatial[:, 0], spatial[:, 1], c=pct(values), cmap='viridis', vmin=0, vmax=1, s=14)
+            ax.set_title(f'{g}: {what}', fontsize=9); ax.set_aspect('equal'); ax.invert_yaxis(); ax.axis('off')
+    axes[0][-1].figure.colorbar(sc, ax=np.ravel(axes).tolist(), fraction=0.03, label='percentile within the section')
+    if title: axes[0][0].figure.suptitle(title, fontsize=10)
+    return axes
+
+# %% ../nbs/10_strank.ipynb #2a917e1c
+def _fit_her2st_head(data, loss, seed, max_epochs, progress, offset='selected'):
+    learn = her2st_learner(data, loss, seed=seed, offset=offset)
+    if progress: learn.fit(max_epochs)
+    else:
+        with learn.no_bar(), learn.no_logging(): learn.fit(max_epochs)
+    return learn
+
+def her2st_depth_baseline(data:dict, sections=HER2ST_SPLIT['test']) -> dict:
+    "Scores of a predictor that knows only each spot's all-gene library size (the same value for every gene)."
+    rows = {s: data['section'] == s for s in sections}
+    return {s: section_scores(np.repeat(data['library'][r, None], len(data['genes']), 1), data['counts'][r], data['library'][r])
+            for s, r in rows.items()}
+
+def _per_gene(data, learn, encoder, loss, offset, seed, section='B4'):
+    rows = data['section'] == section; counts = data['counts'][rows]
+    r = spearman_per_gene(her2st_predict(data, learn, section), log_normalised(torch.as_tensor(counts)))
+    return pd.DataFrame(dict(encoder=encoder, loss=loss, offset=offset, seed=seed, section=section, gene=data['genes'],
+                             spearman=r, frac_zero=(counts == 0).mean(0), mean_count=counts.mean(0)))
 
 # %% ../nbs/10_strank.ipynb #e031cf0f
-def run_strank_her2st(quick:bool=False, seed:int=0, data_dir=None, n_genes:int=50, max_epochs:int|None=None,
+def run_strank_her2st(quick:bool=False, seed:int=0, data_dir=None, n_genes:int=50, n_seeds:int|None=None,
+                      max_epochs:int|None=None, arch:str|None=None, weights=None, with_stain:bool=True,
+                      patch_um:float=112., patch_px:int|None=None, tta:bool=False, cache_dir=None,
+                      offset_study:bool|None=None, # also fit the count losses with the 'all' and 'none' offsets (default encoder)
                       progress:bool=True, **options) -> Experiment:
-    "Seven losses, linear heads on frozen stain features, her2st: held-out section C6 and held-out patient B4."
+    "Seven losses (linear heads) and ridge on frozen features of her2st spots: held-out section C6, held-out patient B4."
     from stlearn_nb.data import shared_data_dir, DataFormatError
+    from stlearn_nb.features import default_encoder, load_encoder
     root = shared_data_dir('her2st') if data_dir is None else Path(data_dir)/'her2st'
     if root is None or not Path(root).exists(): raise DataFormatError(f"her2st data not found (data_dir={data_dir})")
-    data = her2st_dataset(root, n_genes=n_genes)
-    max_epochs = max_epochs or (30 if quick else 300)
-    rows = []
-    for loss in TOY_LOSSES:
-        learn = her2st_learner(data, loss, seed=seed)
-        if progress: learn.fit(max_epochs)
-        else:
-            with learn.no_bar(), learn.no_logging(): learn.fit(max_epochs)
-        sc = her2st_scores(data, learn)
-        rows.append(dict(loss=loss, C6_spearman=sc['C6']['mean'], B4_spearman=sc['B4']['mean'],
-                         C6_undefined=sc['C6']['n_undefined'], B4_undefined=sc['B4']['n_undefined'],
-                         epochs=len(learn.recorder.values), paper_hest1k=HEST_PAPER[loss]))
-    notes = (f"{n_genes} genes; spots kept per section: {data['qc'].kept.to_dict()}; mitochondrial genes in the matrix: "
-             f"{int(data['qc'].n_mito_genes.iloc[0])}. Encoder: frozen stain features (60 per spot), linear head per loss, "
-             f"early stopping (patience 10) on the C5 loss, max {max_epochs} epochs. paper_hest1k: the paper's HEST-1k averages (context).")
-    return Experiment(pd.DataFrame(rows), tables={'qc': data['qc'].reset_index(names='section')}, notes=notes)
+    n_seeds, max_epochs, patch_px = n_seeds or (1 if quick else 3), max_epochs or (30 if quick else 300), patch_px or (112 if quick else 224)
+    offset_study = (not quick) if offset_study is None else offset_study
+    encoders = [default_encoder(arch, weights)]
+    if with_stain and encoders[0].arch != 'stain': encoders.append(load_encoder('stain'))
+    per_seed, ridge_rows, per_gene, figs, qc = [], [], [], {}, None
+    for enc in encoders:
+        data = her2st_dataset(root, n_genes=n_genes, encoder=enc, patch_um=patch_um, patch_px=patch_px, cache_dir=cache_dir, tta=tta)
+        qc = data['qc'] if qc is None else qc
+        ridge = her2st_ridge(data)['scores']
+        ridge_rows.append(dict(encoder=enc.arch, loss='ridge', **{f'{s}_{k}': ridge[s][k] for s in ('C6', 'B4') for k in ('mean', 'n_undefined', 'depth_adjusted')}))
+        fits = [(loss, 'selected') for loss in TOY_LOSSES]
+        if offset_study and enc is encoders[0]: fits += [(l, o) for o in ('all', 'none') for l in ('Po', 'NB', 'PairSTRank', 'ListSTRank')]
+        for s in range(seed, seed + n_seeds):
+            for loss, offset in fits:
+                learn = _fit_her2st_head(data, loss, s, max_epochs, progress, offset)
+                sc = her2st_scores(data, learn)
+                per_seed.append(dict(encoder=enc.arch, loss=loss, offset=offset, seed=s, C6=sc['C6']['mean'], B4=sc['B4']['mean'],
+                                     C6_adj=sc['C6']['depth_adjusted'], B4_adj=sc['B4']['depth_adjusted'],
+                                     C6_undefined=sc['C6']['n_undefined'], B4_undefined=sc['B4']['n_undefined'], epochs=len(learn.recorder.values)))
+                if enc is encoders[0] and s == seed:
+                    per_gene.append(_per_gene(data, learn, enc.arch, loss, offset, s))
+                    if loss == 'ListSTRank' and offset == 'selected':
+                        rows = data['section'] == 'C6'
+                        measured = log_normalised(torch.as_tensor(data['counts'][rows])).numpy()
+                        figs['gene_maps_C6'] = plot_gene_maps(data['spatial'][rows], measured, her2st_predict(data, learn, 'C6'), data['genes'],
+                                                              data['genes'][:2], title=f'C6, ListSTRank head on {enc.arch} features')[0][0].figure
+        if enc is encoders[0]:
+            depth = her2st_depth_baseline(data)
+            ridge_rows.append(dict(encoder='none', loss='library size', **{f'{s}_{k}': depth[s][k] for s in ('C6', 'B4') for k in ('mean', 'n_undefined', 'depth_adjusted')}))
+    runs = pd.DataFrame(per_seed)
+    table = runs[runs.offset == 'selected'].groupby(['encoder', 'loss'], sort=False).agg(
+        C6_mean=('C6', 'mean'), C6_sd=('C6', 'std'), B4_mean=('B4', 'mean'), B4_sd=('B4', 'std'),
+        C6_adj=('C6_adj', 'mean'), B4_adj=('B4_adj', 'mean'), epochs=('epochs', 'mean'), n_seeds=('seed', 'size')).reset_index()
+    table = pd.concat([table, pd.DataFrame(ridge_rows).drop(columns=['C6_n_undefined', 'B4_n_undefined']).rename(columns=lambda c: c.replace('_depth_adjusted', '_adj')).assign(n_seeds=1)], ignore_index=True)
+    table['paper_hest1k'] = table.loss.map(HEST_PAPER)
+    offsets = runs.groupby(['encoder', 'loss', 'offset'], sort=False).agg(C6_mean=('C6', 'mean'), C6_sd=('C6', 'std'),
+                                                                          B4_mean=('B4', 'mean'), B4_sd=('B4', 'std'), C6_adj=('C6_adj', 'mean'), B4_adj=('B4_adj', 'mean')).reset_index()
+    figs['her2st_bars'] = plot_her2st_bars(table)[0].figure
+    notes = (f"Encoders: {', '.join(f'{e.arch} (weights {e.weights_hash})' for e in encoders)}; patches {patch_um:g} um at {patch_px} px"
+             f"{', dihedral TTA' if tta else ''}. {n_genes} genes; spots kept per section: {qc.kept.to_dict()}; median counts per kept spot: "
+             f"{qc.median_counts.round().astype(int).to_dict()}. Linear head per loss, early stopping (patience 10) on the C5 loss, max {max_epochs} "
+             f"epochs, {n_seeds} seed(s). Ridge: standardise, PCA 256, penalty chosen on C5. 'library size': every gene predicted by the "
+             f"spot's all-gene total. *_adj: mean per-gene partial Spearman given the spot's library size (depth removed). paper_hest1k: the paper's HEST-1k averages (context).")
+    return Experiment(table, tables={'per_seed': runs, 'offsets': offsets, 'per_gene_B4': pd.concat(per_gene), 'qc': qc.reset_index(names='section')},
+                      figures=figs, notes=notes)

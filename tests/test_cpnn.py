@@ -4,7 +4,7 @@ from scipy.stats import nbinom
 from stlearn_nb.cpnn import (simulate_prototypes, simulate_reference, mean_prototypes, regression_prototypes,
                              fit_prototype_regression, prototype_recovery, nnls_proportions, simulate_cpnn,
                              train_slide_models, evaluate_slides, CPNN, cpnn_loss, bag_collate, composition_recovery,
-                             her2st_reference_prototypes, HER2ST_TYPE_MAP, patch_features)
+                             her2st_reference_prototypes, HER2ST_TYPE_MAP)
 from stlearn_nb.data import shared_data_dir, DataFormatError
 
 
@@ -75,13 +75,6 @@ def test_synthetic_cpnn_beats_directmil_and_recovers_patch_weights():
     assert margin > 0, scores
 
 
-def test_patch_features_see_staining():
-    white = np.full((2, 16, 16, 3), 255, np.uint8); purple = white.copy(); purple[1] = (120, 60, 160)
-    f = patch_features(purple)
-    assert f[1, 3] > 0.3 and abs(f[0, 3]) < 1e-6       # haematoxylin optical density of a purple vs a white patch
-    assert f[0, 31] == 1 and f[1, 31] == 0             # background fraction
-
-
 def test_her2st_reference_prototypes():
     root = shared_data_dir('wu2021_brca_scrna_CID4465')
     if root is None: pytest.skip('wu2021_brca_scrna_CID4465 not found under ../shared/data')
@@ -113,13 +106,19 @@ def test_her2st_section_features_and_map():
     if root is None or not (root/'her2st').is_dir() or not (root/'wu2021_brca_scrna_CID4465').is_dir():
         pytest.skip('her2st or wu2021_brca_scrna_CID4465 not found under ../shared/data')
     import matplotlib; matplotlib.use('Agg')
-    from stlearn_nb.cpnn import _load_her2st, plot_composition_map
+    from stlearn_nb.cpnn import _load_her2st, plot_composition_map, plot_composition_comparison
     from stlearn_nb.data import read_her2st, spot_patches
+    from stlearn_nb.features import load_encoder, stain_features
     genes = ['EPCAM', 'COL1A1', 'CD3E', 'ERBB2', 'ACTB']
-    a = _load_her2st(root/'her2st', ['C6'], genes, patch_px=16)['C6']
+    a = _load_her2st(root/'her2st', ['C6'], genes, load_encoder('stain'), patch_px=16, cache_dir=False)['C6']
     assert a.n_vars == 5 and np.isfinite(a.obsm['features']).all()
     ref = read_her2st(root/'her2st', 'C6', drop_zero=True); spot_patches(ref, patch_um=112., out_px=16, pad=True)
     ref = ref[a.obs_names]
-    np.testing.assert_allclose(a.obsm['features'][:, :3], ref.obsm['patches'].reshape(ref.n_obs, -1, 3).mean(1) / 255, atol=1e-5)
-    ax = plot_composition_map(a, a.obsm['stereoscope_major'].values, list(a.obsm['stereoscope_major'].columns), 'Epithelial')
+    np.testing.assert_allclose(a.obsm['features'], stain_features(ref.obsm['patches']), atol=1e-5)   # rows follow the spots
+    st = a.obsm['stereoscope_major']; names = list(st.columns)
+    ax = plot_composition_map(a, st.values, names, 'Epithelial')
     assert len(ax.collections[0].get_offsets()) == a.n_obs
+    axes = plot_composition_comparison(a, st.values * 0.5, st.values, names, ['Epithelial', 'CAFs'])
+    for row in axes:   # one colour scale per type, shared by the two panels
+        assert row[0].collections[0].get_clim() == row[1].collections[0].get_clim()
+    assert 'r = 1.00' in axes[0][0].get_title()

@@ -2,6 +2,7 @@
 import math, numpy as np, pandas as pd, pytest, torch, scipy.stats
 from stlearn_nb import strank as st
 from stlearn_nb.data import shared_data_dir
+from stlearn_nb.features import load_encoder
 
 
 def _inputs(seed=0, B=23, G=4):
@@ -121,7 +122,7 @@ def test_toy_claim_via_cli(tmp_path):
 def test_her2st_genes_are_top_variance():
     root = shared_data_dir('her2st')
     if root is None: pytest.skip('../shared/data/her2st not present')
-    d = st.her2st_dataset(root, sections=('C6',), train=('C6',), n_genes=5, out_px=16)
+    d = st.her2st_dataset(root, sections=('C6',), train=('C6',), n_genes=5, encoder=load_encoder('stain'), patch_px=16, cache_dir=False)
     assert d['counts'].shape == (len(d['section']), 5) and (d['counts'] == np.round(d['counts'])).all()
     counts = pd.read_csv(root/'counts'/'C6.tsv.gz', sep='\t', index_col=0)
     counts = counts[(counts > 0).sum(1) >= 200]
