@@ -550,7 +550,7 @@ def run_cpnn_her2st(quick:bool=False, seed:int=0, data_dir=None, epochs:int|None
     epochs, patch_px = epochs or (5 if quick else 30), patch_px or (112 if quick else 224)
     encoders = [default_encoder(arch, weights)]
     if with_stain and encoders[0].arch != 'stain': encoders.append(load_encoder('stain'))
-    rows, comps, figs = [], [], {}
+    rows, comps, maps, figs = [], [], [], {}
     for enc in encoders:
         data = _load_her2st(root/'her2st', sections, [g for g in hvg if g in set(ref.var_names)], enc, patch_um, patch_px, cache_dir)
         genes = list(data['B4'].var_names)
@@ -566,10 +566,14 @@ def run_cpnn_her2st(quick:bool=False, seed:int=0, data_dir=None, epochs:int|None
                                                        list(proto.index), ['Epithelial', 'CAFs'])
                     axes[0][0].figure.suptitle(f'held-out {test}: CPNN on {enc.arch} features vs stereoscope', fontsize=10)
                     figs[f'composition_{test}'] = axes[0][0].figure
+                    xy = data[test].obsm['spatial']
+                    maps.append(pd.DataFrame(w, columns=list(proto.index)).add_prefix('cpnn_').join(
+                        data[test].obsm['stereoscope_major'][proto.index].reset_index(drop=True).add_prefix('stereoscope_')).assign(
+                        test=test, spot=data[test].obs_names, x=xy[:, 0], y=xy[:, 1]))
     per_seed = pd.DataFrame(rows)
     table = per_seed.groupby(['encoder', 'model', 'test'], sort=False).agg(
         spearman_mean=('spearman_mean', 'mean'), spearman_sd=('spearman_mean', 'std'), pearson_mean=('pearson_mean', 'mean'),
         pearson_sd=('pearson_mean', 'std'), n_genes=('n_genes', 'first'), n_seeds=('seed', 'size')).reset_index()
     notes = (f"{len(genes)} genes; encoders: {', '.join(f'{e.arch} (weights {e.weights_hash})' for e in encoders)}; patches {patch_um:g} um "
              f"at {patch_px} px; spot mode; epochs={epochs}; lam={lam}; {n_seeds} seed(s) (ridge is deterministic); ridge penalty chosen on C5.")
-    return Experiment(table, tables={'per_seed': per_seed, 'composition_vs_stereoscope': pd.concat(comps)}, figures=figs, notes=notes)
+    return Experiment(table, tables={'per_seed': per_seed, 'composition_vs_stereoscope': pd.concat(comps), 'composition_maps': pd.concat(maps)}, figures=figs, notes=notes)

@@ -444,7 +444,9 @@ def plot_toy_curves(runs:pd.DataFrame, predictions:Tensor, datasets:list, # runs
         row = runs[(runs.dataset == dataset) & (runs.config == config) & (runs.loss == loss)]
         p = predictions[row.index[0]].numpy()[order]
         ax.plot(d['x_test'][order], (p - p.min()) / (np.ptp(p) + 1e-12), lw=1, label=f"{loss} {row.test_spearman.iloc[0]:.2f}")
-    ax.set(xlabel='x', ylabel='scaled prediction', title=f'{config}'); ax.legend(fontsize=6, ncol=2)
+    setting = runs[runs.dataset == dataset].setting.iloc[0] if 'setting' in runs else ''
+    ax.set(xlabel='x', ylabel='scaled prediction', title=f'{setting} tissues, dataset {dataset}, {config}'.strip(', '))
+    ax.legend(fontsize=6, loc='upper left', bbox_to_anchor=(1.01, 1), title='loss, test Spearman', title_fontsize=6)
     return ax
 
 # %% ../nbs/10_strank.ipynb #4b697081
@@ -606,8 +608,8 @@ def her2st_predict(data:dict, learn:Learner, section:str) -> np.ndarray: # (n_se
 def section_scores(pred:np.ndarray, counts:np.ndarray, library:np.ndarray) -> dict: # (n, G), (n, G), (n,)
     "Per-gene Spearman with log-normalised expression (summary), plus the mean depth-adjusted (partial) Spearman."
     target = log_normalised(torch.as_tensor(counts)).numpy()
-    return dict(correlation_summary(spearman_per_gene(pred, target)),
-                depth_adjusted=float(np.nanmean(partial_spearman_per_gene(pred, target, library))))
+    partial = partial_spearman_per_gene(pred, target, library); partial = partial[np.isfinite(partial)]
+    return dict(correlation_summary(spearman_per_gene(pred, target)), depth_adjusted=float(partial.mean()) if partial.size else np.nan)
 
 def her2st_scores(data:dict, learn:Learner, sections=HER2ST_SPLIT['test']) -> dict:
     "`section_scores` of the head's predictions, per test section."
@@ -716,9 +718,11 @@ def run_strank_her2st(quick:bool=False, seed:int=0, data_dir=None, n_genes:int=5
                     per_gene.append(_per_gene(data, learn, enc.arch, loss, offset, s))
                     if loss == 'ListSTRank' and offset == 'selected':
                         rows = data['section'] == 'C6'
-                        measured = log_normalised(torch.as_tensor(data['counts'][rows])).numpy()
-                        figs['gene_maps_C6'] = plot_gene_maps(data['spatial'][rows], measured, her2st_predict(data, learn, 'C6'), data['genes'],
+                        measured, predicted = log_normalised(torch.as_tensor(data['counts'][rows])).numpy(), her2st_predict(data, learn, 'C6')
+                        figs['gene_maps_C6'] = plot_gene_maps(data['spatial'][rows], measured, predicted, data['genes'],
                                                               data['genes'][:2], title=f'C6, ListSTRank head on {enc.arch} features')[0][0].figure
+                        maps = pd.concat([pd.DataFrame(dict(gene=g, x=data['spatial'][rows, 0], y=data['spatial'][rows, 1], measured=measured[:, k],
+                                                            predicted=predicted[:, k])) for k, g in enumerate(data['genes'][:2])])
         if enc is encoders[0]:
             depth = her2st_depth_baseline(data)
             ridge_rows.append(dict(encoder='none', loss='library size', **{f'{s}_{k}': depth[s][k] for s in ('C6', 'B4') for k in ('mean', 'n_undefined', 'depth_adjusted')}))
@@ -736,5 +740,5 @@ def run_strank_her2st(quick:bool=False, seed:int=0, data_dir=None, n_genes:int=5
              f"{qc.median_counts.round().astype(int).to_dict()}. Linear head per loss, early stopping (patience 10) on the C5 loss, max {max_epochs} "
              f"epochs, {n_seeds} seed(s). Ridge: standardise, PCA 256, penalty chosen on C5. 'library size': every gene predicted by the "
              f"spot's all-gene total. *_adj: mean per-gene partial Spearman given the spot's library size (depth removed). paper_hest1k: the paper's HEST-1k averages (context).")
-    return Experiment(table, tables={'per_seed': runs, 'offsets': offsets, 'per_gene_B4': pd.concat(per_gene), 'qc': qc.reset_index(names='section')},
+    return Experiment(table, tables={'per_seed': runs, 'offsets': offsets, 'maps_C6': maps, 'per_gene_B4': pd.concat(per_gene), 'qc': qc.reset_index(names='section')},
                       figures=figs, notes=notes)
