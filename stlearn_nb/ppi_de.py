@@ -6,16 +6,18 @@
 from __future__ import annotations
 import os, math, time, warnings, tempfile
 from pathlib import Path
-import numpy as np, pandas as pd, torch
-from scipy.stats import norm
+import numpy as np, pandas as pd, torch, scipy.sparse
+from scipy.stats import norm, t as student_t
 from .core import Experiment, seed_everything, nb_log_prob, poisson_log_prob
+from .data import DataFormatError
 
 # %% auto #0
-__all__ = ['SIM_ARMS', 'glm_design', 'glm_terms', 'estimate_inv_dispersion', 'ppi_glm_pointestimate', 'ppi_glm_stats',
-           'ppi_glm_lambda', 'ppi_glm_cov', 'ppi_glm_fit', 'classical_glm_fit', 'naive_glm_fit', 'glm_ci', 'ppi_glm_ci',
-           'classical_glm_ci', 'bh_adjust', 'de_table', 'sample_curation', 'simulate_de_genes', 'simulate_cells',
-           'ppi_sim_replicates', 'ppi_sim_summary', 'plot_sim_coverage', 'plot_sim_width', 'CurationLog',
-           'curation_widget', 'ppi_de', 'plot_volcano', 'plot_forest', 'run_ppi_sim']
+__all__ = ['CHUNK_BYTES', 'SIM_ARMS', 'glm_design', 'glm_terms', 'reduce_cells', 'group_sums', 'estimate_inv_dispersion',
+           'ppi_glm_pointestimate', 'ppi_glm_stats', 'ppi_glm_lambda', 'ppi_glm_cov', 'ppi_glm_fit', 'ppi_glm_df',
+           'classical_glm_fit', 'naive_glm_fit', 'glm_ci', 'ppi_glm_ci', 'classical_glm_ci', 'bh_adjust', 'de_table',
+           'sample_curation', 'simulate_de_genes', 'simulate_cells', 'ppi_sim_replicates', 'ppi_sim_summary',
+           'plot_sim_coverage', 'plot_sim_width', 'CurationLog', 'curation_widget', 'ppi_de', 'plot_volcano',
+           'plot_forest', 'run_ppi_sim']
 
 # %% ../nbs/40_ppi_de.ipynb #2ae7dd78
 def glm_design(labels, # (..., c) integer labels in 0..n_classes-1; 0 is the reference group
@@ -49,83 +51,242 @@ def glm_terms(counts:torch.Tensor,   # (..., c, G) counts
     return loss, phi * (mean - counts) / (phi + mean), phi * mean * (phi + counts) / (phi + mean)**2
 
 # %% ../nbs/40_ppi_de.ipynb #bef317bc
-def _cell_sum(a, b, w, v):
-    "sum_i w_i a_i b_i^T v_ig: (..., c, K), (..., c, K), (..., c), (..., c, G) -> (..., G, K, K)."
-    ab = (a[..., :, None] * b[..., None, :]) * w[..., None, None]
-    out = torch.einsum('...cq,...cg->...gq', ab.flatten(-2), v)
-    return out.unflatten(-1, (a.shape[-1], b.shape[-1]))
+CHUNK_BYTES = 2**20   # float64 working memory per part of the cell axis (fits a 1 MB cache: measured fastest)
 
-def _as_tensor(x, dtype=torch.float64):
+def _is_dask(x) -> bool: return type(x).__module__.split('.')[0] == 'dask'
+def _is_sparse(x) -> bool: return scipy.sparse.issparse(x) or getattr(x, 'format', None) in ('csr', 'csc')
+
+def _as_matrix(x):
+    "Counts as given (numpy, scipy.sparse, h5py / AnnData backed, Dask); torch tensors and lists become numpy."
+    if isinstance(x, torch.Tensor): return x.detach().cpu().numpy()
+    if isinstance(x, np.ndarray) or _is_dask(x) or _is_sparse(x) or hasattr(x, 'dtype') and hasattr(x, 'shape'): return x
+    return np.asarray(x)
+
+def reduce_cells(counts,     # (..., c, G) numpy or torch; (c, G) scipy.sparse CSR/CSC, h5py / AnnData backed, Dask
+                 cells:dict, # name -> (..., c) per-cell numpy vectors the function needs
+                 fn,         # fn(counts_part, cells_part, genes: slice) -> (..., q, g) float64 sums over the part's cells
+                 n_out:int,  # q, the rows fn returns
+                 chunk_bytes:int|None=None, # float64 working memory per part (default CHUNK_BYTES)
+                ) -> np.ndarray: # (..., q, G) fn summed over all cells
+    "Sum `fn` over parts of the cell axis: row chunks (dense, CSR, backed), gene blocks (CSC), Dask blocks."
+    counts, chunk_bytes = _as_matrix(counts), chunk_bytes or CHUNK_BYTES
+    shape = counts.shape; c, G = shape[-2], shape[-1]
+    if _is_dask(counts):
+        import dask.array as da
+        x = counts.rechunk({1: -1})
+        vecs = [a for v in cells.values() for a in (da.from_array(np.asarray(v), chunks=(x.chunks[0],)), 'c')]
+        block = lambda xb, *vb: fn(xb, dict(zip(cells, vb)), slice(None))[None]
+        parts = da.blockwise(block, 'cqg', x, 'cg', *vecs, new_axes={'q': n_out}, adjust_chunks={'c': 1},
+                             dtype=np.float64, meta=np.empty((0, 0, 0)))
+        return parts.sum(0).compute()
+    if getattr(counts, 'format', None) == 'csc':        # gene blocks: cheap column slices of CSC
+        step = max(1, 32 * chunk_bytes // (8 * max(c, 1)))
+        return np.concatenate([fn(counts[:, a:a + step], cells, slice(a, a + step)) for a in range(0, G, step)], -1)
+    step = max(1, (32 if _is_sparse(counts) else 1) * chunk_bytes // (8 * max(G, 1) * math.prod(shape[:-2])))
+    out = np.zeros((*shape[:-2], n_out, G))
+    for a in range(0, c, step):
+        part = counts[a:a + step] if len(shape) == 2 else counts[..., a:a + step, :]
+        out += fn(part, {k: v[..., a:a + step] for k, v in cells.items()}, slice(None))
+    return out
+
+# %% ../nbs/40_ppi_de.ipynb #9b62776b
+def _onehot(codes, n:int) -> np.ndarray: return (np.asarray(codes)[..., None] == np.arange(n)).astype(np.float64)
+
+def _float_part(part):
+    "A part of the counts in float64 (numpy or scipy.sparse), and per gene (..., 3, g) flags: any negative, non-integer, non-finite."
+    if _is_sparse(part):
+        x = (part if scipy.sparse.issparse(part) else scipy.sparse.csr_matrix(part)).astype(np.float64)
+        def per_gene(mask):
+            y = x.copy(); y.data = mask.astype(np.float64); return (np.asarray(y.sum(0)).ravel() > 0).astype(np.float64)
+        d = x.data
+        return x, np.stack([per_gene(d < 0), per_gene(np.isfinite(d) & (d != np.round(d))), per_gene(~np.isfinite(d))])
+    raw = np.asarray(part); x = raw.astype(np.float64)
+    neg = raw.min(-2) < 0 if raw.shape[-2] else np.zeros(raw.shape[:-2] + raw.shape[-1:], bool)
+    if np.issubdtype(raw.dtype, np.integer): return x, np.stack([neg, 0 * neg, 0 * neg], -2).astype(np.float64)
+    finite = np.isfinite(raw)
+    return x, np.stack([neg, (finite & (np.rint(raw) != raw)).any(-2), ~finite.all(-2)], -2).astype(np.float64)
+
+def _tmatmul(A, x):
+    "A^T x over the cell axis: (..., c, q), (..., c, g) dense or sparse -> (..., q, g)."
+    if scipy.sparse.issparse(x): return np.asarray((x.T @ A).T)
+    return np.matmul(np.swapaxes(A, -1, -2), x)
+
+def _square(x): return x.multiply(x) if scipy.sparse.issparse(x) else x * x
+
+# %% ../nbs/40_ppi_de.ipynb #cf08de40
+def group_sums(counts,              # (..., c, G) counts: numpy, torch, scipy.sparse, AnnData backed, Dask
+               groups,              # (..., c) integer group of each cell, 0..n_groups-1
+               n_groups:int,        # P
+               linear_weights=(),   # T1 per-cell weight vectors (..., c): sums of w x per group
+               square_weights=(),   # T2 per-cell weight vectors (..., c): sums of w x^2 per group
+               chunk_bytes:int|None=None,
+              ) -> tuple:           # linear (..., T1, G, P), square (..., T2, G, P), flags (..., 3, G)
+    "Per-group weighted sums of counts and of squared counts, in float64, in one pass over the count matrix."
+    T1, T2, P = len(linear_weights), len(square_weights), n_groups
+    cells = {'group': np.asarray(groups), **{f'l{t}': np.asarray(v, np.float64) for t, v in enumerate(linear_weights)},
+             **{f's{t}': np.asarray(v, np.float64) for t, v in enumerate(square_weights)}}
+    def fn(part, cp, genes):
+        x, flags = _float_part(part)
+        oh = _onehot(cp['group'], P)
+        A = np.concatenate([oh * cp[f'l{t}'][..., None] for t in range(T1)] + [oh[..., :0]], -1)
+        A2 = np.concatenate([oh * cp[f's{t}'][..., None] for t in range(T2)] + [oh[..., :0]], -1)
+        return np.concatenate([_tmatmul(A, x), _tmatmul(A2, _square(x)), flags], -2)
+    out = reduce_cells(counts, cells, fn, (T1 + T2) * P + 3, chunk_bytes)
+    split = lambda a, b, T: np.swapaxes(out[..., a:b, :].reshape(*out.shape[:-2], T, P, -1), -1, -2)
+    return split(0, T1 * P, T1), split(T1 * P, (T1 + T2) * P, T2), (out[..., -3:, :] > 0).astype(np.float64)
+
+# %% ../nbs/40_ppi_de.ipynb #dcb0fe3d
+def _np(x, dtype=None):
     if x is None: return None
-    if hasattr(x, 'toarray'): x = x.toarray()
-    return torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).to(dtype)
+    if isinstance(x, torch.Tensor): x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=dtype)
 
 def _norm_weights(weights, shape):
     "Importance weights normalised to sum to n over the cell axis (ones when None)."
-    if weights is None: return torch.ones(shape, dtype=torch.float64)
-    w = _as_tensor(weights)
-    if (w < 0).any() or not torch.isfinite(w).all(): raise ValueError("weights must be finite and >= 0")
-    return w / w.sum(-1, keepdim=True) * w.shape[-1]
+    if weights is None: return np.ones(shape)
+    w = _np(weights, np.float64)
+    if w.shape != tuple(shape): raise ValueError(f"weights {w.shape} do not match cells {tuple(shape)}")
+    if (w < 0).any() or not np.isfinite(w).all() or (w.sum(-1) <= 0).any(): raise ValueError("weights must be finite and >= 0, not all 0")
+    return w / w.sum(-1, keepdims=True) * w.shape[-1]
 
-# %% ../nbs/40_ppi_de.ipynb #dcb0fe3d
-def _ppi_parts(counts, labels, labels_hat, counts_unl, labels_hat_unl, weights, offset, offset_unl, n_classes):
-    "Tensors of the three data terms: (curated with y), (curated with yhat), (automated with yhat)."
-    x = _as_tensor(counts); z = glm_design(labels, n_classes); w = _norm_weights(weights, x.shape[:-1])
-    o = _as_tensor(offset)
-    parts = {'x': x, 'z': z, 'w': w, 'o': o, 'n': x.shape[-2]}
-    if labels_hat is not None:
-        parts.update(zh=glm_design(labels_hat, n_classes), xu=_as_tensor(counts_unl),
-                     zu=glm_design(labels_hat_unl, n_classes), ou=_as_tensor(offset_unl))
-        parts['N'] = parts['xu'].shape[-2]
-        if parts['xu'].shape[-1] != x.shape[-1]: raise ValueError("curated and automated counts have different gene counts")
-    if z.shape[:-1] != x.shape[:-1]: raise ValueError(f"labels {tuple(z.shape[:-1])} do not match counts {tuple(x.shape[:-1])}")
-    return parts
+def _labels(labels, n_classes, shape, what):
+    y = _np(labels).astype(np.int64)
+    if y.shape != tuple(shape): raise ValueError(f"{what} {y.shape} do not match counts {tuple(shape)}")
+    if y.size and (y.min() < 0 or y.max() >= n_classes): raise ValueError(f"{what} must lie in 0..{n_classes-1}, got {y.min()}..{y.max()}")
+    return y
+
+def _offset(offset, shape):
+    "(log size factors, size factors); zeros and ones when None."
+    if offset is None: return np.zeros(shape), np.ones(shape)
+    o = _np(offset, np.float64)
+    if o.shape != tuple(shape): raise ValueError(f"offset {o.shape} does not match cells {tuple(shape)}")
+    if not np.isfinite(o).all(): raise ValueError("offsets (log size factors) must be finite: size factors must be > 0")
+    return o, np.exp(o)
+
+def _check_flags(flags, what):
+    "Raise a DataFormatError for negative / non-integer / non-finite counts (flags from `group_sums`)."
+    total = flags.reshape(-1, *flags.shape[-2:]).sum(0)
+    for k, name in enumerate(('negative', 'non-integer', 'non-finite')):
+        genes = np.flatnonzero(total[k])
+        if len(genes):
+            hint = ' (log-transformed or normalised? pass the raw counts layer)' if k == 1 else ''
+            raise DataFormatError(f"{what}: {name} values in {len(genes)} genes (columns {genes[:5].tolist()}){hint}; "
+                                  "Poisson/NB models need non-negative integer counts")
+
+# %% ../nbs/40_ppi_de.ipynb #1e487b46
+def _class_sums(x, group, P, w, eo, unweighted=False, chunk_bytes=None) -> dict:
+    "One pass: per-group sums of w x, w^2 e^o x, w^2 x^2 (and unweighted x, e^o x, x^2); scalars w e^o, w^2 e^2o."
+    lw, sw = [w, w * w * eo], [w * w]
+    if unweighted: lw, sw = lw + [np.ones_like(w), eo], sw + [np.ones_like(w)]
+    lin, sq, flags = group_sums(x, group, P, lw, sw, chunk_bytes)
+    oh = _onehot(group, P); per = lambda v: np.einsum('...c,...cp->...p', v, oh)
+    s = {'Q1': lin[..., 0, :, :], 'Q2': lin[..., 1, :, :], 'Q3': sq[..., 0, :, :], 'P1': per(w * eo), 'P2': per((w * eo)**2)}
+    if unweighted: s['unweighted'] = {'V1': lin[..., 2, :, :], 'V2': lin[..., 3, :, :], 'V3': sq[..., 1, :, :],
+                                      'U1': per(eo), 'U2': per(eo * eo)}
+    return s, flags
+
+def _ppi_parts(counts, labels, labels_hat, counts_unl, labels_hat_unl, weights, offset, offset_unl, n_classes,
+               unweighted=False, chunk_bytes=None) -> dict:
+    "Per-cell vectors, checks, and one pass over each count matrix for the per-group sums."
+    K, x = n_classes, _as_matrix(counts)
+    shape = x.shape[:-1]
+    p = {'x': x, 'K': K, 'n': shape[-1], 'G': x.shape[-1], 'y': _labels(labels, K, shape, 'labels'),
+         'w': _norm_weights(weights, shape), 'pairs': labels_hat is not None, 'chunk': chunk_bytes}
+    p['o'], p['eo'] = _offset(offset, shape)
+    if p['pairs']: p['yh'] = _labels(labels_hat, K, shape, 'labels_hat')
+    group = p['y'] * K + p['yh'] if p['pairs'] else p['y']
+    p['sums'], flags = _class_sums(x, group, K * K if p['pairs'] else K, p['w'], p['eo'], unweighted, chunk_bytes)
+    _check_flags(flags, 'curated counts' if p['pairs'] else 'counts')
+    if counts_unl is not None:
+        xu = _as_matrix(counts_unl)
+        if xu.shape[-1] != p['G']: raise ValueError(f"curated and automated counts have different gene counts ({p['G']}, {xu.shape[-1]})")
+        p.update(xu=xu, N=xu.shape[-2], yhu=_labels(labels_hat_unl, K, xu.shape[:-1], 'labels_hat_unlabeled'))
+        p['ou'], p['eou'] = _offset(offset_unl, xu.shape[:-1])
+        s, flags = _class_sums(xu, p['yhu'], K, np.ones(xu.shape[:-1]), p['eou'], chunk_bytes=chunk_bytes)
+        _check_flags(flags, 'automated counts')
+        p['sums_unl'] = {'V1': s['Q1'], 'V2': s['Q2'], 'V3': s['Q3'], 'U1': s['P1'], 'U2': s['P2']}
+    return p
 
 # %% ../nbs/40_ppi_de.ipynb #07e4c48d
-def _lam_terms(p, lam):
-    "(design, counts, offset, per-cell weight, per-gene multiplier) for each term of L_lambda."
-    n, G = p['n'], p['x'].shape[-1]
-    lam = torch.as_tensor(lam, dtype=torch.float64).expand(*p['x'].shape[:-2], G)
-    terms = [(p['z'], p['x'], p['o'], p['w'] / n, torch.ones_like(lam))]
-    if 'zu' in p:
-        terms += [(p['zh'], p['x'], p['o'], p['w'] / n, -lam),
-                  (p['zu'], p['xu'], p['ou'], torch.ones(p['xu'].shape[:-1], dtype=torch.float64) / p['N'], lam)]
-    return terms
+def _pair_view(p) -> dict:
+    "Curated sums indexed by (true class, automated class): (..., G, K, K); scalars (..., K, K)."
+    K, s = p['K'], {k: v for k, v in p['sums'].items() if k != 'unweighted'}
+    if p['pairs']: return {k: v.reshape(*v.shape[:-1], K, K) for k, v in s.items()}
+    return {k: v[..., :, None] * np.eye(K) for k, v in s.items()}
+
+def _design_matrix(K:int) -> np.ndarray: return glm_design(torch.arange(K), K).numpy()   # row k is z(k)
 
 def _closed_form(p, lam):
     "Saturated Poisson solution theta (..., G, K) from class totals S_k / W_k."
-    S = W = 0
-    for z, x, o, w, mult in _lam_terms(p, lam):
-        onehot = torch.cat([1 - z[..., 1:].sum(-1, keepdim=True), z[..., 1:]], -1)   # (..., c, K) class indicators
-        eo = torch.ones_like(w) if o is None else torch.exp(o)
-        S = S + mult[..., None] * torch.einsum('...c,...ck,...cg->...gk', w, onehot, x)
-        W = W + mult[..., None] * torch.einsum('...c,...ck->...k', w * eo, onehot)[..., None, :]
+    pv, n = _pair_view(p), p['n']
+    lam = np.broadcast_to(_np(lam, np.float64), pv['Q1'].shape[:-2])[..., None]   # (..., G, 1)
+    S, W = pv['Q1'].sum(-1) / n, pv['P1'].sum(-1)[..., None, :] / n
+    if 'N' in p:
+        u = p['sums_unl']
+        S = S - lam * pv['Q1'].sum(-2) / n + lam * u['V1'] / p['N']
+        W = W - lam * pv['P1'].sum(-2)[..., None, :] / n + lam * u['U1'][..., None, :] / p['N']
     with np.errstate(all='ignore'):
-        log_rate = torch.where((S > 0) & (W > 0), torch.log(S) - torch.log(W), torch.full_like(S, float('nan')))
-    return torch.cat([log_rate[..., :1], log_rate[..., 1:] - log_rate[..., :1]], -1)
+        log_rate = np.where((S > 0) & (W > 0), np.log(S) - np.log(W), np.nan)
+    return torch.from_numpy(np.concatenate([log_rate[..., :1], log_rate[..., 1:] - log_rate[..., :1]], -1))
 
 # %% ../nbs/40_ppi_de.ipynb #566818f4
-def _objective(p, theta, lam, family, phi, order=2):
-    "L_lambda and, for order 2, its gradient (..., G, K) and Hessian (..., G, K, K)."
-    L = g = H = 0
-    for z, x, o, w, mult in _lam_terms(p, lam):
-        loss, s, h = glm_terms(x, z, theta, o, family, phi)
-        L = L + mult * torch.einsum('...c,...cg->...g', w, loss)
-        if order == 2:
-            g = g + mult[..., None] * torch.einsum('...c,...ck,...cg->...gk', w, z, s)
-            H = H + mult[..., None, None] * _cell_sum(z, z, w, h)
-    return L, g, H
+def _percell_pass(p, which, theta, phi, family, kind, cv=None, lam=None) -> np.ndarray:
+    "One chunked pass over curated ('cur') or automated ('unl') cells at theta: per-class sums (..., q, G)."
+    K, cur = p['K'], which == 'cur'
+    cells = ({'y': p['y'], 'yh': p['yh'] if p['pairs'] else p['y'], 'w': p['w'], 'o': p['o']} if cur
+             else {'y': p['yhu'], 'yh': p['yhu'], 'w': np.ones(p['yhu'].shape), 'o': p['ou']})
+    theta, phi = torch.as_tensor(theta, dtype=torch.float64), None if phi is None else torch.as_tensor(phi, dtype=torch.float64)
+    n_out = {'stats': 6 * K * K, 'influence': 4, 'loss': 2 * K, 'newton': 6 * K}[kind]
+    tsum = lambda A, v: torch.matmul(A.transpose(-1, -2), v)
+    def fn(part, c, gs):
+        x = _float_part(part)[0]
+        x = torch.from_numpy(x.toarray() if scipy.sparse.issparse(x) else x)
+        th, ph = theta[..., gs, :], None if phi is None else phi[..., gs]
+        oy, oh = (torch.from_numpy(_onehot(c[k], K)) for k in ('y', 'yh'))
+        o, w = torch.from_numpy(np.asarray(c['o'], np.float64)), torch.from_numpy(np.asarray(c['w'], np.float64))[..., None]
+        with_loss = kind in ('loss', 'newton')
+        ly, sy, hy = glm_terms(x, glm_design(c['y'], K), th, o, family, ph, with_loss)
+        lh, sh, hh = glm_terms(x, glm_design(c['yh'], K), th, o, family, ph, with_loss)
+        if kind == 'loss': out = [tsum(oy * w, ly), tsum(oh * w, lh)]
+        elif kind == 'newton': out = [tsum(oy * w, v) for v in (ly, sy, hy)] + [tsum(oh * w, v) for v in (lh, sh, hh)]
+        elif kind == 'influence':   # psi_i = v^T (G_i - lam F_i), cv[g, k] = v_g . z_k: raw power sums of psi
+            cg = torch.as_tensor(cv[..., gs, :]).transpose(-1, -2)
+            psi = w * (oy @ cg * sy - torch.as_tensor(lam[..., gs])[..., None, :] * (oh @ cg) * sh)
+            out = [(psi**k).sum(-2, keepdim=True) for k in (1, 2, 3, 4)]
+        else:
+            pair = torch.from_numpy(_onehot(c['y'] * K + c['yh'], K * K))
+            A, A2 = pair * w, pair * w * w
+            out = [tsum(A, hy), tsum(A, sy), tsum(A, sh), tsum(A2, sy * sy), tsum(A2, sy * sh), tsum(A2, sh * sh)]
+        return torch.cat(out, -2).numpy()
+    return reduce_cells(p['x'] if cur else p['xu'], cells, fn, n_out, p['chunk'])
+
+# %% ../nbs/40_ppi_de.ipynb #20c850c7
+def _class_objective(p, theta, lam, family, phi, order=2):
+    "L_lambda (..., G) and, for order 2, its gradient (..., G, K) and Hessian (..., G, K, K), from per-class sums over cells."
+    K, n = p['K'], p['n']
+    lam = np.broadcast_to(_np(lam, np.float64), theta.shape[:-1])[..., None, :, None]   # (..., 1, G, 1)
+    q, kind = (3, 'newton') if order == 2 else (1, 'loss')
+    per_term = lambda out: np.swapaxes(out.reshape(*out.shape[:-2], 2, q, K, out.shape[-1]), -1, -2)  # (..., 2, q, G, K)
+    cur = per_term(_percell_pass(p, 'cur', theta, phi, family, kind))
+    by_class = cur[..., 0, :, :, :] / n
+    if p['pairs']: by_class = by_class - lam * cur[..., 1, :, :, :] / n
+    if 'N' in p: by_class = by_class + lam * per_term(_percell_pass(p, 'unl', theta, phi, family, kind))[..., 0, :, :, :] / p['N']
+    by_class = torch.from_numpy(np.ascontiguousarray(by_class))
+    L = by_class[..., 0, :, :].sum(-1)
+    if order != 2: return L, None, None
+    Z = torch.from_numpy(_design_matrix(K))
+    return L, torch.einsum('kp,...k->...p', Z, by_class[..., 1, :, :]), torch.einsum('kp,...k,kq->...pq', Z, by_class[..., 2, :, :], Z)
 
 def _newton(p, lam, family, phi, theta, max_iter=50, tol=1e-10):
     "Batched damped Newton on L_lambda for all genes (and replicates) at once."
     for _ in range(max_iter):
-        L, g, H = _objective(p, theta, lam, family, phi)
+        L, g, H = _class_objective(p, theta, lam, family, phi)
         step = torch.linalg.solve(H, g[..., None])[..., 0]
         step = torch.where(torch.isfinite(step), step, torch.zeros_like(step))
         t = torch.ones_like(L)
         for _ in range(20):   # halve the step for genes whose objective went up
             new = theta - t[..., None] * step
-            worse = _objective(p, new, lam, family, phi, order=0)[0] > L + 1e-12 * L.abs()
+            worse = _class_objective(p, new, lam, family, phi, order=0)[0] > L + 1e-12 * L.abs()
             if not worse.any(): break
             t = torch.where(worse, t / 2, t)
         theta = new
@@ -147,7 +308,7 @@ def estimate_inv_dispersion(counts, # (..., c, G) counts
     return torch.where(excess > 0, phi, torch.full_like(phi, bounds[1])).clamp(*bounds)
 
 # %% ../nbs/40_ppi_de.ipynb #b3fcf30b
-def ppi_glm_pointestimate(counts, labels, # (..., n, G) curated counts; (..., n) true labels
+def ppi_glm_pointestimate(counts, labels, # (..., n, G) curated counts (any input kind of `reduce_cells`); (..., n) true labels
                           labels_hat=None, # (..., n) automated labels of the curated cells (None: classical)
                           counts_unlabeled=None, labels_hat_unlabeled=None, # (..., N, G), (..., N)
                           lam=1.0,          # scalar or (..., G) power-tuning; 0 = classical, 1 = PPI
@@ -155,11 +316,16 @@ def ppi_glm_pointestimate(counts, labels, # (..., n, G) curated counts; (..., n)
                           offset=None, offset_unlabeled=None, # (..., n), (..., N) log size factors
                           family:str='poisson', inv_dispersion=None, # NB2 theta (..., G); None: estimate
                           n_classes:int=3, method:str='auto', # 'closed' (Poisson), 'newton' or 'auto'
+                          chunk_bytes:int|None=None, # working memory per part of the cell axis
                          ) -> torch.Tensor: # (..., G, K) theta = (mu0, mu1, mu2); beta = theta[..., 1]
     "Minimise the PPI++ objective L_lambda for every gene at once."
     p = _ppi_parts(counts, labels, labels_hat, counts_unlabeled, labels_hat_unlabeled, weights, offset,
-                   offset_unlabeled, n_classes)
+                   offset_unlabeled, n_classes, _needs_unweighted(family, inv_dispersion, labels_hat, weights), chunk_bytes)
     return _fit(p, lam, family, inv_dispersion, method)[0]
+
+def _needs_unweighted(family, phi, labels_hat, weights) -> bool:
+    "The classical NB fit estimates its dispersion from unweighted sums: collect them in the same pass."
+    return family == 'nb' and phi is None and labels_hat is None and weights is not None
 
 def _fit(p, lam, family, phi, method):
     theta = _closed_form(p, lam)
@@ -168,36 +334,67 @@ def _fit(p, lam, family, phi, method):
         theta = _newton(p, lam, family, phi, torch.nan_to_num(theta))
     return theta, phi
 
-def _auto_dispersion(p):
-    "Moment NB2 dispersion at the naive fit (automated cells) or the classical fit (curated only)."
-    key = ('xu', 'zu', 'ou') if 'zu' in p else ('x', 'z', 'o')
-    q = {'x': p[key[0]], 'z': p[key[1]], 'o': p[key[2]], 'w': torch.ones(p[key[0]].shape[:-1], dtype=torch.float64),
-         'n': p[key[0]].shape[-2]}
-    return estimate_inv_dispersion(q['x'], q['z'], torch.nan_to_num(_closed_form(q, 0.)), q['o'])
+def _auto_dispersion(p, bounds=(1e-2, 1e6)):
+    "Moment NB2 dispersion (as `estimate_inv_dispersion`) at the naive fit (automated cells) or the unweighted classical fit."
+    if 'N' in p: s = p['sums_unl']
+    elif 'unweighted' in p['sums']: s = p['sums']['unweighted']
+    else: q = p['sums']; s = {'V1': q['Q1'], 'V2': q['Q2'], 'V3': q['Q3'], 'U1': q['P1'], 'U2': q['P2']}   # unit weights
+    theta = _closed_form({'K': p['K'], 'n': p['n'], 'pairs': False, 'sums': {'Q1': s['V1'], 'P1': s['U1']}}, 0.)
+    r = np.exp(np.einsum('kp,...gp->...gk', _design_matrix(p['K']), torch.nan_to_num(theta).numpy()))   # class means
+    mm = (r * r * s['U2'][..., None, :]).sum(-1)                                    # sum m^2
+    excess = s['V3'].sum(-1) - 2 * (r * s['V2']).sum(-1) + mm - s['V1'].sum(-1)     # sum (x - m)^2 - x
+    phi = torch.from_numpy(mm / np.maximum(excess, 1e-12))
+    return torch.where(torch.from_numpy(excess > 0), phi, torch.full_like(phi, bounds[1])).clamp(*bounds)
 
 # %% ../nbs/40_ppi_de.ipynb #afb20827
-def _cov(a, b, s, t, w, n):
-    "Cov over cells of the per-cell gradients w a s and w b t (divisor n): (..., G, K, K)."
-    ma = torch.einsum('...c,...ck,...cg->...gk', w, a, s) / n
-    mb = torch.einsum('...c,...ck,...cg->...gk', w, b, t) / n
-    return _cell_sum(a, b, w * w, s * t) / n - ma[..., :, None] * mb[..., None, :]
+def _poisson_pair_sums(p, theta) -> dict:
+    "Per (y, y_hat) pair sums of w h, w s_y, w s_yh, w^2 s_y^2, w^2 s_y s_yh, w^2 s_yh^2: polynomials in the class rates."
+    pv = _pair_view(p)
+    r = np.exp(np.einsum('kp,...gp->...gk', _design_matrix(p['K']), _np(theta)))   # (..., G, K) rates at unit offset
+    rk, rl = r[..., :, None], r[..., None, :]
+    P1, P2, Q1, Q2, Q3 = pv['P1'][..., None, :, :], pv['P2'][..., None, :, :], pv['Q1'], pv['Q2'], pv['Q3']
+    out = {'h': rk * P1, 'sy': rk * P1 - Q1, 'sh': rl * P1 - Q1, 'syy': rk * rk * P2 - 2 * rk * Q2 + Q3,
+           'syh': rk * rl * P2 - (rk + rl) * Q2 + Q3, 'shh': rl * rl * P2 - 2 * rl * Q2 + Q3}
+    if 'N' in p:
+        u = p['sums_unl']
+        out.update(su=r * u['U1'][..., None, :] - u['V1'], suu=r * r * u['U2'][..., None, :] - 2 * r * u['V2'] + u['V3'])
+    return out
+
+def _percell_pair_sums(p, theta, family, phi) -> dict:
+    "The same pair sums by a chunked pass over the cells (NB2: not polynomial in the counts once offsets vary)."
+    K = p['K']
+    def six(which):
+        out = _percell_pass(p, which, theta, phi, family, 'stats')
+        v = out.reshape(*out.shape[:-2], 6, K, K, out.shape[-1])          # (..., 6, K_y, K_yh, G)
+        return dict(zip(('h', 'sy', 'sh', 'syy', 'syh', 'shh'), np.moveaxis(np.moveaxis(v, -1, -3), -4, 0)))
+    ps = six('cur')
+    if 'N' in p:
+        u = six('unl')   # automated cells: y = y_hat, only diagonal pairs are filled
+        ps.update(su=u['sy'].sum(-1), suu=u['syy'].sum(-1))
+    return ps
+
+# %% ../nbs/40_ppi_de.ipynb #901d464f
+def _stats_from_pair_sums(ps, n, N=None) -> dict:
+    "H, Cov(G), Cov(G, F), Cov(F), Cov(F~) and the pooled Var(F) from per-class sums: z_k z_l^T times a sum."
+    K = ps['h'].shape[-1]; Z = torch.from_numpy(_design_matrix(K))
+    t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in ps.items()}
+    zdz = lambda d: torch.einsum('kp,...k,kq->...pq', Z, d, Z)   # sum_k d_k z_k z_k^T
+    zv = lambda u: torch.einsum('kp,...k->...p', Z, u)           # sum_k u_k z_k
+    outer = lambda a, b: a[..., :, None] * b[..., None, :]
+    ma, mh = zv(t['sy'].sum(-1)) / n, zv(t['sh'].sum(-2)) / n    # mean gradients G, F
+    st = {'n': n, 'H': zdz(t['h'].sum(-1)) / n, 'GG': zdz(t['syy'].sum(-1)) / n - outer(ma, ma)}
+    if N is not None:
+        mu = zv(t['su']) / N
+        st.update(N=N, GF=torch.einsum('kp,...kl,lq->...pq', Z, t['syh'], Z) / n - outer(ma, mh),
+                  FF=zdz(t['shh'].sum(-2)) / n - outer(mh, mh), FuFu=zdz(t['suu']) / N - outer(mu, mu))
+        mean = zv(t['sh'].sum(-2) + t['su']) / (n + N)
+        st['F_pooled'] = (zdz(t['shh'].sum(-2) + t['suu']) - (n + N) * outer(mean, mean)) / (n + N - 1)
+    return st
 
 def ppi_glm_stats(p:dict, theta, family='poisson', phi=None) -> dict:
-    "Hessian and gradient covariances at theta (the pieces of the sandwich and of lambda*)."
-    n = p['n']
-    _, s, h = glm_terms(p['x'], p['z'], theta, p['o'], family, phi, with_loss=False)
-    st = {'n': n, 'H': _cell_sum(p['z'], p['z'], p['w'], h) / n, 'GG': _cov(p['z'], p['z'], s, s, p['w'], n)}
-    if 'zu' in p:
-        N, ones = p['N'], torch.ones(p['xu'].shape[:-1], dtype=torch.float64)
-        _, sh, _ = glm_terms(p['x'], p['zh'], theta, p['o'], family, phi, with_loss=False)
-        _, su, _ = glm_terms(p['xu'], p['zu'], theta, p['ou'], family, phi, with_loss=False)
-        st.update(N=N, GF=_cov(p['z'], p['zh'], s, sh, p['w'], n), FF=_cov(p['zh'], p['zh'], sh, sh, p['w'], n),
-                  FuFu=_cov(p['zu'], p['zu'], su, su, ones, N))
-        sum_f = (torch.einsum('...c,...ck,...cg->...gk', p['w'], p['zh'], sh) + torch.einsum('...ck,...cg->...gk', p['zu'], su))
-        sq = _cell_sum(p['zh'], p['zh'], p['w']**2, sh * sh) + _cell_sum(p['zu'], p['zu'], ones, su * su)
-        mean = sum_f / (n + N)
-        st['F_pooled'] = (sq - (n + N) * mean[..., :, None] * mean[..., None, :]) / (n + N - 1)
-    return st
+    "Hessian and gradient covariances at theta (the pieces of the sandwich and of lambda*), from per-group sums."
+    ps = _poisson_pair_sums(p, theta) if family == 'poisson' else _percell_pair_sums(p, theta, family, phi)
+    return _stats_from_pair_sums(ps, p['n'], p.get('N'))
 
 # %% ../nbs/40_ppi_de.ipynb #65b5eee8
 def ppi_glm_lambda(stats:dict,     # from `ppi_glm_stats`
@@ -226,48 +423,84 @@ def ppi_glm_fit(counts, labels, labels_hat=None, counts_unlabeled=None, labels_h
                 lam=None,        # None: PPI++ (per-gene lambda*); 1: PPI; 0: classical; or (..., G)
                 coord:int=1, clip:bool=True, weights=None, offset=None, offset_unlabeled=None,
                 family:str='poisson', inv_dispersion=None, n_classes:int=3, method:str='auto',
-               ) -> dict: # theta (..., G, K), cov (..., G, K, K), lam (..., G), beta and se (..., G)
+                with_df:bool=False,   # also the Satterthwaite degrees of freedom (`ppi_glm_df`, one pass over curated cells)
+                chunk_bytes:int|None=None,
+               ) -> dict: # theta (..., G, K), cov (..., G, K, K), lam, beta, se (..., G), hessian; df when asked
     "Fit the PPI++ GLM for all genes: point estimate, per-gene lambda and sandwich covariance."
+    if family not in ('poisson', 'nb'): raise ValueError(f"family must be 'poisson' or 'nb', got {family!r}")
     p = _ppi_parts(counts, labels, labels_hat, counts_unlabeled, labels_hat_unlabeled, weights, offset,
-                   offset_unlabeled, n_classes)
-    if 'zu' not in p: lam = 0.0
+                   offset_unlabeled, n_classes, _needs_unweighted(family, inv_dispersion, labels_hat, weights), chunk_bytes)
+    if 'N' not in p: lam = 0.0
     if lam is None:
         theta1, phi = _fit(p, 1.0, family, inv_dispersion, method)
         lam = ppi_glm_lambda(ppi_glm_stats(p, theta1, family, phi), coord, clip)
         theta, phi = _fit(p, lam, family, phi, method)
     else:
         theta, phi = _fit(p, lam, family, inv_dispersion, method)
-    cov = ppi_glm_cov(ppi_glm_stats(p, theta, family, phi), lam)
+    stats = ppi_glm_stats(p, theta, family, phi)
+    cov = ppi_glm_cov(stats, lam)
     lam = torch.as_tensor(lam, dtype=torch.float64).expand(theta.shape[:-1])
-    return {'theta': theta, 'cov': cov, 'lam': lam, 'beta': theta[..., coord],
-            'se': cov[..., coord, coord].clamp_min(0).sqrt(), 'inv_dispersion': phi}
+    fit = {'theta': theta, 'cov': cov, 'lam': lam, 'beta': theta[..., coord], 'hessian': stats['H'],
+           'se': cov[..., coord, coord].clamp_min(0).sqrt(), 'inv_dispersion': phi}
+    if with_df: fit['df'] = ppi_glm_df(p, fit, coord, family)
+    return fit
+
+# %% ../nbs/40_ppi_de.ipynb #ec6aad8f
+def ppi_glm_df(p:dict,     # from `_ppi_parts`
+               fit:dict,   # from `ppi_glm_fit` (theta, lam, se, hessian)
+               coord:int=1, family:str='poisson',
+              ) -> torch.Tensor: # (..., G) Satterthwaite degrees of freedom of se[coord]^2
+    "Degrees of freedom of the variance of theta[coord]: n for many similar curated cells, ~2 when one dominates."
+    K, n = p['K'], p['n']
+    v = torch.linalg.inv(fit['hessian'])[..., coord, :].numpy()
+    cv = np.einsum('kp,...gp->...gk', _design_matrix(K), v)                           # v . z_k per gene and class
+    lam = np.array(np.broadcast_to(fit['lam'].numpy(), v.shape[:-1]))
+    S1, S2, S3, S4 = np.moveaxis(_percell_pass(p, 'cur', fit['theta'], fit['inv_dispersion'], family, 'influence', cv, lam), -2, 0)
+    m = S1 / n
+    c2, c4 = S2 - n * m**2, S4 - 4 * m * S3 + 6 * m**2 * S2 - 3 * n * m**4           # central sums of psi^2, psi^4
+    with np.errstate(all='ignore'):
+        df_cur = np.clip(2 * c2**2 / np.maximum(c4 - c2**2 / n, 1e-300), 1, n - 1)
+        v_all = fit['se'].numpy()**2
+        v_cur = np.minimum(c2 / n**2, v_all); v_aut = v_all - v_cur
+        df = v_all**2 / (v_cur**2 / df_cur + v_aut**2 / (p.get('N', n) - 1))
+    return torch.from_numpy(np.where(np.isfinite(df), df, np.nan))
 
 # %% ../nbs/40_ppi_de.ipynb #387a38ec
 def classical_glm_fit(counts, labels, weights=None, offset=None, family='poisson', inv_dispersion=None,
-                      n_classes=3, method='auto') -> dict:
+                      n_classes=3, method='auto', **kwargs) -> dict:
     "Classical estimator: curated cells and their true labels only (lambda = 0)."
     return ppi_glm_fit(counts, labels, weights=weights, offset=offset, family=family,
-                       inv_dispersion=inv_dispersion, n_classes=n_classes, method=method)
+                       inv_dispersion=inv_dispersion, n_classes=n_classes, method=method, **kwargs)
 
 def naive_glm_fit(counts_unlabeled, labels_hat_unlabeled, offset_unlabeled=None, family='poisson',
-                  inv_dispersion=None, n_classes=3, method='auto') -> dict:
+                  inv_dispersion=None, n_classes=3, method='auto', **kwargs) -> dict:
     "Naive estimator: the automated labels taken as true, on the automated cells."
     return classical_glm_fit(counts_unlabeled, labels_hat_unlabeled, offset=offset_unlabeled, family=family,
-                             inv_dispersion=inv_dispersion, n_classes=n_classes, method=method)
+                             inv_dispersion=inv_dispersion, n_classes=n_classes, method=method, **kwargs)
 
 # %% ../nbs/40_ppi_de.ipynb #4cdbee67
-def glm_ci(fit:dict, alpha:float=0.05) -> tuple: # (lower, upper), each (..., G)
-    "Two-sided z interval for beta at level 1 - alpha."
-    q = norm.ppf(1 - alpha / 2)
+def _check_alpha(alpha):
+    if not (isinstance(alpha, (int, float)) and 0 < alpha < 1): raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
+
+def glm_ci(fit:dict, alpha:float=0.05,
+           interval:str='z', # 'z' (normal reference) or 't' (Satterthwaite df, needs fit['df'] from `with_df=True`)
+          ) -> tuple: # (lower, upper), each (..., G)
+    "Two-sided interval for beta at level 1 - alpha."
+    _check_alpha(alpha)
+    if interval == 'z': q = norm.ppf(1 - alpha / 2)
+    elif interval == 't':
+        if 'df' not in fit: raise ValueError("interval='t' needs a fit with degrees of freedom: ppi_glm_fit(..., with_df=True)")
+        q = torch.from_numpy(student_t.ppf(1 - alpha / 2, fit['df'].numpy()))
+    else: raise ValueError(f"interval must be 'z' or 't', got {interval!r}")
     return fit['beta'] - q * fit['se'], fit['beta'] + q * fit['se']
 
-def ppi_glm_ci(*args, alpha=0.05, **kwargs) -> tuple:
+def ppi_glm_ci(*args, alpha=0.05, interval='z', **kwargs) -> tuple:
     "PPI++ interval for beta (lower, upper); `lam=1` gives PPI, `lam=0` classical."
-    return glm_ci(ppi_glm_fit(*args, **kwargs), alpha)
+    return glm_ci(ppi_glm_fit(*args, with_df=interval == 't', **kwargs), alpha, interval)
 
-def classical_glm_ci(*args, alpha=0.05, **kwargs) -> tuple:
+def classical_glm_ci(*args, alpha=0.05, interval='z', **kwargs) -> tuple:
     "Classical interval for beta from the curated cells only."
-    return glm_ci(classical_glm_fit(*args, **kwargs), alpha)
+    return glm_ci(classical_glm_fit(*args, with_df=interval == 't', **kwargs), alpha, interval)
 
 # %% ../nbs/40_ppi_de.ipynb #bdf5f77f
 def bh_adjust(p_values, # (G,) p-values; NaN entries are left out of the family and stay NaN
@@ -303,7 +536,7 @@ def sample_curation(labels_hat,             # (..., P) automated labels of the p
                     seed:int|torch.Generator=0,
                    ) -> tuple:  # index (..., n) into the pool, inclusion prob pi (..., n), weights eta (..., n)
     "Stratified curation sample with a fixed share of predicted-target cells, and its importance weights."
-    yh = _as_tensor(labels_hat, torch.long)
+    yh = torch.as_tensor(_np(labels_hat)).long()
     gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
     is_t = yh == target
     n_t = int(round(target_fraction * n)); n_o = n - n_t
