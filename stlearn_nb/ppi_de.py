@@ -16,8 +16,8 @@ __all__ = ['CHUNK_BYTES', 'SIM_ARMS', 'glm_design', 'glm_terms', 'reduce_cells',
            'ppi_glm_pointestimate', 'ppi_glm_stats', 'ppi_glm_lambda', 'ppi_glm_cov', 'ppi_glm_fit', 'ppi_glm_df',
            'classical_glm_fit', 'naive_glm_fit', 'glm_ci', 'ppi_glm_ci', 'classical_glm_ci', 'bh_adjust', 'de_table',
            'sample_curation', 'simulate_de_genes', 'simulate_cells', 'ppi_sim_replicates', 'ppi_sim_summary',
-           'plot_sim_coverage', 'plot_sim_width', 'CurationLog', 'curation_widget', 'ppi_de', 'plot_volcano',
-           'plot_forest', 'run_ppi_sim']
+           'plot_sim_coverage', 'plot_sim_width', 'CurationLog', 'curation_widget', 'DEInputError', 'ppi_de',
+           'plot_volcano', 'plot_forest', 'de_files', 'run_ppi_sim']
 
 # %% ../nbs/40_ppi_de.ipynb #2ae7dd78
 def glm_design(labels, # (..., c) integer labels in 0..n_classes-1; 0 is the reference group
@@ -132,7 +132,7 @@ def group_sums(counts,              # (..., c, G) counts: numpy, torch, scipy.sp
         A2 = np.concatenate([oh * cp[f's{t}'][..., None] for t in range(T2)] + [oh[..., :0]], -1)
         return np.concatenate([_tmatmul(A, x), _tmatmul(A2, _square(x)), flags], -2)
     out = reduce_cells(counts, cells, fn, (T1 + T2) * P + 3, chunk_bytes)
-    split = lambda a, b, T: np.swapaxes(out[..., a:b, :].reshape(*out.shape[:-2], T, P, -1), -1, -2)
+    split = lambda a, b, T: np.swapaxes(out[..., a:b, :].reshape(*out.shape[:-2], T, P, out.shape[-1]), -1, -2)
     return split(0, T1 * P, T1), split(T1 * P, (T1 + T2) * P, T2), (out[..., -3:, :] > 0).astype(np.float64)
 
 # %% ../nbs/40_ppi_de.ipynb #dcb0fe3d
@@ -515,18 +515,22 @@ def bh_adjust(p_values, # (G,) p-values; NaN entries are left out of the family 
 def de_table(fit:dict,        # from `ppi_glm_fit` / `classical_glm_fit` / `naive_glm_fit` (no batch axis)
              genes=None,      # (G,) gene names for the index
              alpha:float=0.05,
-            ) -> pd.DataFrame: # per gene: beta (log fold change), se, ci_low, ci_high, z, p_value, p_adj, lam, ok
+             interval:str='z', # 'z', or 't' (p-values and intervals on Satterthwaite df; fit from `with_df=True`)
+            ) -> pd.DataFrame: # per gene: beta (log fold change), se, ci_low, ci_high, z, p_value, p_adj, lam, ok (and df)
     "Per-gene DE results as a DataFrame indexed by gene."
     beta, se = fit['beta'].numpy(), fit['se'].numpy()
     if beta.ndim != 1: raise ValueError(f"de_table expects one fit (G,), got shape {beta.shape}")
-    lo, hi = (t.numpy() for t in glm_ci(fit, alpha))
+    lo, hi = (t.numpy() for t in glm_ci(fit, alpha, interval))
     ok = np.isfinite(beta) & np.isfinite(se) & (se > 0)
     with np.errstate(all='ignore'): z = np.where(ok, beta / se, np.nan)
-    p = np.where(ok, 2 * norm.sf(np.abs(z)), np.nan)
+    tail = student_t.sf(np.abs(z), fit['df'].numpy()) if interval == 't' else norm.sf(np.abs(z))
+    p = np.where(ok, 2 * tail, np.nan)
     genes = pd.Index(genes if genes is not None else [f'gene_{g}' for g in range(len(beta))], name='gene')
-    return pd.DataFrame({'beta': np.where(ok, beta, np.nan), 'se': np.where(ok, se, np.nan), 'ci_low': np.where(ok, lo, np.nan),
-                         'ci_high': np.where(ok, hi, np.nan), 'z': z, 'p_value': p, 'p_adj': bh_adjust(p),
-                         'lam': fit['lam'].numpy(), 'ok': ok}, index=genes)
+    out = pd.DataFrame({'beta': np.where(ok, beta, np.nan), 'se': np.where(ok, se, np.nan), 'ci_low': np.where(ok, lo, np.nan),
+                        'ci_high': np.where(ok, hi, np.nan), 'z': z, 'p_value': p, 'p_adj': bh_adjust(p),
+                        'lam': fit['lam'].numpy(), 'ok': ok}, index=genes)
+    if 'df' in fit: out['df'] = fit['df'].numpy()
+    return out
 
 # %% ../nbs/40_ppi_de.ipynb #ea2833fa
 def sample_curation(labels_hat,             # (..., P) automated labels of the pool to curate from
@@ -749,37 +753,93 @@ def curation_widget(log:CurationLog,  # where decisions go
     show()
     return w.VBox([status, out, w.HBox([buttons['accept'], new_label, buttons['relabel'], buttons['reject']])])
 
-# %% ../nbs/40_ppi_de.ipynb #7e5d07d8
+# %% ../nbs/40_ppi_de.ipynb #d56d55a9
+class DEInputError(DataFormatError):
+    "Input to `ppi_de` / `stlearn-nb de` that cannot give a valid answer (one message per problem)."
+
 def _codes(values, reference, target) -> np.ndarray:
     v = np.asarray(values).astype(str)
     return np.where(v == str(reference), 0, np.where(v == str(target), 1, 2))
 
-def ppi_de(adata_unlabeled,            # AnnData, automated-only cells (N, G)
-           adata_curated,              # AnnData, curated cells (n, G)
+def _obs_column(adata, key, what):
+    if key not in adata.obs: raise DEInputError(f"{what}: .obs has no column {key!r}; columns: {list(adata.obs.columns)[:20]}")
+    return adata.obs[key]
+
+def _positive_column(adata, key, what) -> np.ndarray:
+    v = pd.to_numeric(_obs_column(adata, key, what), errors='coerce').to_numpy(float)
+    bad = ~(np.isfinite(v) & (v > 0))
+    if bad.any():
+        raise DEInputError(f"{what}: {int(bad.sum())} of {len(v)} cells have {key!r} not a positive finite number, "
+                           f"e.g. {list(adata.obs_names[bad][:3])} = {v[bad][:3].tolist()}")
+    return v
+
+# %% ../nbs/40_ppi_de.ipynb #f34c18d0
+def _check_de_input(adata_unlabeled, adata_curated, label_key, curated_key, reference, target, method, family, alpha):
+    "Every check of `ppi_de` that needs no pass over the counts; returns the curated gene order (or None)."
+    if method not in ('ppi++', 'ppi', 'classical', 'naive'): raise DEInputError(f"method must be 'ppi++', 'ppi', 'classical' or 'naive', got {method!r}")
+    if family not in ('poisson', 'nb'): raise DEInputError(f"family must be 'poisson' or 'nb', got {family!r}")
+    if not (isinstance(alpha, (int, float)) and 0 < alpha < 1): raise DEInputError(f"alpha must lie in (0, 1), got {alpha!r}")
+    if str(reference) == str(target): raise DEInputError(f"reference and target are the same group {reference!r}")
+    genes_u, genes_c = pd.Index(adata_unlabeled.var_names), pd.Index(adata_curated.var_names)
+    for g, what in ((genes_u, 'automated'), (genes_c, 'curated')):
+        if g.has_duplicates: raise DEInputError(f"{what} data has duplicated gene names: {list(g[g.duplicated()][:5])}")
+    if set(genes_u) != set(genes_c):
+        only_u, only_c = genes_u.difference(genes_c), genes_c.difference(genes_u)
+        raise DEInputError(f"the two datasets have different genes: {len(only_u)} only in automated {list(only_u[:3])}, "
+                           f"{len(only_c)} only in curated {list(only_c[:3])}")
+    both = pd.Index(adata_unlabeled.obs_names).intersection(adata_curated.obs_names)
+    if len(both): raise DEInputError(f"{len(both)} cells are in both the automated and the curated set: {list(both[:5])}")
+    seen = {}
+    if method != 'naive': seen[('curated', curated_key)] = _obs_column(adata_curated, curated_key, 'curated').astype(str)
+    if method != 'classical': seen[('automated', label_key)] = _obs_column(adata_unlabeled, label_key, 'automated').astype(str)
+    if method in ('ppi', 'ppi++'): _obs_column(adata_curated, label_key, 'curated')
+    for (what, key), labels in seen.items():
+        for group in (reference, target):
+            k = int((labels == str(group)).sum())
+            if k < (2 if what == 'curated' else 1):
+                raise DEInputError(f"{what} labels {key!r} name group {group!r} {k} times (need at least {2 if what == 'curated' else 1}); "
+                                   f"labels present: {sorted(labels.unique())[:10]}")
+    return None if genes_u.equals(genes_c) else genes_c.get_indexer(genes_u)
+
+# %% ../nbs/40_ppi_de.ipynb #7e5d07d8
+def _matrix(adata, layer, columns=None):
+    "The counts of an AnnData (in memory, sparse, backed or Dask), columns reordered when asked."
+    if layer is not None and layer not in adata.layers:
+        raise DEInputError(f"no layer {layer!r}; layers: {list(adata.layers.keys())} (layer=None uses .X)")
+    x = adata.layers[layer] if layer is not None else adata.X
+    if columns is None: return x
+    if _is_dask(x) or isinstance(x, np.ndarray) or scipy.sparse.issparse(x): return x[:, columns]
+    return (x.to_memory() if hasattr(x, 'to_memory') else np.asarray(x[...]))[:, columns]   # backed: the small curated set
+
+def ppi_de(adata_unlabeled,            # AnnData, automated-only cells (N, G): in memory, sparse, backed='r' or Dask
+           adata_curated,              # AnnData, curated cells (n, G); genes matched by name
            label_key:str,              # .obs column with the automated label (both objects)
            curated_key:str,            # .obs column of `adata_curated` with the curated label
            reference:str, target:str,  # the two groups; beta = log(target / reference)
            layer:str|None='counts',    # raw counts layer (None: .X)
-           weights_key:str|None=None,  # .obs column of importance weights on curated cells
-           size_factor_key:str|None=None, # .obs column of size factors (log used as offset)
+           weights_key:str|None=None,  # .obs column of importance weights on curated cells (> 0)
+           size_factor_key:str|None=None, # .obs column of size factors (> 0; log used as offset)
            method:str='ppi++',         # 'ppi++', 'ppi', 'classical' or 'naive'
            family:str='poisson', alpha:float=0.05, clip:bool=True,
-          ) -> pd.DataFrame:           # per gene: beta, se, ci_low, ci_high, z, p_value, p_adj, lam, ok
+           interval:str='z',           # 'z' or 't' (Satterthwaite df: few heavily weighted curated cells)
+          ) -> pd.DataFrame:           # per gene (automated order): beta, se, ci_low, ci_high, z, p_value, p_adj, lam, ok
     "Differential expression target vs reference with PPI++ (or the classical / naive / PPI baselines)."
-    if list(adata_unlabeled.var_names) != list(adata_curated.var_names): raise ValueError("the two AnnData objects have different genes")
-    get = lambda a: a.layers[layer] if layer is not None else a.X
-    off = lambda a: None if size_factor_key is None else np.log(a.obs[size_factor_key].to_numpy(float))
-    xc, xu = get(adata_curated), get(adata_unlabeled)
+    order = _check_de_input(adata_unlabeled, adata_curated, label_key, curated_key, reference, target, method, family, alpha)
+    if interval not in ('z', 't'): raise DEInputError(f"interval must be 'z' or 't', got {interval!r}")
+    off = lambda a, w: None if size_factor_key is None else np.log(_positive_column(a, size_factor_key, w))
+    w = None if weights_key is None else _positive_column(adata_curated, weights_key, 'curated')
+    xu = _matrix(adata_unlabeled, layer) if method != 'classical' else None
+    xc = _matrix(adata_curated, layer, order) if method != 'naive' else None
     yc = _codes(adata_curated.obs[curated_key], reference, target)
-    yhc, yhu = _codes(adata_curated.obs[label_key], reference, target), _codes(adata_unlabeled.obs[label_key], reference, target)
-    w = None if weights_key is None else adata_curated.obs[weights_key].to_numpy(float)
-    if method == 'naive': fit = naive_glm_fit(xu, yhu, off(adata_unlabeled), family)
-    elif method == 'classical': fit = classical_glm_fit(xc, yc, w, off(adata_curated), family)
-    elif method in ('ppi', 'ppi++'):
-        fit = ppi_glm_fit(xc, yc, yhc, xu, yhu, lam=1.0 if method == 'ppi' else None, clip=clip, weights=w,
-                          offset=off(adata_curated), offset_unlabeled=off(adata_unlabeled), family=family)
-    else: raise ValueError(f"method must be 'ppi++', 'ppi', 'classical' or 'naive', got {method!r}")
-    return de_table(fit, adata_curated.var_names, alpha)
+    kw = dict(family=family, with_df=interval == 't')
+    if method == 'naive':
+        fit = naive_glm_fit(xu, _codes(adata_unlabeled.obs[label_key], reference, target), off(adata_unlabeled, 'automated'), **kw)
+    elif method == 'classical': fit = classical_glm_fit(xc, yc, w, off(adata_curated, 'curated'), **kw)
+    else:
+        fit = ppi_glm_fit(xc, yc, _codes(adata_curated.obs[label_key], reference, target), xu,
+                          _codes(adata_unlabeled.obs[label_key], reference, target), lam=1.0 if method == 'ppi' else None,
+                          clip=clip, weights=w, offset=off(adata_curated, 'curated'), offset_unlabeled=off(adata_unlabeled, 'automated'), **kw)
+    return de_table(fit, adata_unlabeled.var_names, alpha, interval)
 
 # %% ../nbs/40_ppi_de.ipynb #cf2dcda4
 def plot_volcano(table:pd.DataFrame, # from `de_table` / `ppi_de`
@@ -811,6 +871,50 @@ def plot_forest(tables:dict,   # name -> per-gene table with beta, ci_low, ci_hi
     ax.axvline(0, c='grey', lw=0.8); ax.set_yticks(y, genes); ax.set_xlabel('log fold change (95% CI)')
     ax.legend(fontsize=7, loc='best')
     return ax
+
+# %% ../nbs/40_ppi_de.ipynb #4d447d02
+def _read_h5ad(path, backed:bool):
+    "Open an .h5ad file (backed='r' when asked); a missing or unreadable file is a named error with its path."
+    import anndata as ad
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"no such file: {path}")
+    try: return ad.read_h5ad(path, backed='r' if backed else None)
+    except Exception as e: raise DataFormatError(f"{path}: not a readable .h5ad file ({type(e).__name__}: {e})") from e
+
+def de_files(automated, curated,        # .h5ad paths: automated-only cells (opened backed='r'), curated cells
+             out,                       # output folder, replaced atomically when the run completes
+             label_key:str, curated_key:str, reference:str, target:str,
+             weights_key:str|None=None, size_factor_key:str|None=None, method:str='ppi++', family:str='poisson',
+             layer:str|None='auto',     # 'auto': 'counts' when both files have that layer, else .X
+             alpha:float=0.05, interval:str='z', n_top:int=20,
+            ) -> pd.DataFrame:          # the per-gene table written to out/de_results.csv
+    "`stlearn-nb de`: check two AnnData files, fit, write de_results.csv, volcano.png, forest.png and params.json."
+    import json
+    from matplotlib.figure import Figure
+    from stlearn_nb.core import atomic_dir
+    out = Path(out)
+    if out.exists() and not out.is_dir(): raise NotADirectoryError(f"--out {out} is a file, not a folder")
+    a_u, a_c = _read_h5ad(automated, backed=True), _read_h5ad(curated, backed=False)
+    try:
+        if layer == 'auto': layer = 'counts' if 'counts' in a_u.layers and 'counts' in a_c.layers else None
+        table = ppi_de(a_u, a_c, label_key, curated_key, reference, target, layer, weights_key, size_factor_key,
+                       method, family, alpha, interval=interval)
+        n_auto, n_cur = a_u.n_obs, a_c.n_obs
+    finally:
+        if getattr(a_u, 'isbacked', False): a_u.file.close()
+    top = table[table['ok']].nsmallest(n_top, 'p_value').index
+    with atomic_dir(out) as tmp:
+        table.to_csv(tmp / 'de_results.csv')
+        fig = Figure(figsize=(5, 4)); plot_volcano(table, alpha, ax=fig.subplots()); fig.tight_layout(); fig.savefig(tmp / 'volcano.png', dpi=100)
+        fig = Figure(figsize=(6, 0.35 * max(len(top), 1) + 1)); ax = fig.subplots()
+        if len(top): plot_forest({method: table}, top, ax=ax)
+        fig.tight_layout(); fig.savefig(tmp / 'forest.png', dpi=100)
+        (tmp / 'params.json').write_text(json.dumps({
+            'automated': str(automated), 'curated': str(curated), 'label_key': label_key, 'curated_key': curated_key,
+            'reference': reference, 'target': target, 'weights_key': weights_key, 'size_factor_key': size_factor_key,
+            'method': method, 'family': family, 'layer': layer, 'alpha': alpha, 'interval': interval,
+            'n_automated': n_auto, 'n_curated': n_cur, 'genes_defined': int(table['ok'].sum())}, indent=1))
+    return table
 
 # %% ../nbs/40_ppi_de.ipynb #4d7bac7b
 def run_ppi_sim(quick:bool=False, seed:int=0, data_dir=None, # data_dir unused (simulation only)
