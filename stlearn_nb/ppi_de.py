@@ -8,7 +8,8 @@ import os, math, time, warnings, tempfile
 from pathlib import Path
 import numpy as np, pandas as pd, torch, scipy.sparse
 from scipy.stats import norm, t as student_t
-from .core import Experiment, seed_everything, nb_log_prob, poisson_log_prob
+from fastcore.basics import patch
+from .core import Experiment, seed_everything, nb_log_prob, poisson_log_prob, atomic_file
 from .data import DataFormatError
 
 # %% auto #0
@@ -16,8 +17,8 @@ __all__ = ['CHUNK_BYTES', 'SIM_ARMS', 'glm_design', 'glm_terms', 'reduce_cells',
            'ppi_glm_pointestimate', 'ppi_glm_stats', 'ppi_glm_lambda', 'ppi_glm_cov', 'ppi_glm_fit', 'ppi_glm_df',
            'classical_glm_fit', 'naive_glm_fit', 'glm_ci', 'ppi_glm_ci', 'classical_glm_ci', 'bh_adjust', 'de_table',
            'sample_curation', 'simulate_de_genes', 'simulate_cells', 'ppi_sim_replicates', 'ppi_sim_summary',
-           'plot_sim_coverage', 'plot_sim_width', 'CurationLog', 'curation_widget', 'DEInputError', 'ppi_de',
-           'plot_volcano', 'plot_forest', 'de_files', 'run_ppi_sim']
+           'plot_sim_coverage', 'plot_sim_width', 'CurationLogError', 'CurationLogLockedError', 'CurationLog',
+           'curation_widget', 'DEInputError', 'ppi_de', 'plot_volcano', 'plot_forest', 'de_files', 'run_ppi_sim']
 
 # %% ../nbs/40_ppi_de.ipynb #2ae7dd78
 def glm_design(labels, # (..., c) integer labels in 0..n_classes-1; 0 is the reference group
@@ -597,25 +598,27 @@ def ppi_sim_replicates(n_reps:int=100, n_unlabeled:int=20_000, n_curated:int=500
                        genes:pd.DataFrame|None=None, target_fraction:float=1/3, chunk:int=20,
                        arms=SIM_ARMS, # also: 'classical_unweighted', 'classical_pi_weights' (wrong on purpose)
                        family:str='poisson', **sim_kwargs,
-                      ) -> dict: # arm -> {'beta', 'se', 'lam'}, each (n_reps, G) numpy
+                      ) -> dict: # arm -> {'beta', 'se', 'lam', 'df'}, each (n_reps, G) numpy (df: Satterthwaite)
     "Simulate replicates and fit each arm to all of them, `chunk` replicates per vectorised call."
     genes = simulate_de_genes(seed) if genes is None else genes
     gen = torch.Generator().manual_seed(seed)
-    out = {a: {'beta': [], 'se': [], 'lam': []} for a in arms}
+    out = {a: {'beta': [], 'se': [], 'lam': [], 'df': []} for a in arms}
     for start in range(0, n_reps, chunk):
         r = min(chunk, n_reps - start)
         xu, _, yhu = simulate_cells(genes, (r, n_unlabeled), gen, **sim_kwargs)
         xp, yp, yhp = simulate_cells(genes, (r, 4 * n_curated), gen, **sim_kwargs)
         idx, pi, eta = sample_curation(yhp, n_curated, target_fraction=target_fraction, seed=gen)
         xc, yc, yhc = xp.gather(1, idx[..., None].expand(-1, -1, xp.shape[-1])), yp.gather(1, idx), yhp.gather(1, idx)
+        kw = dict(family=family, with_df=True)
         fits = {'naive': lambda: naive_glm_fit(xu, yhu, family=family),
-                'classical': lambda: classical_glm_fit(xc, yc, weights=eta, family=family),
-                'classical_unweighted': lambda: classical_glm_fit(xc, yc, family=family),
-                'classical_pi_weights': lambda: classical_glm_fit(xc, yc, weights=pi, family=family),
-                'ppi': lambda: ppi_glm_fit(xc, yc, yhc, xu, yhu, lam=1.0, weights=eta, family=family),
-                'ppi++': lambda: ppi_glm_fit(xc, yc, yhc, xu, yhu, weights=eta, family=family)}
+                'classical': lambda: classical_glm_fit(xc, yc, weights=eta, **kw),
+                'classical_unweighted': lambda: classical_glm_fit(xc, yc, **kw),
+                'classical_pi_weights': lambda: classical_glm_fit(xc, yc, weights=pi, **kw),
+                'ppi': lambda: ppi_glm_fit(xc, yc, yhc, xu, yhu, lam=1.0, weights=eta, **kw),
+                'ppi++': lambda: ppi_glm_fit(xc, yc, yhc, xu, yhu, weights=eta, **kw)}
         for a in arms:
             f = fits[a]()
+            f.setdefault('df', torch.full_like(f['beta'], float('inf')))   # naive: no small-sample correction
             for k in out[a]: out[a][k].append(f[k].numpy())
     return {a: {k: np.concatenate(v) for k, v in d.items()} for a, d in out.items()}
 
@@ -623,14 +626,16 @@ def ppi_sim_replicates(n_reps:int=100, n_unlabeled:int=20_000, n_curated:int=500
 def ppi_sim_summary(reps:dict,            # from `ppi_sim_replicates`
                     genes:pd.DataFrame,   # the simulated genes (true `lfc`, `kind`)
                     alpha:float=0.05,
+                    interval:str='z',     # 'z', or 't' (Satterthwaite df per replicate and gene; df = inf is z)
                    ) -> tuple: # (per-arm table, per-arm-and-gene table)
     "Coverage, type-I error, power, width and bias per arm (undefined fits counted, not dropped)."
-    q, truth, null = norm.ppf(1 - alpha / 2), genes['lfc'].to_numpy(), (genes['kind'] == 'null').to_numpy()
+    truth, null = genes['lfc'].to_numpy(), (genes['kind'] == 'null').to_numpy()
+    quantile = lambda r: norm.ppf(1 - alpha / 2) if interval == 'z' else student_t.ppf(1 - alpha / 2, r['df'])
     rows, per_gene = [], []
-    ref_width = np.nanmedian(2 * q * reps['classical']['se']) if 'classical' in reps else np.nan
+    ref_width = np.nanmedian(2 * quantile(reps['classical']) * reps['classical']['se']) if 'classical' in reps else np.nan
     for arm, r in reps.items():
-        beta, se = r['beta'], r['se']
-        ok = np.isfinite(beta) & np.isfinite(se)
+        beta, se, q = r['beta'], r['se'], quantile(r)
+        ok = np.isfinite(beta) & np.isfinite(se) & np.isfinite(q)
         cover = np.where(ok, np.abs(beta - truth) <= q * se, False)
         reject = np.where(ok, np.abs(beta) > q * se, False)
         width = np.where(ok, 2 * q * se, np.nan)
@@ -674,58 +679,164 @@ def plot_sim_width(per_gene:pd.DataFrame, arms=('classical', 'ppi', 'ppi++'), ax
     return ax
 
 # %% ../nbs/40_ppi_de.ipynb #c9f0906e
+class CurationLogError(RuntimeError):
+    "A curation log that cannot be written or read safely (damaged, changed by another writer, or closed)."
+
+class CurationLogLockedError(CurationLogError):
+    "Another live writer (process) holds the curation log's lock file."
+
+def _pid_alive(pid:int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    return True
+
+def _take_lock(lock:Path, token:str, owners:dict) -> None:
+    "Create `lock` holding 'pid host token'; a live foreign holder raises, a dead one's lock is taken over."
+    import socket
+    me = f"{os.getpid()} {socket.gethostname()} {token}"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            with os.fdopen(fd, 'w') as f: f.write(me)
+            return
+        except FileExistsError:
+            pid, host, other = (lock.read_text().split() + ['', '', ''])[:3]
+            mine = pid == str(os.getpid()) and host == socket.gethostname()
+            if mine and other in owners: owners.pop(other)._close(reason='it was reopened by a newer CurationLog in this process')
+            elif not mine and host == socket.gethostname() and pid.isdigit() and _pid_alive(int(pid)):
+                raise CurationLogLockedError(f"{lock.with_suffix('')} is being written by process {pid} on {host} "
+                                             f"(lock file {lock}); close that session first")
+            elif not mine and host != socket.gethostname():
+                raise CurationLogLockedError(f"{lock.with_suffix('')} is locked by process {pid} on {host} (lock file {lock})")
+            else: warnings.warn(f"taking over the stale lock {lock} of process {pid}, which is not running")
+            lock.unlink(missing_ok=True)
+    raise CurationLogLockedError(f"could not take the lock {lock}")
+
+def _release_lock(lock:Path, token:str):
+    try:
+        if lock.read_text().split()[2:3] == [token]: lock.unlink()
+    except (FileNotFoundError, IndexError): pass
+
+# %% ../nbs/40_ppi_de.ipynb #5b4e01b8
 class CurationLog:
-    "Curation decisions for a list of cells, written to a CSV after every decision (atomic replace), resumable."
+    "Curation decisions for a list of cells: an append-only CSV journal with a lock file, resumable after a crash."
     DECISIONS = ('accept', 'relabel', 'reject')
-    def __init__(self, path:str|Path,  # CSV file; read back if it exists
-                 cell_ids,              # (n,) cells to curate, in order
+    COLUMNS = ('cell_id', 'auto_label', 'decision', 'label', 'time')
+    _owners = {}   # lock token -> the live CurationLog holding it in this process
+    def __init__(self, path:str|Path,  # CSV journal; read back if it exists
+                 cell_ids,              # (n,) cells to curate, in order (compared as strings)
                  auto_labels,           # (n,) automated label codes (0..K-1)
                  class_names=('reference', 'target', 'other')):
+        import uuid, weakref
         self.path, self.class_names = Path(path), tuple(class_names)
-        self.auto = pd.Series(np.asarray(auto_labels, dtype=int), index=pd.Index(np.asarray(cell_ids).astype(str), name='cell_id'))
-        cols = ['cell_id', 'auto_label', 'decision', 'label', 'time']
-        self.table = pd.read_csv(self.path, dtype={'cell_id': str}) if self.path.exists() else pd.DataFrame(columns=cols)
-        unknown = set(self.table['cell_id']) - set(self.auto.index)
-        if unknown: raise ValueError(f"{len(unknown)} cells in {self.path.name} are not in this curation set: {sorted(unknown)[:5]}")
+        self.order = [str(c) for c in cell_ids]
+        if len(set(self.order)) != len(self.order): raise ValueError("cell_ids contain duplicates")
+        self.auto = pd.Series(np.asarray(auto_labels, dtype=int), index=pd.Index(self.order, dtype=object, name='cell_id'))
+        self._lock, self._token, self.closed, self._next = self.path.with_name(self.path.name + '.lock'), uuid.uuid4().hex, False, 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _take_lock(self._lock, self._token, CurationLog._owners)
+        CurationLog._owners[self._token] = self
+        self._finalizer = weakref.finalize(self, _release_lock, self._lock, self._token)
+        try: self.decisions = self._read()
+        except BaseException: self.close(); raise
 
-    def record(self, cell_id, decision:str, label:int|None=None):
-        "Store one decision (a repeated cell overrides its earlier decision) and write the log to disk."
-        cell_id = str(cell_id)
-        if cell_id not in self.auto.index: raise KeyError(f"cell {cell_id!r} is not in the curation set")
-        if decision not in self.DECISIONS: raise ValueError(f"decision must be one of {self.DECISIONS}, got {decision!r}")
-        auto = int(self.auto[cell_id])
-        if decision == 'relabel' and (label is None or not 0 <= int(label) < len(self.class_names)):
-            raise ValueError(f"relabel needs a label in 0..{len(self.class_names)-1}")
-        final = {'accept': auto, 'relabel': None if label is None else int(label), 'reject': len(self.class_names) - 1}[decision]
-        row = pd.DataFrame([{'cell_id': cell_id, 'auto_label': auto, 'decision': decision, 'label': final,
-                             'time': pd.Timestamp.now(tz='UTC').isoformat()}])
-        new = pd.concat([self.table[self.table['cell_id'] != cell_id], row], ignore_index=True)
-        self._write(new); self.table = new
+    def _close(self, reason='it was closed'):
+        self.closed, self._reason = True, reason
+        CurationLog._owners.pop(self._token, None)
 
-    def _write(self, table:pd.DataFrame):
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f'.{self.path.name}.', suffix='.tmp')
-        try:
-            with os.fdopen(fd, 'w') as f:
-                table.to_csv(f, index=False); f.flush(); os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        finally:
-            if os.path.exists(tmp): os.remove(tmp)
+    def close(self):
+        "Release the lock; the log can no longer record."
+        self._close(); self._finalizer()
+
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.close()
+
+# %% ../nbs/40_ppi_de.ipynb #c4f096e5
+@patch
+def _read(self:CurationLog) -> dict:
+    "Decisions on disk, cell_id -> row (last line of a cell wins); a damaged last line is moved aside with a warning."
+    import csv, io
+    if not self.path.exists():
+        with atomic_file(self.path) as tmp: tmp.write_text(','.join(self.COLUMNS) + '\n')
+        self._stat = self._file_state(); return {}
+    try: text = self.path.read_bytes().decode('utf-8')
+    except UnicodeDecodeError as e: raise CurationLogError(f"{self.path}: not UTF-8 text ({e})") from e
+    lines = text.split('\n')
+    if lines[0] != ','.join(self.COLUMNS): raise CurationLogError(f"{self.path}: header {lines[0]!r}, expected {','.join(self.COLUMNS)!r}")
+    body, complete_last = lines[1:-1] if text.endswith('\n') else lines[1:], text.endswith('\n')
+    rows, bad = [], []
+    for i, line in enumerate(body):
+        row = next(csv.reader(io.StringIO(line)), [])
+        ok = (len(row) == 5 and row[2] in self.DECISIONS and row[1].lstrip('-').isdigit() and row[3].isdigit()
+              and int(row[3]) < len(self.class_names) and (complete_last or i < len(body) - 1))
+        (rows if ok else bad).append((i + 2, row))
+    if bad and [b[0] for b in bad] != [len(body) + 1]:
+        raise CurationLogError(f"{self.path}: {len(bad)} damaged lines (line {[b[0] for b in bad][:5]}); refusing to read it")
+    if bad: self._move_damaged_tail(body[:-1], bad[0][0])
+    unknown = sorted({r[0] for _, r in rows} - set(self.order))
+    if unknown: raise ValueError(f"{len(unknown)} cells in {self.path.name} are not in this curation set: {unknown[:5]}")
+    decisions = {}
+    for _, r in rows: decisions.pop(r[0], None); decisions[r[0]] = dict(zip(self.COLUMNS, [r[0], int(r[1]), r[2], int(r[3]), r[4]]))
+    self._stat = self._file_state()
+    return decisions
+
+@patch
+def _move_damaged_tail(self:CurationLog, good_lines:list, line_no:int):
+    aside = self.path.with_name(f"{self.path.name}.damaged-{pd.Timestamp.now(tz='UTC').strftime('%Y%m%dT%H%M%S%f')}")
+    aside.write_bytes(self.path.read_bytes())
+    with atomic_file(self.path) as tmp: tmp.write_text('\n'.join([','.join(self.COLUMNS)] + good_lines) + '\n')
+    warnings.warn(f"{self.path}: the last line ({line_no}) was cut or damaged and is not a decision; "
+                  f"the file as found is kept as {aside.name}")
+
+@patch
+def _file_state(self:CurationLog) -> tuple:
+    s = self.path.stat(); return (s.st_size, s.st_mtime_ns, s.st_ino)
 
 # %% ../nbs/40_ppi_de.ipynb #0c71ea45
-from fastcore.basics import patch
+@patch
+def record(self:CurationLog, cell_id, decision:str, label:int|None=None):
+    "Append one decision (a repeated cell overrides its earlier decision), flushed and synced to disk."
+    import csv
+    if self.closed: raise CurationLogError(f"this CurationLog on {self.path} cannot record: {self._reason}")
+    cell_id = str(cell_id)
+    if cell_id not in self.auto.index: raise KeyError(f"cell {cell_id!r} is not in the curation set")
+    if decision not in self.DECISIONS: raise ValueError(f"decision must be one of {self.DECISIONS}, got {decision!r}")
+    if decision == 'relabel' and (label is None or not 0 <= int(label) < len(self.class_names)):
+        raise ValueError(f"relabel needs a label in 0..{len(self.class_names)-1}")
+    if self._file_state() != self._stat: raise CurationLogError(f"{self.path} was changed by another writer; reopen it")
+    auto = int(self.auto[cell_id])
+    final = {'accept': auto, 'relabel': None if label is None else int(label), 'reject': len(self.class_names) - 1}[decision]
+    row = {'cell_id': cell_id, 'auto_label': auto, 'decision': decision, 'label': final, 'time': pd.Timestamp.now(tz='UTC').isoformat()}
+    with open(self.path, 'a', newline='') as f:
+        csv.writer(f, lineterminator='\n').writerow([row[c] for c in self.COLUMNS]); f.flush(); os.fsync(f.fileno())
+    self._stat = self._file_state()
+    self.decisions.pop(cell_id, None); self.decisions[cell_id] = row
+
+@patch
+def next_pending(self:CurationLog) -> str|None:
+    "The first undecided cell in curation order (amortised O(1): decisions are never undone)."
+    while self._next < len(self.order) and self.order[self._next] in self.decisions: self._next += 1
+    return self.order[self._next] if self._next < len(self.order) else None
 
 @patch(as_prop=True)
 def pending(self:CurationLog) -> list:
     "Cells without a decision yet, in curation order."
-    return [c for c in self.auto.index if c not in set(self.table['cell_id'])]
+    return [c for c in self.order if c not in self.decisions]
+
+@patch(as_prop=True)
+def table(self:CurationLog) -> pd.DataFrame:
+    "The current decisions, one row per decided cell."
+    return pd.DataFrame(list(self.decisions.values()), columns=list(self.COLUMNS))
 
 @patch
 def curated_labels(self:CurationLog) -> pd.Series:
-    "True label per decided cell (accept: automated, relabel: the new label, reject: the last class)."
-    return self.table.set_index('cell_id')['label'].astype(int).reindex([c for c in self.auto.index if c in set(self.table['cell_id'])])
+    "True label per decided cell (accept: automated, relabel: the new label, reject: the last class), in curation order."
+    done = [c for c in self.order if c in self.decisions]
+    return pd.Series([self.decisions[c]['label'] for c in done], index=pd.Index(done, dtype=object, name='cell_id'), dtype=int, name='label')
 
 # %% ../nbs/40_ppi_de.ipynb #7dfbbf7b
-def curation_widget(log:CurationLog,  # where decisions go
+def curation_widget(log:CurationLog,  # where decisions go; the panel is bound to it
                     describe=None,    # cell_id -> str/HTML or a matplotlib Figure shown for the cell
                    ):
     "An ipywidgets panel: the next undecided cell, its automated label, Accept / Relabel / Reject."
@@ -735,19 +846,24 @@ def curation_widget(log:CurationLog,  # where decisions go
     new_label = w.Dropdown(options=[(n, i) for i, n in enumerate(log.class_names)], description='relabel to')
     buttons = {d: w.Button(description=d.capitalize(), button_style=s)
                for d, s in zip(log.DECISIONS, ('success', 'warning', 'danger'))}
+    shown = [None]   # the cell this panel shows: a click decides this cell, not whatever the log has next
     def show():
         out.clear_output(wait=True)
-        todo = log.pending
-        status.value = f"<b>{len(log.auto) - len(todo)}/{len(log.auto)} decided</b>; log: {log.path}"
-        for b in buttons.values(): b.disabled = not todo
-        if not todo: return
-        cell = todo[0]
+        shown[0] = cell = log.next_pending()
+        status.value = f"<b>{len(log.decisions)}/{len(log.order)} decided</b>; log: {log.path}"
+        for b in buttons.values(): b.disabled = cell is None
+        if cell is None: return
         with out:
             print(f"cell {cell}: automated label = {log.class_names[int(log.auto[cell])]}")
             if describe is not None: display(describe(cell))
     def click(decision):
         def handler(_):
-            log.record(log.pending[0], decision, new_label.value if decision == 'relabel' else None); show()
+            try: log.record(shown[0], decision, new_label.value if decision == 'relabel' else None)
+            except CurationLogError as e:
+                status.value = f"<b style='color:#b00'>not recorded: {e}</b>"
+                for b in buttons.values(): b.disabled = True
+                return
+            show()
         return handler
     for d, b in buttons.items(): b.on_click(click(d))
     show()
