@@ -60,6 +60,7 @@ def _is_sparse(x) -> bool: return scipy.sparse.issparse(x) or getattr(x, 'format
 def _as_matrix(x):
     "Counts as given (numpy, scipy.sparse, h5py / AnnData backed, Dask); torch tensors and lists become numpy."
     if isinstance(x, torch.Tensor): return x.detach().cpu().numpy()
+    if scipy.sparse.issparse(x) and x.format not in ('csr', 'csc'): return x.tocsr()
     if isinstance(x, np.ndarray) or _is_dask(x) or _is_sparse(x) or hasattr(x, 'dtype') and hasattr(x, 'shape'): return x
     return np.asarray(x)
 
@@ -97,10 +98,11 @@ def _float_part(part):
     "A part of the counts in float64 (numpy or scipy.sparse), and per gene (..., 3, g) flags: any negative, non-integer, non-finite."
     if _is_sparse(part):
         x = (part if scipy.sparse.issparse(part) else scipy.sparse.csr_matrix(part)).astype(np.float64)
-        def per_gene(mask):
-            y = x.copy(); y.data = mask.astype(np.float64); return (np.asarray(y.sum(0)).ravel() > 0).astype(np.float64)
-        d = x.data
-        return x, np.stack([per_gene(d < 0), per_gene(np.isfinite(d) & (d != np.round(d))), per_gene(~np.isfinite(d))])
+        d, G = x.data, x.shape[1]
+        cols = x.indices if x.format == 'csr' else np.repeat(np.arange(G), np.diff(x.indptr))   # column of each stored value
+        per_gene = lambda mask: (np.bincount(cols[mask], minlength=G) > 0).astype(np.float64)
+        finite = np.isfinite(d)
+        return x, np.stack([per_gene(d < 0), per_gene(finite & (d != np.rint(d))), per_gene(~finite)])
     raw = np.asarray(part); x = raw.astype(np.float64)
     neg = raw.min(-2) < 0 if raw.shape[-2] else np.zeros(raw.shape[:-2] + raw.shape[-1:], bool)
     if np.issubdtype(raw.dtype, np.integer): return x, np.stack([neg, 0 * neg, 0 * neg], -2).astype(np.float64)
@@ -112,7 +114,7 @@ def _tmatmul(A, x):
     if scipy.sparse.issparse(x): return np.asarray((x.T @ A).T)
     return np.matmul(np.swapaxes(A, -1, -2), x)
 
-def _square(x): return x.multiply(x) if scipy.sparse.issparse(x) else x * x
+def _square(x): return x.power(2) if scipy.sparse.issparse(x) else x * x
 
 # %% ../nbs/40_ppi_de.ipynb #cf08de40
 def group_sums(counts,              # (..., c, G) counts: numpy, torch, scipy.sparse, AnnData backed, Dask
@@ -276,7 +278,7 @@ def _class_objective(p, theta, lam, family, phi, order=2):
     L = by_class[..., 0, :, :].sum(-1)
     if order != 2: return L, None, None
     Z = torch.from_numpy(_design_matrix(K))
-    return L, torch.einsum('kp,...k->...p', Z, by_class[..., 1, :, :]), torch.einsum('kp,...k,kq->...pq', Z, by_class[..., 2, :, :], Z)
+    return L, by_class[..., 1, :, :] @ Z, (Z.T * by_class[..., 2, :, :][..., None, :]) @ Z
 
 def _newton(p, lam, family, phi, theta, max_iter=50, tol=1e-10):
     "Batched damped Newton on L_lambda for all genes (and replicates) at once."
@@ -377,20 +379,19 @@ def _percell_pair_sums(p, theta, family, phi) -> dict:
 # %% ../nbs/40_ppi_de.ipynb #901d464f
 def _stats_from_pair_sums(ps, n, N=None) -> dict:
     "H, Cov(G), Cov(G, F), Cov(F), Cov(F~) and the pooled Var(F) from per-class sums: z_k z_l^T times a sum."
-    K = ps['h'].shape[-1]; Z = torch.from_numpy(_design_matrix(K))
-    t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in ps.items()}
-    zdz = lambda d: torch.einsum('kp,...k,kq->...pq', Z, d, Z)   # sum_k d_k z_k z_k^T
-    zv = lambda u: torch.einsum('kp,...k->...p', Z, u)           # sum_k u_k z_k
+    K = ps['h'].shape[-1]; Z = _design_matrix(K)
+    zdz = lambda d: np.einsum('kp,...k,kq->...pq', Z, d, Z)   # sum_k d_k z_k z_k^T
+    zv = lambda u: u @ Z                                      # sum_k u_k z_k
     outer = lambda a, b: a[..., :, None] * b[..., None, :]
-    ma, mh = zv(t['sy'].sum(-1)) / n, zv(t['sh'].sum(-2)) / n    # mean gradients G, F
-    st = {'n': n, 'H': zdz(t['h'].sum(-1)) / n, 'GG': zdz(t['syy'].sum(-1)) / n - outer(ma, ma)}
+    ma, mh = zv(ps['sy'].sum(-1)) / n, zv(ps['sh'].sum(-2)) / n    # mean gradients G, F
+    st = {'H': zdz(ps['h'].sum(-1)) / n, 'GG': zdz(ps['syy'].sum(-1)) / n - outer(ma, ma)}
     if N is not None:
-        mu = zv(t['su']) / N
-        st.update(N=N, GF=torch.einsum('kp,...kl,lq->...pq', Z, t['syh'], Z) / n - outer(ma, mh),
-                  FF=zdz(t['shh'].sum(-2)) / n - outer(mh, mh), FuFu=zdz(t['suu']) / N - outer(mu, mu))
-        mean = zv(t['sh'].sum(-2) + t['su']) / (n + N)
-        st['F_pooled'] = (zdz(t['shh'].sum(-2) + t['suu']) - (n + N) * outer(mean, mean)) / (n + N - 1)
-    return st
+        mu = zv(ps['su']) / N
+        mean = zv(ps['sh'].sum(-2) + ps['su']) / (n + N)
+        st.update(GF=np.einsum('kp,...kl,lq->...pq', Z, ps['syh'], Z) / n - outer(ma, mh),
+                  FF=zdz(ps['shh'].sum(-2)) / n - outer(mh, mh), FuFu=zdz(ps['suu']) / N - outer(mu, mu),
+                  F_pooled=(zdz(ps['shh'].sum(-2) + ps['suu']) - (n + N) * outer(mean, mean)) / (n + N - 1))
+    return {'n': n, **({'N': N} if N is not None else {}), **{k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in st.items()}}
 
 def ppi_glm_stats(p:dict, theta, family='poisson', phi=None) -> dict:
     "Hessian and gradient covariances at theta (the pieces of the sandwich and of lambda*), from per-group sums."
