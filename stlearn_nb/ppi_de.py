@@ -77,7 +77,7 @@ def reduce_cells(counts,     # (..., c, G) numpy or torch; (c, G) scipy.sparse C
         import dask.array as da
         x = counts.rechunk({1: -1})
         vecs = [a for v in cells.values() for a in (da.from_array(np.asarray(v), chunks=(x.chunks[0],)), 'c')]
-        block = lambda xb, *vb: fn(xb, dict(zip(cells, vb)), slice(None))[None]
+        block = lambda xb, *vb: reduce_cells(xb, dict(zip(cells, vb)), fn, n_out, chunk_bytes)[None]   # cache-sized parts inside a block
         parts = da.blockwise(block, 'cqg', x, 'cg', *vecs, new_axes={'q': n_out}, adjust_chunks={'c': 1},
                              dtype=np.float64, meta=np.empty((0, 0, 0)))
         return parts.sum(0).compute()
