@@ -320,7 +320,7 @@ def ppi_glm_pointestimate(counts, labels, # (..., n, G) curated counts (any inpu
                           family:str='poisson', inv_dispersion=None, # NB2 theta (..., G); None: estimate
                           n_classes:int=3, method:str='auto', # 'closed' (Poisson), 'newton' or 'auto'
                           chunk_bytes:int|None=None, # working memory per part of the cell axis
-                         ) -> torch.Tensor: # (..., G, K) theta = (mu0, mu1, mu2); beta = theta[..., 1]
+                         ) -> torch.Tensor: # (..., G, K) theta = (a, b1, b2); beta = theta[..., 1]
     "Minimise the PPI++ objective L_lambda for every gene at once."
     p = _ppi_parts(counts, labels, labels_hat, counts_unlabeled, labels_hat_unlabeled, weights, offset,
                    offset_unlabeled, n_classes, _needs_unweighted(family, inv_dispersion, labels_hat, weights), chunk_bytes)
@@ -904,7 +904,7 @@ def _check_de_input(adata_unlabeled, adata_curated, label_key, curated_key, refe
         only_u, only_c = genes_u.difference(genes_c), genes_c.difference(genes_u)
         raise DEInputError(f"the two datasets have different genes: {len(only_u)} only in automated {list(only_u[:3])}, "
                            f"{len(only_c)} only in curated {list(only_c[:3])}")
-    both = pd.Index(adata_unlabeled.obs_names).intersection(adata_curated.obs_names)
+    both = pd.Index(adata_unlabeled.obs_names).intersection(adata_curated.obs_names) if method in ('ppi', 'ppi++') else []
     if len(both): raise DEInputError(f"{len(both)} cells are in both the automated and the curated set: {list(both[:5])}")
     seen = {}
     if method != 'naive': seen[('curated', curated_key)] = _obs_column(adata_curated, curated_key, 'curated').astype(str)
