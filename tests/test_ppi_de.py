@@ -481,3 +481,33 @@ def test_de_command_on_anndata_files(tmp_path, kind):
     r = subprocess.run(cmd[:7] + [str(tmp_path / 'missing.h5ad')] + cmd[8:] + ['--out', str(tmp_path / 'o2')],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and 'missing.h5ad' in r.stderr and not (tmp_path / 'o2').exists(), r.stderr
+
+
+def test_t_interval_with_satterthwaite_df_covers_better_with_few_curated_cells():
+    "n=100 stratified curated cells: z intervals under-cover; the t interval covers more, for a few percent more width."
+    genes = P.simulate_de_genes(0)
+    reps = P.ppi_sim_replicates(150, 5000, 100, seed=21, genes=genes, chunk=50, arms=('classical', 'ppi++'))
+    z = P.ppi_sim_summary(reps, genes, 0.05, 'z')[0].set_index('arm')
+    t = P.ppi_sim_summary(reps, genes, 0.05, 't')[0].set_index('arm')
+    se = math.sqrt(0.05 * 0.95 / (150 * 20))
+    assert z.loc['ppi++', 'coverage'] < 0.95 - 3 * se                     # the baseline that under-covers
+    for arm in ('classical', 'ppi++'):
+        assert t.loc[arm, 'coverage'] > z.loc[arm, 'coverage'] + 2 * se, (arm, z.loc[arm, 'coverage'], t.loc[arm, 'coverage'])
+        assert 1 < t.loc[arm, 'median_width'] / z.loc[arm, 'median_width'] < 1.1
+    assert abs(t.loc['classical', 'coverage'] - 0.95) < 3 * se
+
+
+def test_satterthwaite_df_limits():
+    "Near-normal influences, equal weights: df near the number of cells that inform beta (classes 0 and 1, ~2n/3); one heavy cell: df small."
+    rng = np.random.default_rng(22)
+    y = rng.choice(3, 400); x = rng.poisson(np.array([200., 300., 250.])[y][:, None] * np.ones(5))
+    even = P.classical_glm_fit(x, y, with_df=True)['df'].numpy()
+    w = np.ones(400); w[np.flatnonzero(y == 1)[0]] = 400.
+    heavy_fit = P.classical_glm_fit(x, y, weights=w, with_df=True)
+    heavy = heavy_fit['df'].numpy()
+    n_informative = int(np.isin(y, [0, 1]).sum())
+    assert ((even > 0.75 * n_informative) & (even < 1.25 * n_informative)).all() and np.median(heavy) < even.min() / 20, (even, heavy)
+    lo, hi = P.glm_ci(heavy_fit, 0.05, 't')
+    lo_z, hi_z = P.glm_ci(heavy_fit, 0.05, 'z')
+    np.testing.assert_allclose(((hi - lo) / (hi_z - lo_z)).numpy(), P.student_t.ppf(0.975, heavy) / norm.ppf(0.975), rtol=1e-12)
+    with pytest.raises(ValueError, match='alpha'): P.glm_ci(heavy_fit, 1.5)
