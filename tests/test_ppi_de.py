@@ -511,3 +511,9 @@ def test_satterthwaite_df_limits():
     lo_z, hi_z = P.glm_ci(heavy_fit, 0.05, 'z')
     np.testing.assert_allclose(((hi - lo) / (hi_z - lo_z)).numpy(), P.student_t.ppf(0.975, heavy) / norm.ppf(0.975), rtol=1e-12)
     with pytest.raises(ValueError, match='alpha'): P.glm_ci(heavy_fit, 1.5)
+
+
+def test_data_folder_hidden_by_environment(monkeypatch):
+    "STLEARN_NB_DATA, when set, is the only place searched: a missing path hides ../shared/data (the notebook's fallback runs)."
+    monkeypatch.setenv('STLEARN_NB_DATA', '/nonexistent')
+    assert shared_data_dir() is None and shared_data_dir('merfish_hypothalamus_rctd') is None
