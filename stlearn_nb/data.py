@@ -39,11 +39,11 @@ def require_file(path:Path, what:str) -> Path:
 # %% ../nbs/01_data.ipynb #f691e43b
 def shared_data_dir(name:str|None=None, # a dataset folder inside, e.g. 'her2st'
                    ) -> Path|None:      # the folder, or None when it is not on this machine
-    "Locate `../shared/data` (or `$STLEARN_NB_DATA`), optionally a dataset inside it."
-    cands = [Path(os.environ['STLEARN_NB_DATA'])] if os.environ.get('STLEARN_NB_DATA') else []
+    "Locate `../shared/data` (or only `$STLEARN_NB_DATA` when set), optionally a dataset inside it."
     here = Path.cwd().resolve()
-    cands += [p/'shared'/'data' for p in [here, *here.parents]]
+    cands = [p/'shared'/'data' for p in [here, *here.parents]]
     cands += [p/'shared'/'data' for p in Path(__file__).resolve().parents] if '__file__' in globals() else []
+    if os.environ.get('STLEARN_NB_DATA'): cands = [Path(os.environ['STLEARN_NB_DATA'])]   # set: only there (a missing path hides the data)
     for c in cands:
         if c.is_dir():
             if name is None: return c

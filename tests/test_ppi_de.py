@@ -164,21 +164,86 @@ def test_weighted_classical_is_unbiased_under_stratified_design(sim):
 
 
 def test_curation_log_resumes_after_crash(tmp_path, monkeypatch):
+    "A kernel death while a decision is appended leaves at most a cut last line, never read as a decision."
     path = tmp_path / 'curation.csv'
     log = P.CurationLog(path, ['a', 'b', 'c'], [1, 0, 2])
     log.record('a', 'relabel', 0)
-    real_replace = os.replace
-    def crash(*args): raise KeyboardInterrupt('kernel died')
-    monkeypatch.setattr(os, 'replace', crash)
+    real_write = open
+    def cut_write(file, mode='r', *args, **kw):   # write half the line, then die
+        f = real_write(file, mode, *args, **kw)
+        if 'a' in mode:
+            w = f.write; f.write = lambda text: (w(text[:len(text) // 2]), f.flush(), (_ for _ in ()).throw(KeyboardInterrupt('kernel died')))
+        return f
+    monkeypatch.setattr('builtins.open', cut_write)
     with pytest.raises(KeyboardInterrupt): log.record('b', 'accept')
-    monkeypatch.setattr(os, 'replace', real_replace)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ['curation.csv']
-    log2 = P.CurationLog(path, ['a', 'b', 'c'], [1, 0, 2])
+    monkeypatch.setattr('builtins.open', real_write)
+    log.close()
+    with pytest.warns(UserWarning, match='cut or damaged'): log2 = P.CurationLog(path, ['a', 'b', 'c'], [1, 0, 2])
     assert log2.pending == ['b', 'c'] and log2.curated_labels().to_dict() == {'a': 0}
+    assert len(list(tmp_path.glob('curation.csv.damaged-*'))) == 1
     log2.record('b', 'accept'); log2.record('c', 'reject'); log2.record('a', 'accept')   # re-deciding overrides
-    assert P.CurationLog(path, ['a', 'b', 'c'], [1, 0, 2]).curated_labels().to_dict() == {'b': 0, 'c': 2, 'a': 1}
-    with pytest.raises(ValueError, match='relabel needs a label'): log2.record('a', 'relabel')
+    log2.close()
+    with P.CurationLog(path, ['a', 'b', 'c'], [1, 0, 2]) as log3:
+        assert log3.curated_labels().to_dict() == {'b': 0, 'c': 2, 'a': 1}
+        with pytest.raises(ValueError, match='relabel needs a label'): log3.record('a', 'relabel')
     with pytest.raises(ValueError, match='not in this curation set'): P.CurationLog(path, ['a'], [1])
+    assert not (tmp_path / 'curation.csv.lock').exists()    # refused opens leave no lock behind
+
+
+def test_curation_log_cut_last_line_is_not_a_decision(tmp_path):
+    "Today's log reads 'cell4,1,rej' as a decision; it must be moved aside with a warning."
+    path = tmp_path / 'c.csv'
+    with P.CurationLog(path, ['cell1', 'cell4'], [1, 1]) as log: log.record('cell1', 'accept')
+    with open(path, 'a') as f: f.write('cell4,1,rej')
+    with pytest.warns(UserWarning, match=r'last line \(3\)'):
+        with P.CurationLog(path, ['cell1', 'cell4'], [1, 1]) as log: assert log.pending == ['cell4']
+    # a complete-looking line without its newline is cut too (the time stamp may be partial)
+    with open(path, 'a') as f: f.write('cell4,1,reject,2,2026-12-01T10:0')
+    with pytest.warns(UserWarning):
+        with P.CurationLog(path, ['cell1', 'cell4'], [1, 1]) as log: assert log.pending == ['cell4']
+    # damage before the last line is refused, not repaired
+    path.write_text('cell_id,auto_label,decision,label,time\ncell1,1,acc\ncell4,1,accept,1,t\n')
+    with pytest.raises(P.CurationLogError, match='damaged lines'): P.CurationLog(path, ['cell1', 'cell4'], [1, 1])
+
+
+def test_curation_log_ids_round_trip_as_strings(tmp_path):
+    ids = ['NA', 'nan', '', 'None', 'null', '007']
+    with P.CurationLog(tmp_path / 'c.csv', ids, [0, 1, 2, 0, 1, 2]) as log:
+        for c in ids[:4]: log.record(c, 'accept')
+    with P.CurationLog(tmp_path / 'c.csv', ids, [0, 1, 2, 0, 1, 2]) as log:
+        assert log.pending == ['null', '007'] and list(log.curated_labels().index) == ids[:4]
+
+
+def test_curation_log_one_writer_at_a_time(tmp_path):
+    "A second process gets a named error; a second object in this process closes the first, which cannot write."
+    path = tmp_path / 'c.csv'
+    log = P.CurationLog(path, ['a', 'b'], [0, 1])
+    code = ("import sys; from stlearn_nb import ppi_de as P\n"
+            "try: P.CurationLog(sys.argv[1], ['a', 'b'], [0, 1])\n"
+            "except P.CurationLogLockedError as e: print('LOCKED', e); sys.exit(3)\n")
+    r = subprocess.run([sys.executable, '-c', code, str(path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 3 and 'LOCKED' in r.stdout and 'being written by process' in r.stdout, r.stdout + r.stderr
+    log2 = P.CurationLog(path, ['a', 'b'], [0, 1])
+    with pytest.raises(P.CurationLogError, match='reopened'): log.record('a', 'accept')
+    log2.record('b', 'reject')
+    path.write_text(path.read_text() + 'a,0,accept,0,t\n')   # someone else appended behind its back
+    with pytest.raises(P.CurationLogError, match='changed by another writer'): log2.record('a', 'accept')
+    log2.close()
+    # a lock left by a dead process is taken over with a warning
+    (tmp_path / 'c.csv.lock').write_text(f'999999999 {__import__("socket").gethostname()} deadbeef')
+    with pytest.warns(UserWarning, match='stale lock'):
+        with P.CurationLog(path, ['a', 'b'], [0, 1]) as log3: assert log3.pending == []
+
+
+def test_curation_log_next_pending_is_constant_time(tmp_path):
+    "pending() took 1.15 s at 2,500 of 5,000 decided and ran on every click; next_pending is O(1) amortised."
+    import time
+    ids = [f'c{i}' for i in range(5000)]
+    with P.CurationLog(tmp_path / 'c.csv', ids, np.zeros(5000, int)) as log:
+        log.decisions.update({c: {'label': 0} for c in ids[:2500]})   # 2,500 decided (without 2,500 fsyncs)
+        t = time.perf_counter()
+        for _ in range(2000): assert log.next_pending() == 'c2500'
+        assert time.perf_counter() - t < 0.05
 
 
 def test_curation_widget_builds_headless(tmp_path):
@@ -189,6 +254,10 @@ def test_curation_widget_builds_headless(tmp_path):
     buttons[1].value = 2           # relabel dropdown -> 'other'
     buttons[2].click()
     assert log.curated_labels().to_dict() == {'a': 2} and log.pending == ['b']
+    new_log = P.CurationLog(tmp_path / 'c.csv', ['a', 'b'], [1, 0])   # the widget cell re-run
+    buttons[0].click()                                                # the old panel: refused, nothing written
+    assert 'not recorded' in panel.children[0].value and new_log.pending == ['b']
+    new_log.close()
 
 
 def test_merfish_real_data_runs():
@@ -231,3 +300,220 @@ def test_plots_draw_what_the_tables_say():
     ax = P.plot_sim_coverage(table, 4)
     np.testing.assert_allclose([p.get_height() for p in ax.patches[:4]], table['coverage'])
     assert len(P.plot_sim_width(per_gene).lines) == 3
+
+
+# ---- the sufficient-statistics implementation against today's per-cell reference (tests/ppi_de_reference.py) ----
+sys.path.insert(0, os.path.dirname(__file__))
+import ppi_de_reference as REF
+
+
+def _assert_fits_equal(ours, ref, tol=1e-10):
+    for k in ('theta', 'cov', 'lam', 'beta', 'se'):
+        a, b = ours[k].numpy(), ref[k].numpy()
+        np.testing.assert_array_equal(np.isfinite(a), np.isfinite(b), err_msg=k)
+        ok = np.isfinite(b)
+        np.testing.assert_allclose(a[ok], b[ok], rtol=tol, atol=tol * max(1, np.abs(b[ok]).max()), err_msg=k)
+
+
+@pytest.mark.parametrize('family,phi', [('poisson', None), ('nb', None), ('nb', 3.0)])
+@pytest.mark.parametrize('offsets', [True, False])
+def test_sufficient_sums_equal_reference(family, phi, offsets):
+    "PPI++, PPI, classical and naive fits equal the per-cell reference to 1e-10 (weights, offsets, NB Newton)."
+    d = _data(12, offsets=offsets)
+    phi = None if phi is None else np.full(d['x'].shape[1], phi)
+    args = (d['x'], d['y'], d['yh'], d['xu'], d['yhu'])
+    kw = dict(weights=d['w'], offset=d['o'], offset_unlabeled=d['ou'], family=family, inv_dispersion=phi)
+    _assert_fits_equal(P.ppi_glm_fit(*args, **kw), REF.ppi_glm_fit(*args, **kw))
+    _assert_fits_equal(P.ppi_glm_fit(*args, lam=1.0, **kw), REF.ppi_glm_fit(*args, lam=1.0, **kw))
+    kw_c = dict(weights=d['w'], offset=d['o'], family=family, inv_dispersion=phi)
+    _assert_fits_equal(P.classical_glm_fit(d['x'], d['y'], **kw_c), REF.classical_glm_fit(d['x'], d['y'], **kw_c))
+    _assert_fits_equal(P.naive_glm_fit(d['xu'], d['yhu'], d['ou'], family, phi), REF.naive_glm_fit(d['xu'], d['yhu'], d['ou'], family, phi))
+
+
+def test_newton_path_and_batch_equal_reference():
+    d = _data(13)
+    args = (d['x'], d['y'], d['yh'], d['xu'], d['yhu'])
+    _assert_fits_equal(P.ppi_glm_fit(*args, offset=d['o'], offset_unlabeled=d['ou'], method='newton'),
+                       REF.ppi_glm_fit(*args, offset=d['o'], offset_unlabeled=d['ou'], method='newton'))
+    ds = [_data(s, n=200, N=800) for s in (14, 15)]
+    st = lambda k: np.stack([d[k] for d in ds])
+    for fam in ('poisson', 'nb'):
+        kw = dict(weights=st('w'), offset=st('o'), offset_unlabeled=st('ou'), family=fam)
+        _assert_fits_equal(P.ppi_glm_fit(st('x'), st('y'), st('yh'), st('xu'), st('yhu'), **kw),
+                           REF.ppi_glm_fit(st('x'), st('y'), st('yh'), st('xu'), st('yhu'), **kw))
+
+
+def _kinds(x, tmp_path):
+    "The same counts as every input kind ppi_glm_fit accepts."
+    import scipy.sparse as sp, anndata as ad, dask.array as da
+    out = {'float32': x.astype(np.float32), 'int64': x.astype(np.int64), 'csr': sp.csr_matrix(x.astype(np.float32)),
+           'csc': sp.csc_matrix(x.astype(np.float32)), 'dask': da.from_array(x.astype(np.float32), chunks=(len(x) // 4 + 1, 3))}
+    for name, m in (('backed_dense', x.astype(np.float32)), ('backed_csr', sp.csr_matrix(x.astype(np.float32)))):
+        ad.AnnData(m).write_h5ad(tmp_path / f'{name}.h5ad')
+        out[name] = ad.read_h5ad(tmp_path / f'{name}.h5ad', backed='r').X
+    return out
+
+
+@pytest.mark.parametrize('family', ['poisson', 'nb'])
+def test_every_input_kind_gives_the_dense_answer(tmp_path, family):
+    d = _data(16)
+    args = lambda xu: (d['x'], d['y'], d['yh'], xu, d['yhu'])
+    kw = dict(weights=d['w'], offset=d['o'], offset_unlabeled=d['ou'], family=family)
+    dense = P.ppi_glm_fit(*args(d['xu'].astype(float)), **kw)
+    for name, xu in _kinds(d['xu'], tmp_path).items():
+        _assert_fits_equal(P.ppi_glm_fit(*args(xu), **kw), dense, tol=1e-11)
+        _assert_fits_equal(P.naive_glm_fit(xu, d['yhu'], d['ou'], family), P.naive_glm_fit(d['xu'], d['yhu'], d['ou'], family), tol=1e-11)
+
+
+def test_chunk_boundaries_change_nothing(tmp_path):
+    "Parts of 1, 7 and 1000 cells (or genes, for CSC) give the same fit to 1e-12."
+    d = _data(17)
+    kw = dict(weights=d['w'], offset=d['o'], offset_unlabeled=d['ou'])
+    ref = P.ppi_glm_fit(d['x'], d['y'], d['yh'], d['xu'], d['yhu'], **kw)
+    kinds = _kinds(d['xu'], tmp_path)
+    G = d['x'].shape[1]
+    for cells in (1, 7, 1000):
+        for name in ('float32', 'csr', 'csc', 'backed_dense'):
+            fit = P.ppi_glm_fit(d['x'], d['y'], d['yh'], kinds[name], d['yhu'], chunk_bytes=8 * G * cells, **kw)
+            _assert_fits_equal(fit, ref, tol=1e-12)
+    fit = P.ppi_glm_fit(d['x'], d['y'], d['yh'], d['xu'], d['yhu'], family='nb', chunk_bytes=8 * G * 7, **kw)
+    _assert_fits_equal(fit, P.ppi_glm_fit(d['x'], d['y'], d['yh'], d['xu'], d['yhu'], family='nb', **kw), tol=1e-12)
+
+
+def test_dask_runs_with_its_own_scheduler():
+    "The Dask path is a Dask graph: it runs with the synchronous and the threaded scheduler alike."
+    import dask, dask.array as da
+    d = _data(18)
+    xu = da.from_array(d['xu'], chunks=(700, 5))
+    ref = P.naive_glm_fit(d['xu'], d['yhu'])
+    for scheduler in ('synchronous', 'threads'):
+        with dask.config.set(scheduler=scheduler):
+            _assert_fits_equal(P.naive_glm_fit(xu, d['yhu']), ref, tol=1e-12)
+
+
+# ---- ppi_de checks its input: named errors instead of silent answers ----
+def _adatas(seed=0, n=300, N=2000, G=6, true_lfc=np.log(4.0)):
+    import anndata as ad
+    rng = np.random.default_rng(seed)
+    names = np.array(['ref', 'tgt', 'other'])
+    def make(m, start):
+        y = rng.choice(3, m, p=[.4, .3, .3])
+        sf = np.exp(rng.normal(0, .3, m))
+        rate = np.where(y[:, None] == 1, 2.0 * np.exp(true_lfc), 2.0) * np.ones(G)
+        x = rng.poisson(sf[:, None] * rate).astype(np.float32)
+        yh = np.where(rng.random(m) < .2, rng.choice(3, m), y)
+        a = ad.AnnData(x, obs=pd.DataFrame({'auto': names[yh], 'cur': names[y], 'sf': sf, 'w': rng.uniform(.5, 2, m)},
+                                           index=[f'cell{i}' for i in range(start, start + m)]),
+                       var=pd.DataFrame(index=[f'g{j}' for j in range(G)]))
+        a.layers['counts'] = a.X.copy()
+        return a
+    return make(N, 0), make(n, N)
+
+
+def test_ppi_de_refuses_bad_input_with_named_errors():
+    unl, cur = _adatas()
+    de = lambda u=unl, c=cur, **kw: P.ppi_de(u, c, **{**dict(label_key='auto', curated_key='cur', reference='ref', target='tgt'), **kw})
+    cases = {
+        'target': (lambda: de(target='tgtt'), "'tgtt' 0 times"),
+        'reference': (lambda: de(reference='reff'), "'reff' 0 times"),
+        'alpha': (lambda: de(alpha=1.5), 'alpha must lie in (0, 1)'),
+        'method': (lambda: de(method='ppi+'), "method must be"),
+        'family': (lambda: de(family='gauss'), "family must be"),
+        'size factors': (lambda: de(size_factor_key='sf', c=_set_obs(cur, 'sf', 0, 0.0)), "not a positive finite number"),
+        'weights': (lambda: de(weights_key='w', c=_set_obs(cur, 'w', 3, -1.0)), "not a positive finite number"),
+        'genes': (lambda: de(c=cur[:, :5].copy()), 'different genes'),
+        'both': (lambda: de(c=_rename(cur, {cur.obs_names[0]: unl.obs_names[0]})), '1 cells are in both'),
+        'few curated': (lambda: de(c=cur[cur.obs['cur'] != 'tgt'].copy()), "'tgt' 0 times"),
+        'layer': (lambda: de(layer='raw'), "no layer 'raw'"),
+        'key': (lambda: de(curated_key='curated'), "no column 'curated'"),
+    }
+    for name, (call, message) in cases.items():
+        with pytest.raises(P.DEInputError, match=__import__('re').escape(message)): call()
+    from stlearn_nb.data import DataFormatError
+    logged = unl.copy(); logged.layers['counts'] = np.log1p(logged.layers['counts'])
+    with pytest.raises(DataFormatError, match='non-integer values'): de(u=logged)
+    negative = cur.copy(); negative.layers['counts'][0, 0] = -1
+    with pytest.raises(DataFormatError, match='negative values'): de(c=negative)
+
+
+def _set_obs(a, key, i, value):
+    a = a.copy(); v = a.obs[key].to_numpy().copy(); v[i] = value; a.obs[key] = v; return a
+
+
+def _rename(a, mapping):
+    a = a.copy(); a.obs_names = [mapping.get(c, c) for c in a.obs_names]; return a
+
+
+def test_ppi_de_aligns_genes_by_name_and_fits_counts_not_log1p():
+    unl, cur = _adatas(1)
+    kw = dict(label_key='auto', curated_key='cur', reference='ref', target='tgt', size_factor_key='sf', weights_key='w')
+    ref = P.ppi_de(unl, cur, **kw)
+    shuffled = cur[:, cur.var_names[::-1]].copy()
+    pd.testing.assert_frame_equal(P.ppi_de(unl, shuffled, **kw), ref)
+    assert list(ref.index) == list(unl.var_names)
+    # the true log fold change is log 4 for every gene: the counts fit finds it
+    assert np.abs(ref['beta'] - np.log(4)).max() < 4 * ref['se'].max()
+
+
+@pytest.mark.parametrize('kind', ['dense', 'sparse', 'backed'])
+def test_de_command_on_anndata_files(tmp_path, kind):
+    import scipy.sparse as sp
+    unl, cur = _adatas(2)
+    if kind != 'dense':
+        for a in (unl, cur): a.X = sp.csr_matrix(a.X); a.layers['counts'] = sp.csr_matrix(a.layers['counts'])
+    if kind == 'backed': del unl.layers['counts'], cur.layers['counts']   # counts in .X, read backed
+    unl.write_h5ad(tmp_path / 'A.h5ad'); cur.write_h5ad(tmp_path / 'C.h5ad')
+    cmd = [sys.executable, '-c', 'import sys; from stlearn_nb.cli import main; sys.exit(main(sys.argv[1:]))', 'de',
+           '--automated', str(tmp_path / 'A.h5ad'), '--curated', str(tmp_path / 'C.h5ad'), '--label-key', 'auto',
+           '--curated-key', 'cur', '--reference', 'ref', '--target', 'tgt', '--weights-key', 'w', '--size-factor-key', 'sf']
+    r = subprocess.run(cmd + ['--out', str(tmp_path / 'out')], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / 'out').iterdir()) == ['de_results.csv', 'forest.png', 'params.json', 'volcano.png']
+    table = pd.read_csv(tmp_path / 'out' / 'de_results.csv', index_col=0)
+    expected = P.ppi_de(unl, cur, 'auto', 'cur', 'ref', 'tgt', layer='counts' if kind != 'backed' else None,
+                        weights_key='w', size_factor_key='sf')
+    np.testing.assert_allclose(table['beta'], expected['beta'], rtol=1e-9)
+    np.testing.assert_allclose(table['p_adj'], expected['p_adj'], rtol=1e-9)
+    # refused input: one line, exit 2, the previous results untouched
+    r = subprocess.run(cmd + ['--out', str(tmp_path / 'out'), '--alpha', '1.5'], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and 'alpha' in r.stderr, r.stderr
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / 'out' / 'de_results.csv', index_col=0), table)
+    r = subprocess.run(cmd[:7] + [str(tmp_path / 'missing.h5ad')] + cmd[8:] + ['--out', str(tmp_path / 'o2')],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and 'missing.h5ad' in r.stderr and not (tmp_path / 'o2').exists(), r.stderr
+
+
+def test_t_interval_with_satterthwaite_df_covers_better_with_few_curated_cells():
+    "n=100 stratified curated cells: z intervals under-cover; the t interval covers more, for a few percent more width."
+    genes = P.simulate_de_genes(0)
+    reps = P.ppi_sim_replicates(150, 5000, 100, seed=21, genes=genes, chunk=50, arms=('classical', 'ppi++'))
+    z = P.ppi_sim_summary(reps, genes, 0.05, 'z')[0].set_index('arm')
+    t = P.ppi_sim_summary(reps, genes, 0.05, 't')[0].set_index('arm')
+    se = math.sqrt(0.05 * 0.95 / (150 * 20))
+    assert z.loc['ppi++', 'coverage'] < 0.95 - 3 * se                     # the baseline that under-covers
+    for arm in ('classical', 'ppi++'):
+        assert t.loc[arm, 'coverage'] > z.loc[arm, 'coverage'] + 2 * se, (arm, z.loc[arm, 'coverage'], t.loc[arm, 'coverage'])
+        assert 1 < t.loc[arm, 'median_width'] / z.loc[arm, 'median_width'] < 1.1
+    assert abs(t.loc['classical', 'coverage'] - 0.95) < 3 * se
+
+
+def test_satterthwaite_df_limits():
+    "Near-normal influences, equal weights: df near the number of cells that inform beta (classes 0 and 1, ~2n/3); one heavy cell: df small."
+    rng = np.random.default_rng(22)
+    y = rng.choice(3, 400); x = rng.poisson(np.array([200., 300., 250.])[y][:, None] * np.ones(5))
+    even = P.classical_glm_fit(x, y, with_df=True)['df'].numpy()
+    w = np.ones(400); w[np.flatnonzero(y == 1)[0]] = 400.
+    heavy_fit = P.classical_glm_fit(x, y, weights=w, with_df=True)
+    heavy = heavy_fit['df'].numpy()
+    n_informative = int(np.isin(y, [0, 1]).sum())
+    assert ((even > 0.75 * n_informative) & (even < 1.25 * n_informative)).all() and np.median(heavy) < even.min() / 20, (even, heavy)
+    lo, hi = P.glm_ci(heavy_fit, 0.05, 't')
+    lo_z, hi_z = P.glm_ci(heavy_fit, 0.05, 'z')
+    np.testing.assert_allclose(((hi - lo) / (hi_z - lo_z)).numpy(), P.student_t.ppf(0.975, heavy) / norm.ppf(0.975), rtol=1e-12)
+    with pytest.raises(ValueError, match='alpha'): P.glm_ci(heavy_fit, 1.5)
+
+
+def test_data_folder_hidden_by_environment(monkeypatch):
+    "STLEARN_NB_DATA, when set, is the only place searched: a missing path hides ../shared/data (the notebook's fallback runs)."
+    monkeypatch.setenv('STLEARN_NB_DATA', '/nonexistent')
+    assert shared_data_dir() is None and shared_data_dir('merfish_hypothalamus_rctd') is None
