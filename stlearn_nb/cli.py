@@ -163,7 +163,9 @@ def _epoch_lines_callback():
             self.old_logger = self.learn.logger
             if self.learn.logger is not noop: self.learn.logger = self._line
         def _line(self, log):
-            words = [f"{n} {v:.6g}" if isinstance(v, float) else f"{n} {v}" for n, v in zip(self.recorder.metric_names, log)]
+            names, values = list(self.recorder.metric_names), list(log)
+            if len(names) != len(values): names = names[:len(values) - 1] + names[-1:]   # no validation: no valid_loss
+            words = [f"{n} {v:.6g}" if isinstance(v, float) else f"{n} {v}" for n, v in zip(names, values)]
             print(f"epoch {self.epoch + 1}/{self.n_epoch}: " + ', '.join(words[1:]), flush=True)
         def after_fit(self): self.learn.logger = self.old_logger
     return EpochLines
