@@ -11,11 +11,11 @@ import numpy as np, pandas as pd, scipy.sparse as sp, anndata as ad, torch
 
 # %% auto #0
 __all__ = ['HER2ST_UM_PER_PX', 'DataFormatError', 'BarcodeMismatchError', 'PatchOutOfBoundsError', 'ZeroCountsError',
-           'UnreadableFileError', 'format_examples', 'require_file', 'reading', 'read_table', 'check_unique',
-           'check_finite', 'shared_data_dir', 'check_counts', 'crop_patches', 'resize_patches', 'read_hest_patches',
-           'read_hest', 'write_toy_hest', 'read_her2st', 'read_full_image', 'spot_patches', 'read_10x_reference',
-           'write_toy_10x', 'transcripts_to_counts', 'read_cosmx', 'read_cosmx_masks', 'local_to_pixel',
-           'read_merfish_rctd', 'plot_spatial']
+           'UnreadableFileError', 'format_examples', 'require_file', 'reading', 'read_table', 'read_tiff',
+           'check_unique', 'check_finite', 'shared_data_dir', 'check_counts', 'crop_patches', 'resize_patches',
+           'read_hest_patches', 'read_hest', 'write_toy_hest', 'read_her2st', 'read_full_image', 'spot_patches',
+           'read_10x_reference', 'write_toy_10x', 'transcripts_to_counts', 'read_cosmx', 'read_cosmx_masks',
+           'local_to_pixel', 'read_merfish_rctd', 'plot_spatial']
 
 # %% ../nbs/01_data.ipynb #d9fe5b4f
 class DataFormatError(ValueError):
@@ -79,6 +79,22 @@ def read_table(path:str|Path,     # a delimited text file (.gz allowed)
     missing = [c for c in need if c not in df.columns]
     if missing: raise DataFormatError(f"{path}: the {what} lacks columns {missing}; it has {format_examples(df.columns, 10)}")
     return df
+
+# %% ../nbs/01_data.ipynb #463dbb96
+def read_tiff(path:str|Path, # a TIFF image or label mask
+              what:str,      # what it holds, for messages
+             ) -> np.ndarray:
+    "`tifffile.imread` that refuses empty, truncated or page-less files with the path (tifffile may return zeros for them)."
+    import tifffile
+    path = require_file(path, what)
+    if path.stat().st_size == 0: raise UnreadableFileError(f"{path}: the {what} is an empty file (0 bytes)")
+    with reading(path, f'{what} (TIFF)'), tifffile.TiffFile(path) as tif:
+        if len(tif.pages) == 0: raise UnreadableFileError(f"{path}: the {what} (TIFF) has no image page: truncated?")
+        page = tif.pages[0]
+        end = max((o + n for o, n in zip(page.dataoffsets, page.databytecounts)), default=0)
+        if end > path.stat().st_size:
+            raise UnreadableFileError(f"{path}: the {what} (TIFF) is truncated: its pixels end at byte {end}, the file at {path.stat().st_size}")
+        return tif.asarray()
 
 # %% ../nbs/01_data.ipynb #37597bc3
 def check_unique(ids,            # identifiers that must be distinct
@@ -386,7 +402,7 @@ def read_10x_reference(folder:str|Path,   # folder with matrix.mtx.gz, features.
     bpath = folder/'barcodes.tsv.gz'
     barcodes = read_table(bpath, '10x barcodes', sep='\t', header=None, min_columns=1)[0]
     if X.shape != (len(barcodes), len(feats)):
-        raise DataFormatError(f"{mpath}: matrix is {X.shape[1]} genes x {X.shape[0]} cells but there are {len(feats)} features and {len(barcodes)} barcodes")
+        raise DataFormatError(f"{mpath}: matrix is {X.shape[1]} genes x {X.shape[0]} cells but there are {len(feats)} features and {len(barcodes)} barcodes ({fpath.name}, {bpath.name})")
     genes = feats[min(gene_column, feats.shape[1]-1)]
     if genes.isna().any(): raise DataFormatError(f"{fpath}: {genes.isna().sum()} gene names are missing, at rows {format_examples(np.flatnonzero(genes.isna()))}")
     if barcodes.isna().any(): raise DataFormatError(f"{bpath}: {barcodes.isna().sum()} barcodes are missing, at rows {format_examples(np.flatnonzero(barcodes.isna()))}")
@@ -485,25 +501,24 @@ def _geotransform(aux:Path) -> tuple:
 
 def read_cosmx_masks(folder:str|Path) -> dict:
     "Read `CellLabels_F*.tif` as int32 label masks with their GeoTransform: {fov: {'mask', 'transform'}}."
-    import tifffile
     folder, out = Path(folder), {}
     files = sorted((folder/'CellLabels').glob('CellLabels_F*.tif'))
-    if not files: raise FileNotFoundError(f"no CellLabels/CellLabels_F*.tif in {folder}")
+    if not files: raise FileNotFoundError(f"no CellLabels_F*.tif in {folder/'CellLabels'}")
     for p in files:
         try: fov = int(p.stem.split('_F')[-1])
         except ValueError: raise DataFormatError(f"{p}: cannot read the FOV number from the file name (expected CellLabels_F002.tif)") from None
-        with reading(p, 'CosMx label mask (TIFF)'): m = tifffile.imread(p)
+        m = read_tiff(p, 'CosMx label mask')
         if m.ndim != 2: raise DataFormatError(f"{p}: label mask has shape {m.shape}, expected (H, W)")
         if not np.issubdtype(m.dtype, np.number) or not np.all(np.mod(m, 1) == 0): raise DataFormatError(f"{p}: label mask has non-integer values")
         if m.min() < 0 or m.max() > np.iinfo(np.int32).max: raise DataFormatError(f"{p}: label ids outside 0..2**31-1 (min {m.min()}, max {m.max()})")
         aux = folder/'CellComposite'/f'CellComposite_F{fov:03d}.jpg.aux.xml'
         if not aux.exists():
             warnings.warn(f"{aux.name} missing: assuming mask pixel (r, c) = local (y, x)")
-        out[str(fov)] = {'mask': m.astype(np.int32), 'transform': _geotransform(aux) if aux.exists() else (0., 1., 0., 0., 0., 1.)}
+        out[str(fov)] = {'mask': m.astype(np.int32), 'transform': np.asarray(_geotransform(aux) if aux.exists() else (0., 1., 0., 0., 0., 1.))}
     return out
 
 def local_to_pixel(xy:np.ndarray,  # (T, 2) local (x, y) coordinates
-                   transform:tuple, # GDAL GeoTransform of the mask
+                   transform,       # (6,) GDAL GeoTransform of the mask
                   ) -> np.ndarray:  # (T, 2) integer (row, col)
     "Mask pixel (row, col) containing each local coordinate."
     x0, dx, _, y0, _, dy = transform

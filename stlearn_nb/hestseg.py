@@ -13,7 +13,7 @@ from scipy import ndimage as ndi
 from scipy.optimize import linear_sum_assignment
 from .core import seed_everything, default_device, type_palette, Experiment, cpu_threads
 from .data import DataFormatError, transcripts_to_counts, shared_data_dir, format_examples, require_file
-from .data import BarcodeMismatchError, UnreadableFileError, reading, read_table, check_finite, check_unique
+from .data import BarcodeMismatchError, UnreadableFileError, reading, read_table, check_finite, check_unique, read_tiff
 
 # %% auto #0
 __all__ = ['CONTROL_PATTERN', 'UNASSIGNED_IDS', 'CLASSES', 'IGNORE', 'HIERARCHY', 'MARKERS', 'ORGAN_STYLES', 'NUCLEUS_LOOK',
@@ -889,9 +889,9 @@ def read_monuseg(tif:str|Path, # 1000x1000 RGB tile
                  xml:str|Path, # ImageScope annotation with one Region per nucleus
                 ) -> tuple[np.ndarray, np.ndarray, float]: # (H, W, 3) uint8, (H, W) int32 instances, um/px
     "Read a MoNuSeg image (uint8 RGB, RGBA or grayscale) and rasterise its ImageScope XML nucleus polygons."
-    import tifffile, xml.etree.ElementTree as ET
+    import xml.etree.ElementTree as ET
     tif, xml = require_file(tif, 'MoNuSeg image'), require_file(xml, 'MoNuSeg annotation')
-    with reading(tif, 'MoNuSeg image (TIFF)'): img = tifffile.imread(tif)
+    img = read_tiff(tif, 'MoNuSeg image')
     if img.dtype != np.uint8: raise DataFormatError(f"{tif}: image has dtype {img.dtype}, expected uint8 (MoNuSeg tiles are 8-bit RGB); convert it first")
     if img.ndim == 2: img = np.repeat(img[..., None], 3, axis=2)    # grayscale -> three equal channels
     if img.ndim != 3 or img.shape[2] not in (3, 4): raise DataFormatError(f"{tif}: image has shape {img.shape}, expected (H, W), (H, W, 3) or (H, W, 4)")
