@@ -394,7 +394,13 @@ def read_10x_reference(folder:str|Path,   # folder with matrix.mtx.gz, features.
     import scipy.io
     folder = Path(folder)
     mpath = require_file(folder/'matrix.mtx.gz', '10x matrix')
-    with reading(mpath, '10x matrix (Matrix Market, gzip)'), gzip.open(mpath, 'rb') as f: X = sp.csr_matrix(scipy.io.mmread(f).T)
+    with reading(mpath, '10x matrix (Matrix Market, gzip)'), gzip.open(mpath, 'rb') as f: M = sp.coo_matrix(scipy.io.mmread(f))
+    entries = pd.Index(M.row.astype(np.int64) * M.shape[1] + M.col)
+    if entries.has_duplicates:  # csr would add them up: a listed entry twice doubles that count
+        dup = entries[entries.duplicated()][:3]
+        raise DataFormatError(f"{mpath}: {entries.duplicated().sum()} (gene, cell) entries are listed twice, e.g. "
+                              f"{format_examples([(int(i // M.shape[1]) + 1, int(i % M.shape[1]) + 1) for i in dup])} (1-based)")
+    X = sp.csr_matrix(M.T)
     check_counts(X, what='cells', source=mpath)
     X = X.astype(_count_dtype(X))
     fpath = folder/'features.tsv.gz'

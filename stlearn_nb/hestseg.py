@@ -242,6 +242,7 @@ def read_xenium_transcripts(path:str|Path,  # transcripts.csv(.gz) or .parquet
     qv = pd.to_numeric(df['qv'], errors='coerce')
     if qv.isna().any(): raise XeniumFormatError(f"{path}: {qv.isna().sum()} transcripts have a non-numeric qv, at rows {format_examples(np.flatnonzero(qv.isna()))}")
     check_finite(df[['x_location', 'y_location']], path, 'transcripts (x_location, y_location)')
+    if 'transcript_id' in df: check_unique(df['transcript_id'], path, 'transcript ids (a transcript listed twice is counted twice)')
     df['feature_name'] = _cell_id_str(df['feature_name'], path, 'feature names')
     df['cell_id'] = _cell_id_str(df['cell_id'], path)
     df = df[qv.to_numpy() >= min_qv].copy()
@@ -337,6 +338,7 @@ def read_hest_transcripts(path:str|Path, min_qv:float=20) -> pd.DataFrame:
     "Read HEST-1k transcripts (he_x, he_y in H&E pixels), quality-filtered and without control features."
     df = _read_table(path, ['cell_id', 'feature_name', 'he_x', 'he_y'], 'HEST transcripts')
     check_finite(df[['he_x', 'he_y']], path, 'transcripts (he_x, he_y)')
+    if 'transcript_id' in df: check_unique(df['transcript_id'], path, 'transcript ids (a transcript listed twice is counted twice)')
     df = df.assign(feature_name=_cell_id_str(df['feature_name'], path, 'feature names'), cell_id=_cell_id_str(df['cell_id'], path))
     if 'qv' in df:
         qv = pd.to_numeric(df['qv'], errors='coerce')

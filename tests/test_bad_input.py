@@ -179,6 +179,12 @@ def _mtx(values, field='integer'):
         buf = io.BytesIO(); scipy.io.mmwrite(buf, X, field=field); p.write_bytes(gzip.compress(buf.getvalue()))
     return m
 
+def _mtx_repeat_last(text):
+    "The last (gene, cell, count) entry listed twice, with the header's entry count raised to match."
+    lines = text.rstrip('\n').split('\n'); k = next(i for i, l in enumerate(lines) if not l.startswith('%'))
+    rows, cols, nnz = lines[k].split(); lines[k] = f"{rows} {cols} {int(nnz) + 1}"
+    return '\n'.join(lines + lines[-1:]) + '\n'
+
 TENX_FAULTS = [
     case('matrix absent', 'matrix.mtx.gz', delete, FileNotFoundError, '10x matrix not found'),
     case('matrix truncated gzip', 'matrix.mtx.gz', truncate, UnreadableFileError, 'cannot read the 10x matrix'),
@@ -186,6 +192,7 @@ TENX_FAULTS = [
     case('matrix not gzip', 'matrix.mtx.gz', garbage, UnreadableFileError, '10x matrix'),
     case('matrix negative', 'matrix.mtx.gz', _mtx(-np.ones((4, 7))), DataFormatError, 'negative'),
     case('matrix not integers', 'matrix.mtx.gz', _mtx(np.full((4, 7), 0.5), 'real'), DataFormatError, 'not integers'),
+    case('matrix entry listed twice', 'matrix.mtx.gz', edit(_mtx_repeat_last), DataFormatError, '1 (gene, cell) entries are listed twice'),
     case('matrix shape', 'barcodes.tsv.gz', edit(lambda t: t + 'cell7\n'), DataFormatError, '4 genes x 7 cells but there are 4 features and 8 barcodes'),
     case('features comma-delimited', 'features.tsv.gz', resep('\t', ','), DataFormatError, "first line contains [',']"),
     case('features empty', 'features.tsv.gz', empty, UnreadableFileError, 'empty file'),
@@ -347,6 +354,7 @@ XENIUM_FAULTS = [
     case('transcripts qv not numbers', 'transcripts.csv', table(lambda d: d.assign(qv=[30, 'high', 40, 30, 30, 10])), XeniumFormatError, 'non-numeric qv'),
     case('transcripts last line cut', 'transcripts.csv', cut_last_line, DataFormatError, 'rows 5'),
     case('transcripts no cell', 'transcripts.csv', table(lambda d: d.assign(cell_id=-1)), XeniumFormatError, 'no transcript'),
+    case('transcripts listed twice', 'transcripts.csv', table(lambda d: d.assign(transcript_id=[1, 2, 3, 4, 5, 1])), DataFormatError, '1 duplicated transcript ids', 'counted twice'),
     case('ids match no nucleus', 'nucleus_boundaries.csv', table(lambda d: d.assign(cell_id=d.cell_id.map({1: 'aaa-1', 2: 'bbb-1'}))), BarcodeMismatchError, 'no cell of transcripts.csv has a nucleus'),
     case('boundaries NaN cell id', 'nucleus_boundaries.csv', table(lambda d: d.assign(cell_id=[1, 1, np.nan, 2, 2, 2])), XeniumFormatError, 'cell ids are missing'),
     case('boundaries NaN vertex', 'nucleus_boundaries.csv', table(lambda d: d.assign(vertex_x=[0, np.nan, 4, 10, 14, 14.])), XeniumFormatError, 'not finite'),
@@ -438,6 +446,7 @@ HEST_TX_FAULTS = [
     case('qv not numbers', 'tx.parquet', parquet(lambda d: d.assign(qv=['30', 'x', '10', '30'])), XeniumFormatError, 'non-numeric qv'),
     case('NaN cell id', 'tx.parquet', parquet(lambda d: d.assign(cell_id=[7, np.nan, 9, -1])), XeniumFormatError, 'cell ids are missing'),
     case('truncated parquet', 'tx.parquet', truncate, UnreadableFileError, 'HEST transcripts'),
+    case('transcripts listed twice', 'tx.parquet', parquet(lambda d: d.assign(transcript_id=[10, 11, 10, 12])), DataFormatError, '1 duplicated transcript ids', 'counted twice'),
 ]
 
 def test_hest_seg_and_transcripts_valid_exact(tmp_path):
@@ -568,6 +577,22 @@ def test_real_file_faults(tmp_path, dataset, file, mutate, reader, error, words)
     d = _copy(src, tmp_path/dataset); _own(d/file); mutate(d/file)
     with pytest.raises(error) as e: reader(d)
     _check(e, d/file, (words,))
+
+REAL_VALID = [
+    pytest.param('her2st', lambda d: read_her2st(d, 'C6'), id='her2st C6'),
+    pytest.param('wu2021_brca_scrna_CID4465', read_10x_reference, id='10x Wu et al.'),
+    pytest.param('cosmx_nsclc_lung12_mini', read_cosmx, id='cosmx'),
+    pytest.param('merfish_hypothalamus_rctd', lambda d: read_merfish_rctd(d)[0], id='merfish spatial'),
+    pytest.param('xenium_mouse_brain_mini', lambda d: read_xenium(d/'sample1'), id='xenium sample1'),
+]
+
+@pytest.mark.parametrize('dataset,reader', REAL_VALID)
+def test_real_results_survive_write_h5ad(tmp_path, dataset, reader):
+    src = shared_data_dir(dataset)
+    if src is None: pytest.skip(f"../shared/data/{dataset} not present on this machine")
+    with warnings.catch_warnings(): warnings.simplefilter('ignore'); a = reader(src)
+    _roundtrip(a, tmp_path)
+    if 'spatial' in a.obsm: assert np.isfinite(np.asarray(a.obsm['spatial'], float)).all()
 
 # ---------------------------------------------------------------- the count for the closing note
 FAULTS = {'read_her2st': HER2ST_FAULTS, 'read_hest (+ read_hest_patches)': HEST_FAULTS, 'read_10x_reference': TENX_FAULTS,
