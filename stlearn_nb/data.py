@@ -376,8 +376,14 @@ def spot_patches(adata:ad.AnnData,    # spots with .obsm['spatial'] in full-reso
                 ) -> ad.AnnData|None:
     "Cut a `patch_um` patch around every spot into `.obsm['patches']` (n, out_px, out_px, 3) uint8."
     out = adata.copy() if copy else adata
+    if 'spatial' not in out.obsm or not out.uns.get('spatial'):
+        raise DataFormatError("spot_patches needs .obsm['spatial'] and .uns['spatial'][library_id] (as read_her2st writes them)")
     library_id = library_id or next(iter(out.uns['spatial']))
-    mpp = out.uns['spatial'][library_id]['scalefactors']['microns_per_pixel']
+    if library_id not in out.uns['spatial']: raise DataFormatError(f"no library {library_id!r} in .uns['spatial']; has {format_examples(out.uns['spatial'])}")
+    mpp = out.uns['spatial'][library_id].get('scalefactors', {}).get('microns_per_pixel')
+    if not isinstance(mpp, (int, float, np.number)) or not mpp > 0:
+        raise DataFormatError(f".uns['spatial'][{library_id!r}]['scalefactors']['microns_per_pixel'] must be a positive number, got {mpp!r}")
+    if not patch_um > 0 or int(out_px) != out_px or out_px < 1: raise DataFormatError(f"patch_um must be > 0 and out_px a positive integer, got {patch_um}, {out_px}")
     image = read_full_image(out, library_id) if image is None else image
     size = int(round(patch_um / mpp))
     patches, top_left = crop_patches(image, out.obsm['spatial'], size, pad=pad)

@@ -543,6 +543,14 @@ def test_crop_patches_pad_is_white_never_wrapped(center):
 
 def test_spot_patches_image_faults(tmp_path):
     a = read_her2st(write_her2st(tmp_path), 'Z1', lowres=0)
+    b = a.copy(); b.uns['spatial']['Z1']['scalefactors']['microns_per_pixel'] = 0
+    with pytest.raises(DataFormatError, match='microns_per_pixel'): spot_patches(b, patch_um=4, out_px=4)
+    with pytest.raises(DataFormatError, match="no library 'Z9'"): spot_patches(a, patch_um=4, out_px=4, library_id='Z9')
+    with pytest.raises(DataFormatError, match="obsm\\['spatial'\\]"): spot_patches(ad.AnnData(a.X), patch_um=4)
+    spot_patches(a, patch_um=4 * 0.69, out_px=4)            # 4 px patches of the 64 px image, exact crops at 4 px
+    from PIL import Image
+    full = np.asarray(Image.open(tmp_path/'images'/'Z1.jpg').convert('RGB'))
+    np.testing.assert_array_equal(a.obsm['patches'][0], full[3:7, 8:12])   # centre (10, 5): rows 3..6, columns 8..11
     truncate(tmp_path/'images'/'Z1.jpg')
     with pytest.raises(UnreadableFileError, match='Z1.jpg'): spot_patches(a, patch_um=4, out_px=4)
     (tmp_path/'images'/'Z1.jpg').unlink()
