@@ -35,11 +35,15 @@ def test_typo_key_exits_2_naming_valid_keys(cmd, tmp_path):
     assert err.strip().splitlines()[-1].startswith(f'stlearn-nb {cmd}: error:') and 'Traceback' not in err
     assert not (tmp_path/'o').exists()
 
-def test_wrong_values_exit_2(tmp_path):
+def test_wrong_values_exit_2(tmp_path, capsys):
     for option, words in [('n_reps=0', 'n_reps=0: must be >= 1'), ('alpha=1.5', 'in (0, 1)'), ('n_curated=2.5', 'expected int'),
-                          ('family=3', 'expected str')]:
-        rc, out, err = _cli('ppi-sim', '--quick', '--set', option, '--out', str(tmp_path/'o'))
-        assert rc == 2 and words in err, (option, err)
+                          ('family=3', 'expected str'), ('chunk=True', 'expected int')]:
+        assert main(['ppi-sim', '--quick', '--set', option, '--out', str(tmp_path/'o')]) == 2
+        err = capsys.readouterr().err
+        assert words in err and len(err.strip().splitlines()) == 1, (option, err)
+    assert main(['ppi-sim', '--quick', '--data-dir', str(tmp_path/'nowhere'), '--out', str(tmp_path/'o')]) == 2
+    assert 'is not a folder' in capsys.readouterr().err
+    assert not (tmp_path/'o').exists()
     rc, out, err = _cli('ppi-sim', '--quick', '--debug', '--set', 'n_reps=0', '--out', str(tmp_path/'o'))
     assert rc == 2 and 'Traceback' in err and 'CommandLineError' in err
 
