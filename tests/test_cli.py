@@ -29,8 +29,8 @@ def test_cli_does_not_import_concepts_for_help():
     for module, _, _ in EXPERIMENTS.values(): assert module not in out
 
 @pytest.mark.parametrize('cmd', ['strank-toy', 'cpnn-synth'])
-def test_typo_key_exits_2_naming_valid_keys(cmd, tmp_path):
-    rc, out, err = _cli(cmd, '--quick', '--set', 'epoch=2', '--out', str(tmp_path/'o'))
+def test_typo_key_exits_2_naming_valid_keys(cmd, tmp_path, capsys):
+    rc = main([cmd, '--quick', '--set', 'epoch=2', '--out', str(tmp_path/'o')]); err = capsys.readouterr().err
     assert rc == 2 and 'unknown option --set epoch' in err and 'epochs' in err
     assert err.strip().splitlines()[-1].startswith(f'stlearn-nb {cmd}: error:') and 'Traceback' not in err
     assert not (tmp_path/'o').exists()
