@@ -230,9 +230,9 @@ def experiment_function(name:str):
 
 def run_experiment(name:str, out:Path|None=None, quick:bool=False, seed:int=0, data_dir=None, quiet:bool=False, **options):
     "Check `out` and `options`, run the experiment, write its results atomically into `out`; return the `Experiment`."
-    from stlearn_nb.core import write_experiment, seed_everything, atomic_dir
-    out = check_out_dir(Path(out) if out is not None else Path('results')/name)
+    out = check_out_dir(Path(out) if out is not None else Path('results')/name)   # before any import or work
     if data_dir is not None and not Path(data_dir).is_dir(): raise CommandLineError(f"--data-dir {data_dir} is not a folder")
+    from stlearn_nb.core import write_experiment, seed_everything, atomic_dir
     fn = experiment_function(name)
     options = validate_options(fn, options)
     if quiet and 'progress' in inspect.signature(fn).parameters: options.setdefault('progress', False)
