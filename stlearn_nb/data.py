@@ -410,14 +410,14 @@ def read_10x_reference(folder:str|Path,   # folder with matrix.mtx.gz, features.
     check_counts(X, what='cells', source=mpath)
     X = X.astype(_count_dtype(X))
     fpath = folder/'features.tsv.gz'
-    feats = read_table(fpath, '10x features', sep='\t', header=None, min_columns=1)
+    feats = read_table(fpath, '10x features', sep='\t', header=None, min_columns=1, dtype=str, keep_default_na=False)  # 'NA' is a name
     bpath = folder/'barcodes.tsv.gz'
-    barcodes = read_table(bpath, '10x barcodes', sep='\t', header=None, min_columns=1)[0]
+    barcodes = read_table(bpath, '10x barcodes', sep='\t', header=None, min_columns=1, dtype=str, keep_default_na=False)[0]
     if X.shape != (len(barcodes), len(feats)):
         raise DataFormatError(f"{mpath}: matrix is {X.shape[1]} genes x {X.shape[0]} cells but there are {len(feats)} features and {len(barcodes)} barcodes ({fpath.name}, {bpath.name})")
     genes = feats[min(gene_column, feats.shape[1]-1)]
-    if genes.isna().any(): raise DataFormatError(f"{fpath}: {genes.isna().sum()} gene names are missing, at rows {format_examples(np.flatnonzero(genes.isna()))}")
-    if barcodes.isna().any(): raise DataFormatError(f"{bpath}: {barcodes.isna().sum()} barcodes are missing, at rows {format_examples(np.flatnonzero(barcodes.isna()))}")
+    if (genes == '').any(): raise DataFormatError(f"{fpath}: {(genes == '').sum()} gene names are missing (empty), at rows {format_examples(np.flatnonzero(genes == ''))}")
+    if (barcodes == '').any(): raise DataFormatError(f"{bpath}: {(barcodes == '').sum()} barcodes are missing (empty), at rows {format_examples(np.flatnonzero(barcodes == ''))}")
     barcodes = barcodes.astype(str); check_unique(barcodes, bpath, 'barcodes')
     adata = ad.AnnData(X, obs=pd.DataFrame(index=barcodes.to_numpy()), var=pd.DataFrame(index=genes.astype(str).to_numpy()))
     adata.var_names_make_unique()

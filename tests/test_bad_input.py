@@ -196,7 +196,7 @@ TENX_FAULTS = [
     case('matrix shape', 'barcodes.tsv.gz', edit(lambda t: t + 'cell7\n'), DataFormatError, '4 genes x 7 cells but there are 4 features and 8 barcodes'),
     case('features comma-delimited', 'features.tsv.gz', resep('\t', ','), DataFormatError, "first line contains [',']"),
     case('features empty', 'features.tsv.gz', empty, UnreadableFileError, 'empty file'),
-    case('features missing name', 'features.tsv.gz', edit(lambda t: t.replace('G2\tG2', 'G2\t')), DataFormatError, 'gene names are missing'),
+    case('features missing name', 'features.tsv.gz', edit(lambda t: t.replace('G2\tG2', 'G2\t')), DataFormatError, 'gene names are missing (empty)'),
     case('features not UTF-8', 'features.tsv.gz', not_utf8, UnreadableFileError, 'UnicodeDecodeError'),
     case('barcodes duplicated', 'barcodes.tsv.gz', edit(lambda t: t.replace('cell1', 'cell0')), DataFormatError, 'duplicated barcodes: cell0'),
     case('obs duplicated', 'obs.csv', duplicate_rows, DataFormatError, 'duplicated barcodes (first column)'),
@@ -219,6 +219,11 @@ def test_10x_counts_above_2_24_stay_exact(tmp_path):
     r = read_10x_reference(tmp_path)
     assert r.X.dtype == np.float64 and r.X[0, 0] == 2**24 + 1 and r.X[2, 1] == 123_456_789
     assert int(np.float32(2**24 + 1)) != 2**24 + 1   # what float32 would have lost
+
+def test_10x_names_read_exactly_as_written(tmp_path):
+    "Names pandas would read as missing ('NA', 'nan', 'null') are names here."
+    write_toy_10x(tmp_path); edit(lambda t: t.replace('G1\tG1', 'G1\tNA').replace('G2\tG2', 'G2\tnan'))(tmp_path/'features.tsv.gz')
+    assert list(read_10x_reference(tmp_path).var_names) == ['G0', 'NA', 'nan', 'G3']
 
 @pytest.mark.parametrize('file,mutate,error,words', TENX_FAULTS)
 def test_10x_faults(tmp_path, file, mutate, error, words):
