@@ -15,7 +15,7 @@ __all__ = ['HER2ST_UM_PER_PX', 'DataFormatError', 'BarcodeMismatchError', 'Patch
            'check_unique', 'check_finite', 'shared_data_dir', 'check_counts', 'crop_patches', 'resize_patches',
            'read_hest_patches', 'read_hest', 'write_toy_hest', 'read_her2st', 'read_full_image', 'spot_patches',
            'read_10x_reference', 'write_toy_10x', 'transcripts_to_counts', 'read_cosmx', 'read_cosmx_masks',
-           'local_to_pixel', 'read_merfish_rctd', 'plot_spatial']
+           'local_to_pixel', 'read_merfish_spatial', 'read_merfish_reference', 'read_merfish_rctd', 'plot_spatial']
 
 # %% ../nbs/01_data.ipynb #d9fe5b4f
 class DataFormatError(ValueError):
@@ -548,18 +548,25 @@ def _read_gene_by_cell(path:Path, what:str) -> ad.AnnData:
                    var=pd.DataFrame(index=df.index.astype(str)))
     a.layers['counts'] = a.X.copy(); return a
 
-def read_merfish_rctd(folder:str|Path, # merfish_hypothalamus_rctd folder
-                     ) -> tuple[ad.AnnData, ad.AnnData]: # (spatial cells, reference cells with obs['cell_type'])
-    "Read the RCTD MERFISH vignette: spatial cells with centroids (um) and the labelled scRNA reference."
+def read_merfish_spatial(folder:str|Path, # merfish_hypothalamus_rctd folder
+                        ) -> ad.AnnData:    # cells x genes counts, obsm['spatial'] centroids (um)
+    "Read the MERFISH cells of the RCTD vignette: `spatial/counts.csv` (genes x cells) and `spatial/coords.csv` (x, y by name)."
     folder = Path(folder)
     spatial = _read_gene_by_cell(require_file(folder/'spatial'/'counts.csv', 'MERFISH counts'), 'MERFISH counts')
-    ref = _read_gene_by_cell(require_file(folder/'reference'/'counts.csv', 'MERFISH reference counts'), 'MERFISH reference counts')
     cpath = folder/'spatial'/'coords.csv'
     coords = read_table(cpath, 'MERFISH coords', need=['x', 'y'], index_col=0); coords.index = coords.index.astype(str)
     check_unique(coords.index, cpath, 'cell ids')
     missing = ~spatial.obs_names.isin(coords.index)
     if missing.any(): raise BarcodeMismatchError(f"{cpath}: {missing.sum()} MERFISH cells have no coordinates: {format_examples(spatial.obs_names[missing])}")
     spatial.obsm['spatial'] = check_finite(coords.loc[spatial.obs_names, ['x', 'y']], cpath, 'cells (x, y)')
+    return spatial
+
+# %% ../nbs/01_data.ipynb #889b1831
+def read_merfish_reference(folder:str|Path, # merfish_hypothalamus_rctd folder
+                          ) -> ad.AnnData:  # cells x genes counts, obs['cell_type']
+    "Read the labelled scRNA reference of the RCTD vignette: `reference/counts.csv` and `reference/cell_types.csv`."
+    folder = Path(folder)
+    ref = _read_gene_by_cell(require_file(folder/'reference'/'counts.csv', 'MERFISH reference counts'), 'MERFISH reference counts')
     tpath = folder/'reference'/'cell_types.csv'
     types = read_table(tpath, 'MERFISH cell types', index_col=0); types.index = types.index.astype(str)
     check_unique(types.index, tpath, 'cell ids')
@@ -570,7 +577,12 @@ def read_merfish_rctd(folder:str|Path, # merfish_hypothalamus_rctd folder
     labels = types.loc[ref.obs_names, column]
     if labels.isna().any(): raise DataFormatError(f"{tpath}: {labels.isna().sum()} reference cells have a missing type: {format_examples(labels.index[labels.isna()])}")
     ref.obs['cell_type'] = pd.Categorical(labels.astype(str))
-    return spatial, ref
+    return ref
+
+def read_merfish_rctd(folder:str|Path, # merfish_hypothalamus_rctd folder
+                     ) -> tuple[ad.AnnData, ad.AnnData]: # (spatial cells, reference cells with obs['cell_type'])
+    "Both halves of the RCTD MERFISH vignette: `(read_merfish_spatial(folder), read_merfish_reference(folder))`."
+    return read_merfish_spatial(folder), read_merfish_reference(folder)
 
 # %% ../nbs/01_data.ipynb #8d135b33
 def plot_spatial(adata:ad.AnnData,        # spots with .obsm['spatial'] and .uns['spatial'][library_id]

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np, pandas as pd, pytest, anndata as ad, scipy.sparse as sp, h5py
 from stlearn_nb.data import (DataFormatError, BarcodeMismatchError, PatchOutOfBoundsError, ZeroCountsError, UnreadableFileError,
                              read_hest, read_hest_patches, write_toy_hest, read_her2st, read_full_image, spot_patches, crop_patches,
-                             read_10x_reference, write_toy_10x, read_cosmx, read_cosmx_masks, read_merfish_rctd, shared_data_dir)
+                             read_10x_reference, write_toy_10x, read_cosmx, read_cosmx_masks, read_merfish_rctd, read_merfish_spatial,
+                             read_merfish_reference, shared_data_dir)
 from stlearn_nb.hestseg import (XeniumFormatError, read_xenium, read_alignment, read_hest_nucleus_seg, read_hest_transcripts,
                                 read_monuseg)
 
@@ -326,6 +327,8 @@ def test_merfish_valid_exact(tmp_path):
     np.testing.assert_array_equal(spatial.obsm['spatial'], [[1.5, -3], [2.5, -4]])
     assert ref.obs['cell_type'].tolist() == ['Astro', 'Neuron', 'Astro']
     _roundtrip(spatial, tmp_path); _roundtrip(ref, tmp_path)
+    one = read_merfish_spatial(tmp_path); assert isinstance(one, ad.AnnData) and (one.X != spatial.X).nnz == 0
+    assert read_merfish_reference(tmp_path).obs['cell_type'].tolist() == ['Astro', 'Neuron', 'Astro']
 
 def test_merfish_coords_read_by_name(tmp_path):
     write_merfish(tmp_path); table(lambda d: d[['y', 'x']], index_col=0)(tmp_path/'spatial'/'coords.csv')   # y before x
@@ -609,7 +612,7 @@ def test_real_results_survive_write_h5ad(tmp_path, dataset, reader):
 
 # ---------------------------------------------------------------- the count for the closing note
 FAULTS = {'read_her2st': HER2ST_FAULTS, 'read_hest (+ read_hest_patches)': HEST_FAULTS, 'read_10x_reference': TENX_FAULTS,
-          'read_cosmx (+ read_cosmx_masks)': COSMX_FAULTS, 'read_merfish_rctd': MERFISH_FAULTS,
+          'read_cosmx (+ read_cosmx_masks)': COSMX_FAULTS, 'read_merfish_rctd (spatial + reference)': MERFISH_FAULTS,
           'read_xenium (+ boundaries, transcripts, pixel size)': XENIUM_FAULTS + XENIUM_PARQUET_FAULTS, 'read_alignment': ALIGNMENT_FAULTS,
           'read_hest_nucleus_seg': HEST_SEG_FAULTS, 'read_hest_transcripts': HEST_TX_FAULTS, 'read_monuseg': MONUSEG_FAULTS,
           'crop_patches / spot_patches': PATCH_FAULTS}
