@@ -113,6 +113,7 @@ def check_option(opt:Option, value):
     "`value` converted to `opt`'s type, or `CommandLineError` saying what was expected."
     types = opt.types
     if types is not None:
+        if bool in types and isinstance(value, str) and value.lower() in ('true', 'false'): value = value.lower() == 'true'
         if tuple in types and isinstance(value, (str, list)): value = tuple(value.split(',')) if isinstance(value, str) else tuple(value)
         if float in types and isinstance(value, int) and not isinstance(value, bool): value = float(value)
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):

@@ -138,3 +138,12 @@ def test_check_out_dir(tmp_path):
     (tmp_path/'r').mkdir(); (tmp_path/'r'/'results.csv').write_text('a\n1\n')
     assert check_out_dir(tmp_path/'r') == tmp_path/'r'      # a previous results folder may be replaced
     with pytest.raises(CommandLineError, match='without results.csv'): check_out_dir(tmp_path)
+
+def test_check_option_conversions():
+    from stlearn_nb.cli import Option, check_option
+    assert check_option(Option('progress', True, 'True', (bool,)), 'false') is False
+    assert check_option(Option('lr', 0.1, '0.1', (float,)), 1) == 1.0 and isinstance(check_option(Option('lr', 0.1, '0.1', (float,)), 1), float)
+    assert check_option(Option('organs', ('a',), "('a',)", (tuple,)), 'breast,colon') == ('breast', 'colon')
+    with pytest.raises(CommandLineError, match='expected int'): check_option(Option('n', 1, '1', (int,)), True)
+    with pytest.raises(CommandLineError, match='must be >= 1'): check_option(Option('max_epochs', None, 'None', (int, type(None))), -3)
+    assert check_option(Option('max_epochs', None, 'None', (int, type(None))), None) is None
