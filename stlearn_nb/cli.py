@@ -4,11 +4,15 @@
 
 # %% ../nbs/90_cli.ipynb #53a099f5
 from __future__ import annotations
-import argparse, ast, importlib, importlib.util, sys, time
+import argparse, ast, difflib, importlib, importlib.util, inspect, os, re, sys, textwrap, time, traceback
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'available_experiments', 'add_de_parser', 'run_de', 'build_parser', 'run_experiment', 'main']
+__all__ = ['EXPERIMENTS', 'CLI_OWNED', 'RANGE_RULES', 'available_experiments', 'CommandLineError', 'Option', 'experiment_options',
+           'check_option', 'validate_options', 'options_help', 'check_out_dir', 'progress_mode', 'add_de_parser',
+           'run_de', 'build_parser', 'experiment_function', 'run_experiment', 'main']
 
 # %% ../nbs/90_cli.ipynb #0c1ef7cc
 EXPERIMENTS = {  # subcommand -> (module, function, one-line description)
@@ -28,6 +32,158 @@ def _module_exists(name:str) -> bool:
 def available_experiments() -> dict:
     "The experiments whose module is installed (found without importing it)."
     return {k: v for k, v in EXPERIMENTS.items() if _module_exists(v[0])}
+
+# %% ../nbs/90_cli.ipynb #eefffe8a
+class CommandLineError(ValueError):
+    "A command-line argument is invalid: raised before any work starts."
+
+CLI_OWNED = ('quick', 'seed', 'data_dir')  # parameters set by their own flags, not by --set
+_TYPES = {'int': int, 'float': float, 'bool': bool, 'str': str, 'tuple': tuple, 'list': list, 'None': type(None)}
+
+@dataclass
+class Option:
+    "One `--set` key of an experiment: its default (as written in the source) and the types it accepts."
+    name: str
+    default: object = None
+    default_text: str = 'None'
+    types: tuple|None = None   # None: any value
+
+def _type_names(types:tuple) -> str: return ' | '.join('None' if t is type(None) else t.__name__ for t in types)
+
+def _types_of(annotation, default) -> tuple|None:
+    if annotation is inspect.Parameter.empty: annotation = None
+    if isinstance(annotation, type): return (annotation,)
+    if isinstance(annotation, str) and annotation:
+        names = [t.strip() for t in annotation.split('|')]
+        if all(n in _TYPES for n in names): return tuple(_TYPES[n] for n in names)
+        return None
+    return None if default is None or default is inspect.Parameter.empty else (type(default),)
+
+# %% ../nbs/90_cli.ipynb #55274c09
+def _literal(node) -> tuple[object, str]:
+    "A default's value (None when it is not a literal) and its source text; `a if c else b` takes `a`'s type."
+    if node is None: return None, 'None'
+    text = ast.unparse(node)
+    try: return ast.literal_eval(node), text
+    except ValueError:
+        if isinstance(node, ast.IfExp):
+            try: return ast.literal_eval(node.body), text
+            except ValueError: pass
+        return None, text
+
+def _signature_options(fn, skip:int=0, explicit=()) -> dict:
+    params = list(inspect.signature(fn).parameters.values())[skip:]
+    return {p.name: Option(p.name, None if p.default is p.empty else p.default, 'required' if p.default is p.empty else repr(p.default),
+                           _types_of(p.annotation, p.default))
+            for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in explicit}
+
+def experiment_options(fn) -> dict:
+    "`--set` keys of experiment `fn`: named parameters, keys read from its `**options`, parameters of functions it forwards them to."
+    out = {k: v for k, v in _signature_options(fn).items() if k not in CLI_OWNED}
+    var_kw = next((p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.VAR_KEYWORD), None)
+    if var_kw is None: return out
+    try: tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError, SyntaxError): return out
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call): continue
+        f = node.func
+        if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id == var_kw and f.attr in ('pop', 'get') \
+           and node.args and isinstance(node.args[0], ast.Constant):
+            value, text = _literal(node.args[1] if len(node.args) > 1 else None)
+            out[node.args[0].value] = Option(node.args[0].value, value, text, None if value is None else (type(value),))
+        elif any(k.arg is None and isinstance(k.value, ast.Name) and k.value.id == var_kw for k in node.keywords):
+            target = fn.__globals__.get(f.id) if isinstance(f, ast.Name) else None
+            if callable(target):
+                explicit = {k.arg for k in node.keywords if k.arg}
+                out.update({k: v for k, v in _signature_options(target, len(node.args), explicit).items() if k not in out})
+    return out
+
+# %% ../nbs/90_cli.ipynb #2c987839
+RANGE_RULES = [  # (parameter-name pattern, test, wording): the package's naming conventions for numbers
+    (r'^(n|n_\w+|\w*epochs|bs|batch_size|chunk|threads|patience|width|size|\w+_size|\w+_px)$', lambda v: v >= 1, '>= 1'),
+    (r'^(alpha|\w+_frac|\w+_fraction)$', lambda v: 0 < v < 1, 'in (0, 1)'),
+    (r'^(lr|\w+_um)$', lambda v: v > 0, '> 0'),
+    (r'^(lam)$', lambda v: v >= 0, '>= 0'),
+]
+
+def _range_rule(name:str):
+    return next(((test, words) for pattern, test, words in RANGE_RULES if re.match(pattern, name)), None)
+
+def check_option(opt:Option, value):
+    "`value` converted to `opt`'s type, or `CommandLineError` saying what was expected."
+    types = opt.types
+    if types is not None:
+        if bool in types and isinstance(value, str) and value.lower() in ('true', 'false'): value = value.lower() == 'true'
+        if tuple in types and isinstance(value, (str, list)): value = tuple(value.split(',')) if isinstance(value, str) else tuple(value)
+        if float in types and isinstance(value, int) and not isinstance(value, bool): value = float(value)
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise CommandLineError(f"--set {opt.name}={value!r}: expected {_type_names(types)}, got {type(value).__name__}")
+    rule = _range_rule(opt.name)
+    if rule and isinstance(value, (int, float)) and not isinstance(value, bool) and not rule[0](value):
+        raise CommandLineError(f"--set {opt.name}={value!r}: must be {rule[1]}")
+    return value
+
+def validate_options(fn, options:dict) -> dict:
+    "Every `--set` key known to experiment `fn` and every value of the right type and range; else `CommandLineError`."
+    valid = experiment_options(fn)
+    for key in options:
+        if key in CLI_OWNED: raise CommandLineError(f"--set {key}=...: use --{key.replace('_', '-')} instead")
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, 1)
+            raise CommandLineError(f"unknown option --set {key}=...{f' (did you mean {close[0]!r}?)' if close else ''}; "
+                                   f"valid keys for {fn.__name__}: {', '.join(valid) or 'none'}")
+    return {k: check_option(valid[k], v) for k, v in options.items()}
+
+def options_help(fn) -> str:
+    "The `--set` keys of `fn` with defaults, types and ranges, for `<cmd> --help`."
+    rows = [f"  {o.name}={o.default_text}" + (f"  ({_type_names(o.types)}" if o.types else '  (any')
+            + (f", {_range_rule(o.name)[1]})" if _range_rule(o.name) else ')') for o in experiment_options(fn).values()]
+    return f"options (--set KEY=VALUE), from {fn.__name__}'s signature:\n" + ('\n'.join(rows) or '  none')
+
+# %% ../nbs/90_cli.ipynb #06e57f2a
+def check_out_dir(out:str|Path) -> Path:
+    "`out` as a folder the run may create or replace; `CommandLineError` if it is a file, unwritable or someone else's folder."
+    out = Path(out)
+    if out.exists() and not out.is_dir(): raise CommandLineError(f"--out {out} is a file, not a folder")
+    parent = out.parent
+    while not parent.exists(): parent = parent.parent
+    if not parent.is_dir(): raise CommandLineError(f"--out {out}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK): raise CommandLineError(f"--out {out}: cannot write in {parent}")
+    if out.is_dir() and any(out.iterdir()) and not (out/'results.csv').exists():
+        raise CommandLineError(f"--out {out} is a non-empty folder without results.csv; the run would replace it: choose a new or empty folder")
+    return out
+
+# %% ../nbs/90_cli.ipynb #b7fdcd16
+def _epoch_lines_callback():
+    "A fastai callback printing one line per epoch (for log files), in place of the progress bar."
+    from fastai.callback.core import Callback
+    from fastcore.basics import noop
+    class EpochLines(Callback):
+        order = 60   # where fastai's ProgressCallback sits: after the Recorder has the epoch's values
+        def before_fit(self):
+            self.old_logger = self.learn.logger
+            if self.learn.logger is not noop: self.learn.logger = self._line
+        def _line(self, log):
+            names, values = list(self.recorder.metric_names), list(log)
+            if len(names) != len(values): names = names[:len(values) - 1] + names[-1:]   # no validation: no valid_loss
+            words = [f"{n} {v:.6g}" if isinstance(v, float) else f"{n} {v}" for n, v in zip(names, values)]
+            print(f"epoch {self.epoch + 1}/{self.n_epoch}: " + ', '.join(words[1:]), flush=True)
+        def after_fit(self): self.learn.logger = self.old_logger
+    return EpochLines
+
+@contextmanager
+def progress_mode(quiet:bool=False, terminal:bool|None=None):
+    "Bars on a terminal, one line per epoch otherwise, nothing when `quiet`; fastai and fastprogress restored on exit."
+    terminal = sys.stdout.isatty() if terminal is None else terminal
+    if 'fastai.learner' not in sys.modules or (terminal and not quiet): yield; return
+    import fastprogress.fastprogress as fp
+    from fastai.learner import defaults
+    from fastai.callback.progress import ProgressCallback
+    saved = list(defaults.callbacks), fp.NO_BAR, fp.WRITER_FN
+    defaults.callbacks = [c for c in defaults.callbacks if c is not ProgressCallback] + ([] if quiet else [_epoch_lines_callback()])
+    if quiet: fp.NO_BAR, fp.WRITER_FN = True, (lambda *a, **k: None)
+    try: yield
+    finally: defaults.callbacks, fp.NO_BAR, fp.WRITER_FN = saved
 
 # %% ../nbs/90_cli.ipynb #ff0868e4
 def add_de_parser(sub) -> argparse.ArgumentParser:
@@ -73,41 +229,64 @@ def _parse_option(text:str) -> tuple[str, object]:
     except (ValueError, SyntaxError): pass
     return key.strip().replace('-', '_'), value
 
+class _CommandParser(argparse.ArgumentParser):
+    "A subcommand parser whose help lists its experiment's options, importing the module only when help is shown."
+    experiment = None
+    def format_help(self):
+        if self.experiment and not getattr(self, '_options_listed', False):
+            try: self.epilog = options_help(experiment_function(self.experiment))
+            except Exception as e: self.epilog = f"(options could not be listed: {e})"
+            self._options_listed = True
+        return super().format_help()
+
 def build_parser() -> argparse.ArgumentParser:
     "The `stlearn-nb` argument parser: `info` plus one subcommand per available experiment."
     p = argparse.ArgumentParser(prog='stlearn-nb', description='Run stlearn_nb experiments from the command line.')
-    sub = p.add_subparsers(dest='command', metavar='COMMAND')
+    sub = p.add_subparsers(dest='command', metavar='COMMAND', parser_class=_CommandParser)
     sub.add_parser('info', help='package versions and the device fastai will train on')
     add_de_parser(sub)
     for name, (_, _, desc) in available_experiments().items():
-        e = sub.add_parser(name, help=desc, description=desc)
-        e.add_argument('--out', type=Path, default=None, help='output folder (default: results/<experiment>)')
+        e = sub.add_parser(name, help=desc, description=desc, formatter_class=argparse.RawDescriptionHelpFormatter)
+        e.experiment = name
+        e.add_argument('--out', type=Path, default=None, help='output folder, replaced only when the run completes (default: results/<experiment>)')
         e.add_argument('--quick', action='store_true', help='the fast setting the notebooks use')
         e.add_argument('--seed', type=int, default=0, help='base random seed')
         e.add_argument('--data-dir', type=Path, default=None, help='shared data folder (default: find ../shared/data)')
         e.add_argument('--cpu', action='store_true', help='train on CPU even when a GPU is present')
+        e.add_argument('--quiet', action='store_true', help='no progress bars or per-epoch lines')
+        e.add_argument('--debug', action='store_true', help='print the traceback of an error')
         e.add_argument('--set', dest='options', action='append', type=_parse_option, default=[], metavar='KEY=VALUE',
-                       help='extra keyword argument for the experiment function (repeatable)')
+                       help='keyword argument for the experiment function (repeatable; listed below)')
     return p
 
 # %% ../nbs/90_cli.ipynb #7915049a
-def run_experiment(name:str, out:Path|None=None, quick:bool=False, seed:int=0, data_dir=None, **options):
-    "Import the experiment's module, run it and write its results into `out`; return the `Experiment`."
-    from stlearn_nb.core import write_experiment, seed_everything
-    if name not in EXPERIMENTS: raise KeyError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
+def experiment_function(name:str):
+    "Import the experiment's module (only now) and return its function."
+    if name not in EXPERIMENTS: raise CommandLineError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
     module, function, _ = EXPERIMENTS[name]
-    fn = getattr(importlib.import_module(module), function)
+    return getattr(importlib.import_module(module), function)
+
+def run_experiment(name:str, out:Path|None=None, quick:bool=False, seed:int=0, data_dir=None, quiet:bool=False, **options):
+    "Check `out` and `options`, run the experiment, write its results atomically into `out`; return the `Experiment`."
+    out = check_out_dir(Path(out) if out is not None else Path('results')/name)   # before any import or work
+    if data_dir is not None and not Path(data_dir).is_dir(): raise CommandLineError(f"--data-dir {data_dir} is not a folder")
+    from stlearn_nb.core import write_experiment, seed_everything, atomic_dir
+    fn = experiment_function(name)
+    options = validate_options(fn, options)
+    if quiet and 'progress' in inspect.signature(fn).parameters: options.setdefault('progress', False)
     seed_everything(seed)
     start = time.perf_counter()
-    exp = fn(quick=quick, seed=seed, data_dir=data_dir, **options)
-    out = Path(out) if out is not None else Path('results')/name
-    md = write_experiment(exp, out)
+    with progress_mode(quiet): exp = fn(quick=quick, seed=seed, data_dir=data_dir, **options)
+    with atomic_dir(out) as tmp: md = write_experiment(exp, tmp)
     print(md); print(f"\n{name}: {time.perf_counter() - start:.1f} s, results in {out}/")
     return exp
 
 # %% ../nbs/90_cli.ipynb #c055e55e
+def _one_line(e:BaseException) -> str:
+    return f"{type(e).__name__}: {' '.join(str(e).split())}"
+
 def main(argv:list|None=None) -> int:
-    "Entry point of the `stlearn-nb` console script."
+    "Entry point of the `stlearn-nb` console script: 0 on success, 2 on any error (one line; `--debug` adds the traceback)."
     parser = build_parser(); args = parser.parse_args(argv)
     if args.command is None: parser.print_help(); return 0
     if args.command == 'info':
@@ -115,7 +294,14 @@ def main(argv:list|None=None) -> int:
         for k, v in versions().items(): print(f"{k:>14}: {v}")
         return 0
     if args.command == 'de': return run_de(args)
-    if args.cpu:
-        import os; os.environ['STLEARN_NB_CPU'] = '1'
-    run_experiment(args.command, args.out, args.quick, args.seed, args.data_dir, **dict(args.options))
+    if args.cpu: os.environ['STLEARN_NB_CPU'] = '1'
+    options = dict(args.options)
+    try:
+        taken = [k for k in options if k in CLI_OWNED or k in ('name', 'out', 'quiet')]
+        if taken: raise CommandLineError(f"--set {taken[0]}=...: use --{taken[0].replace('_', '-')} instead")
+        run_experiment(args.command, args.out, args.quick, args.seed, args.data_dir, args.quiet, **options)
+    except Exception as e:
+        if args.debug: traceback.print_exc()
+        print(f"stlearn-nb {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
     return 0

@@ -5,15 +5,17 @@
 # %% ../nbs/01_data.ipynb #c5b6a033
 from __future__ import annotations
 import gzip, json, os, warnings
+from contextlib import contextmanager
 from pathlib import Path
 import numpy as np, pandas as pd, scipy.sparse as sp, anndata as ad, torch
 
 # %% auto #0
 __all__ = ['HER2ST_UM_PER_PX', 'DataFormatError', 'BarcodeMismatchError', 'PatchOutOfBoundsError', 'ZeroCountsError',
-           'format_examples', 'require_file', 'shared_data_dir', 'check_counts', 'crop_patches', 'resize_patches',
+           'UnreadableFileError', 'format_examples', 'require_file', 'reading', 'read_table', 'read_tiff',
+           'check_unique', 'check_finite', 'shared_data_dir', 'check_counts', 'crop_patches', 'resize_patches',
            'read_hest_patches', 'read_hest', 'write_toy_hest', 'read_her2st', 'read_full_image', 'spot_patches',
            'read_10x_reference', 'write_toy_10x', 'transcripts_to_counts', 'read_cosmx', 'read_cosmx_masks',
-           'local_to_pixel', 'read_merfish_rctd', 'plot_spatial']
+           'local_to_pixel', 'read_merfish_spatial', 'read_merfish_reference', 'read_merfish_rctd', 'plot_spatial']
 
 # %% ../nbs/01_data.ipynb #d9fe5b4f
 class DataFormatError(ValueError):
@@ -24,6 +26,8 @@ class PatchOutOfBoundsError(DataFormatError):
     "A requested patch reaches outside the image."
 class ZeroCountsError(DataFormatError):
     "Some spots or cells have zero total counts."
+class UnreadableFileError(DataFormatError):
+    "A file cannot be decoded at all: empty, truncated, corrupt, or of another format."
 
 def format_examples(items, k:int=5) -> str:
     "The first `k` items joined by commas, with a count of the rest: for error messages."
@@ -36,14 +40,95 @@ def require_file(path:Path, what:str) -> Path:
     if not path.exists(): raise FileNotFoundError(f"{what} not found: {path}")
     return path
 
+# %% ../nbs/01_data.ipynb #31c7c0ec
+@contextmanager
+def reading(path:str|Path, # the file being read
+            what:str,      # what it should hold, e.g. 'her2st counts'
+           ):
+    "Re-raise any failure of the library calls inside as `UnreadableFileError` naming `path` and `what`."
+    try: yield
+    except (DataFormatError, FileNotFoundError, MemoryError, KeyboardInterrupt): raise
+    except Exception as e:
+        raise UnreadableFileError(f"{path}: cannot read the {what} ({type(e).__name__}: {e}); "
+                                  f"is the file truncated, empty or of another format?") from e
+
+# %% ../nbs/01_data.ipynb #ac128311
+def _first_line(path:Path, n:int=2000) -> str:
+    opener = gzip.open if path.suffix == '.gz' else open
+    with reading(path, 'file'), opener(path, 'rb') as f: head = f.read(n)
+    return head.decode('utf-8', errors='replace').splitlines()[0] if head else ''
+
+def read_table(path:str|Path,     # a delimited text file (.gz allowed)
+               what:str,          # what it holds, for messages
+               need:list=(),      # columns that must be present (read by name)
+               sep:str=',',       # the expected delimiter
+               min_columns:int=2, # fewer columns (index included) means a wrong delimiter
+               **kwargs,          # passed to `pd.read_csv`
+              ) -> pd.DataFrame:
+    "`pd.read_csv` that names the file in every failure: empty, undecodable, wrong delimiter, no rows, missing columns."
+    path = require_file(path, what)
+    if path.stat().st_size == 0: raise UnreadableFileError(f"{path}: the {what} is an empty file (0 bytes)")
+    with reading(path, what): df = pd.read_csv(path, sep=sep, **kwargs)
+    n_cols = df.shape[1] + (df.index.nlevels if kwargs.get('index_col') is not None else 0)
+    first = _first_line(path)
+    others = [d for d in ',;\t|' if d != sep and d in first]
+    if n_cols < min_columns or (n_cols == 1 and others):
+        raise DataFormatError(f"{path}: the {what} has {n_cols} column(s) with delimiter {sep!r}"
+                              f"{f' but its first line contains {others}' if others else ''}: {first[:80]!r}")
+    if len(df) == 0: raise DataFormatError(f"{path}: the {what} has a header but no rows")
+    missing = [c for c in need if c not in df.columns]
+    if missing: raise DataFormatError(f"{path}: the {what} lacks columns {missing}; it has {format_examples(df.columns, 10)}")
+    return df
+
+# %% ../nbs/01_data.ipynb #463dbb96
+def read_tiff(path:str|Path, # a TIFF image or label mask
+              what:str,      # what it holds, for messages
+             ) -> np.ndarray:
+    "`tifffile.imread` that refuses empty, truncated or page-less files with the path (tifffile may return zeros for them)."
+    import tifffile
+    path = require_file(path, what)
+    if path.stat().st_size == 0: raise UnreadableFileError(f"{path}: the {what} is an empty file (0 bytes)")
+    with reading(path, f'{what} (TIFF)'), tifffile.TiffFile(path) as tif:
+        if len(tif.pages) == 0: raise UnreadableFileError(f"{path}: the {what} (TIFF) has no image page: truncated?")
+        page = tif.pages[0]
+        end = max((o + n for o, n in zip(page.dataoffsets, page.databytecounts)), default=0)
+        if end > path.stat().st_size:
+            raise UnreadableFileError(f"{path}: the {what} (TIFF) is truncated: its pixels end at byte {end}, the file at {path.stat().st_size}")
+        return tif.asarray()
+
+# %% ../nbs/01_data.ipynb #37597bc3
+def check_unique(ids,            # identifiers that must be distinct
+                 source,         # the file they come from, for the message
+                 what:str,       # what they are, e.g. 'spot barcodes'
+                ) -> None:
+    "Raise `DataFormatError` naming the first duplicated ids."
+    ids = pd.Index(ids); dup = ids[ids.duplicated()].unique()
+    if len(dup): raise DataFormatError(f"{source}: {len(dup)} duplicated {what}: {format_examples(dup)}")
+
+def check_finite(values,          # (n,) or (n, k) numbers, DataFrame, Series or array
+                 source,          # the file they come from, for the message
+                 what:str,        # what the rows are, e.g. 'spot coordinates (pixel_x, pixel_y)'
+                 ids=None,        # (n,) row names for the message; default: row numbers
+                ) -> np.ndarray:  # (n, k) values as float
+    "`values` as floats; `DataFormatError` naming the first rows that are missing, not numbers or infinite."
+    df = values if isinstance(values, pd.DataFrame) else pd.DataFrame(np.asarray(values, dtype=object).reshape(len(values), -1))
+    arr = df.apply(pd.to_numeric, errors='coerce').to_numpy(float)
+    bad = ~np.isfinite(arr).all(1)
+    if bad.any():
+        where = np.asarray(ids)[bad] if ids is not None else np.flatnonzero(bad)
+        raise DataFormatError(f"{source}: {bad.sum()} {what} are missing, not numbers or infinite, "
+                              f"at {'ids' if ids is not None else 'rows'} {format_examples(where)}")
+    return arr
+
 # %% ../nbs/01_data.ipynb #f691e43b
 def shared_data_dir(name:str|None=None, # a dataset folder inside, e.g. 'her2st'
                    ) -> Path|None:      # the folder, or None when it is not on this machine
-    "Locate `../shared/data` (or only `$STLEARN_NB_DATA` when set), optionally a dataset inside it."
-    here = Path.cwd().resolve()
-    cands = [p/'shared'/'data' for p in [here, *here.parents]]
-    cands += [p/'shared'/'data' for p in Path(__file__).resolve().parents] if '__file__' in globals() else []
-    if os.environ.get('STLEARN_NB_DATA'): cands = [Path(os.environ['STLEARN_NB_DATA'])]   # set: only there (a missing path hides the data)
+    "Locate `$STLEARN_NB_DATA` when set (None if it does not exist), else `../shared/data`; optionally a dataset inside."
+    if os.environ.get('STLEARN_NB_DATA'): cands = [Path(os.environ['STLEARN_NB_DATA'])]
+    else:
+        here = Path.cwd().resolve()
+        cands = [p/'shared'/'data' for p in [here, *here.parents]]
+        cands += [p/'shared'/'data' for p in Path(__file__).resolve().parents] if '__file__' in globals() else []
     for c in cands:
         if c.is_dir():
             if name is None: return c
@@ -54,25 +139,33 @@ def shared_data_dir(name:str|None=None, # a dataset folder inside, e.g. 'her2st'
 def check_counts(X,                    # (n, G) count matrix, dense or sparse
                  obs_names=None,       # identifiers, for the error message
                  what:str='spots',     # what rows are, for the error message
+                 source:str|Path='counts', # the file they come from, for the message
                 ) -> np.ndarray:       # (n,) total counts per row
-    "Check that `X` holds non-negative integer counts; return row totals. Raises `DataFormatError`."
+    "Check that `X` holds finite, non-negative integer counts; return row totals. Raises `DataFormatError`."
     data = X.data if sp.issparse(X) else np.asarray(X)
-    if not (np.issubdtype(data.dtype, np.number)): raise DataFormatError(f"counts have dtype {data.dtype}, expected numbers")
-    if data.size and (data.min() < 0): raise DataFormatError(f"counts contain negative values (min {data.min()})")
+    if not (np.issubdtype(data.dtype, np.number)): raise DataFormatError(f"{source}: counts have dtype {data.dtype}, expected numbers")
+    if data.size and not np.isfinite(data).all():
+        raise DataFormatError(f"{source}: {(~np.isfinite(data)).sum()} counts are missing (NaN) or infinite")
+    if data.size and (data.min() < 0): raise DataFormatError(f"{source}: counts contain negative values (min {data.min()})")
     if data.size and not np.all(np.mod(data, 1) == 0):
-        raise DataFormatError(f"counts are not integers (e.g. {data[np.mod(data, 1) != 0][:3]}); pass raw counts, not normalised values")
+        raise DataFormatError(f"{source}: counts are not integers (e.g. {data[np.mod(data, 1) != 0][:3]}); pass raw counts, not normalised values")
     return np.asarray(X.sum(1)).ravel()
 
-def _drop_zero(adata:ad.AnnData, drop_zero:bool, what:str='spots') -> ad.AnnData:
-    totals = check_counts(adata.X, adata.obs_names, what)
+def _drop_zero(adata:ad.AnnData, drop_zero:bool, what:str='spots', source='counts') -> ad.AnnData:
+    totals = check_counts(adata.X, adata.obs_names, what, source)
     zero = totals == 0
     if zero.any():
         if not drop_zero:
-            raise ZeroCountsError(f"{zero.sum()} {what} have zero total counts: {format_examples(adata.obs_names[zero])}; "
+            raise ZeroCountsError(f"{source}: {zero.sum()} {what} have zero total counts: {format_examples(adata.obs_names[zero])}; "
                                   f"pass drop_zero=True to remove them")
-        warnings.warn(f"dropped {zero.sum()} {what} with zero total counts")
+        warnings.warn(f"{source}: dropped {zero.sum()} {what} with zero total counts")
         adata = adata[~zero].copy()
     return adata
+
+def _count_dtype(X) -> type:
+    "float32 while every count is exact in it (<= 2**24), else float64."
+    data = X.data if sp.issparse(X) else np.asarray(X)
+    return np.float32 if data.size == 0 or np.abs(data).max() <= 2**24 else np.float64
 
 # %% ../nbs/01_data.ipynb #f5324d6c
 def crop_patches(image:np.ndarray,   # (H, W, 3) uint8 image
@@ -81,18 +174,22 @@ def crop_patches(image:np.ndarray,   # (H, W, 3) uint8 image
                  pad:bool=False,     # fill outside with white instead of raising
                 ) -> tuple[np.ndarray, np.ndarray]: # (n, size, size, 3) uint8 patches, (n, 2) top-left (x, y)
     "Cut square patches around `centers`, vectorised with one fancy index."
-    image, centers = np.asarray(image), np.asarray(centers, dtype=float)
+    image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3: raise DataFormatError(f"image must be (H, W, 3), got {image.shape}")
     if image.dtype != np.uint8: raise DataFormatError(f"image must be uint8, got {image.dtype}")
-    top_left = np.floor(centers - size / 2).astype(int)
+    if int(size) != size or size < 1: raise DataFormatError(f"patch size must be a positive integer, got {size}")
+    centers = check_finite(centers, 'crop_patches', 'patch centres', None)
+    if centers.shape[1] != 2: raise DataFormatError(f"centres must be (n, 2) (x, y), got {centers.shape}")
+    size = int(size); top_left = np.floor(centers - size / 2).astype(int)
     H, W = image.shape[:2]
     outside = (top_left[:, 0] < 0) | (top_left[:, 1] < 0) | (top_left[:, 0] + size > W) | (top_left[:, 1] + size > H)
     if outside.any() and not pad:
         raise PatchOutOfBoundsError(f"{outside.sum()} patches of {size}px reach outside the {W}x{H} image, "
                                     f"e.g. centres {format_examples(centers[outside].round(1).tolist(), 3)}; pass pad=True to pad")
-    if outside.any():
-        image = np.pad(image, ((size, size), (size, size), (0, 0)), constant_values=255); offset = size
-    else: offset = 0
+    offset = 0
+    if outside.any():  # pad by exactly as much as the farthest patch needs: no index may wrap around
+        offset = int(max(0, -top_left.min(), (top_left[:, 0] + size - W).max(), (top_left[:, 1] + size - H).max()))
+        image = np.pad(image, ((offset, offset), (offset, offset), (0, 0)), constant_values=255)
     rows = top_left[:, 1, None] + offset + np.arange(size)
     cols = top_left[:, 0, None] + offset + np.arange(size)
     return image[rows[:, :, None], cols[:, None, :]], top_left
@@ -113,9 +210,10 @@ def _decode(values) -> np.ndarray:
 
 def read_hest_patches(path:str|Path, # patches/{id}.h5
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: # img (N,H,W,3) uint8, coords (N,2), barcodes (N,)
-    "Read a HEST patch file, validating names, shapes and dtypes."
+    "Read a HEST patch file, validating names, shapes, dtypes, finite coordinates and unique barcodes."
     import h5py
-    with h5py.File(require_file(path, 'HEST patch file'), 'r') as f:
+    path = require_file(path, 'HEST patch file')
+    with reading(path, 'HEST patch file'), h5py.File(path, 'r') as f:
         missing = {'img', 'coords', 'barcode'} - set(f.keys())
         if missing: raise DataFormatError(f"{path}: missing datasets {sorted(missing)} (has {sorted(f.keys())})")
         img, coords, barcodes = f['img'][:], f['coords'][:], _decode(f['barcode'][:])
@@ -123,6 +221,8 @@ def read_hest_patches(path:str|Path, # patches/{id}.h5
     if img.ndim != 4 or img.shape[3] != 3: raise DataFormatError(f"{path}: img has shape {img.shape}, expected (N, H, W, 3)")
     if coords.shape != (len(img), 2): raise DataFormatError(f"{path}: coords has shape {coords.shape}, expected ({len(img)}, 2)")
     if len(barcodes) != len(img): raise DataFormatError(f"{path}: {len(barcodes)} barcodes for {len(img)} patches")
+    check_finite(coords, path, 'patch coords', barcodes)
+    check_unique(barcodes, path, 'patch barcodes')
     return img, coords, barcodes
 
 # %% ../nbs/01_data.ipynb #41f82018
@@ -134,22 +234,28 @@ def read_hest(root:str|Path,         # HEST-1k folder with st/, patches/, metada
              ) -> ad.AnnData:
     "Read one HEST-1k sample: counts, spot coordinates, pixel size and (optionally) its patches."
     root = Path(root)
-    adata = ad.read_h5ad(require_file(root/'st'/f'{sample_id}.h5ad', 'HEST expression file'))
-    meta_path = root/'metadata'/f'{sample_id}.json'
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    adata = _drop_zero(adata, drop_zero)
+    st = require_file(root/'st'/f'{sample_id}.h5ad', 'HEST expression file')
+    with reading(st, 'HEST expression file'): adata = ad.read_h5ad(st)
+    check_unique(adata.obs_names, st, 'spot barcodes')
+    if 'spatial' in adata.obsm: check_finite(adata.obsm['spatial'], st, "spot coordinates (obsm['spatial'])", adata.obs_names)
+    meta_path, meta = root/'metadata'/f'{sample_id}.json', {}
+    if meta_path.exists():
+        with reading(meta_path, 'HEST metadata (JSON)'): meta = json.loads(meta_path.read_text())
+    adata = _drop_zero(adata, drop_zero, source=st)
     adata.layers['counts'] = adata.X.copy()
-    scale = {'pixel_size_um': meta.get('pixel_size_um_estimated'), 'spatial_unit': 'level-0 pixels'}
-    adata.uns['spatial'] = {sample_id: {'metadata': meta, 'scalefactors': scale}}
+    scale = {'spatial_unit': 'level-0 pixels'}
+    if meta.get('pixel_size_um_estimated') is not None: scale['pixel_size_um'] = meta['pixel_size_um_estimated']
+    adata.uns['spatial'] = {sample_id: {'metadata': {k: v for k, v in meta.items() if v is not None}, 'scalefactors': scale}}
     if not patches: return adata
-    img, coords, barcodes = read_hest_patches(root/'patches'/f'{sample_id}.h5')
+    ppath = root/'patches'/f'{sample_id}.h5'
+    img, coords, barcodes = read_hest_patches(ppath)
     index = pd.Series(np.arange(len(barcodes)), index=barcodes)
-    if index.index.duplicated().any(): raise DataFormatError(f"duplicated patch barcodes: {format_examples(index.index[index.index.duplicated()])}")
     matched = adata.obs_names.isin(index.index)
-    if not matched.any(): raise BarcodeMismatchError(f"no spot of {sample_id} has a patch: obs {format_examples(adata.obs_names, 3)} vs patches {format_examples(barcodes, 3)}")
+    if not matched.any(): raise BarcodeMismatchError(f"{ppath}: no spot of {sample_id} has a patch: obs {format_examples(adata.obs_names, 3)} vs patches {format_examples(barcodes, 3)}")
     if not matched.all():
         if not drop_unmatched:
-            raise BarcodeMismatchError(f"{(~matched).sum()} of {adata.n_obs} spots have no patch: {format_examples(adata.obs_names[~matched])}; pass drop_unmatched=True to drop them")
+            raise BarcodeMismatchError(f"{ppath}: {(~matched).sum()} of {adata.n_obs} spots have no patch: {format_examples(adata.obs_names[~matched])}; pass drop_unmatched=True to drop them")
+        warnings.warn(f"{ppath}: dropped {(~matched).sum()} of {adata.n_obs} spots without a patch")
         adata = adata[matched].copy()
     order = index.loc[adata.obs_names].to_numpy()
     adata.obsm['patches'], adata.obsm['patch_coords'] = img[order], coords[order]
@@ -178,6 +284,14 @@ def write_toy_hest(root:str|Path, sample_id:str='TOY', n:int=6, n_genes:int=5, p
 # %% ../nbs/01_data.ipynb #eeceed4a
 HER2ST_UM_PER_PX = 0.69  # HEST-1k's estimate for the her2st full-resolution images
 
+def _numeric_table(df:pd.DataFrame, source, what:str) -> pd.DataFrame:
+    "`df` when every column is numeric, else `DataFormatError` naming the first offending columns and values."
+    bad = [c for c, t in df.dtypes.items() if not pd.api.types.is_numeric_dtype(t)]
+    if bad:
+        values = [v for c in bad[:3] for v in df[c][pd.to_numeric(df[c], errors='coerce').isna()].astype(str).unique()[:2]]
+        raise DataFormatError(f"{source}: {len(bad)} {what} columns are not numbers: {format_examples(bad, 3)} (values {format_examples(values, 4)})")
+    return df
+
 def read_her2st(root:str|Path,        # the her2st folder (counts/, spots/, images/, ...)
                 section:str,          # 'B4', 'C2', ..., 'C6'
                 drop_zero:bool=False, # drop zero-count spots instead of raising
@@ -185,12 +299,16 @@ def read_her2st(root:str|Path,        # the her2st folder (counts/, spots/, imag
                ) -> ad.AnnData:
     "Read one her2st section: raw counts, spot pixel coordinates, proportions, clusters and a low-res image."
     root = Path(root)
-    counts = pd.read_csv(require_file(root/'counts'/f'{section}.tsv.gz', 'her2st counts'), sep='\t', index_col=0)
-    spots = pd.read_csv(require_file(root/'spots'/f'{section}_selection.tsv', 'her2st spot file'), sep='\t')
+    cpath = require_file(root/'counts'/f'{section}.tsv.gz', 'her2st counts')
+    counts = _numeric_table(read_table(cpath, 'her2st counts', sep='\t', index_col=0), cpath, 'gene')
+    spath = require_file(root/'spots'/f'{section}_selection.tsv', 'her2st spot file')
+    spots = read_table(spath, 'her2st spot file', need=['x', 'y', 'pixel_x', 'pixel_y'], sep='\t')
+    check_finite(spots[['x', 'y', 'pixel_x', 'pixel_y']], spath, 'spot rows (x, y, pixel_x, pixel_y)')
     spots.index = spots['x'].astype(int).astype(str) + 'x' + spots['y'].astype(int).astype(str)
     counts.index = counts.index.astype(str)
+    check_unique(counts.index, cpath, 'spot ids (first column)'); check_unique(spots.index, spath, 'spots (x, y)')
     missing = ~counts.index.isin(spots.index)
-    if missing.any(): raise BarcodeMismatchError(f"{missing.sum()} count spots of {section} are not in the spot file: {format_examples(counts.index[missing])}")
+    if missing.any(): raise BarcodeMismatchError(f"{cpath}: {missing.sum()} count spots of {section} are not in the spot file {spath.name}: {format_examples(counts.index[missing])}")
     adata = ad.AnnData(sp.csr_matrix(counts.to_numpy(np.float32)), obs=pd.DataFrame(index=counts.index),
                        var=pd.DataFrame(index=counts.columns.astype(str)))
     adata.var_names_make_unique()
@@ -198,7 +316,7 @@ def read_her2st(root:str|Path,        # the her2st folder (counts/, spots/, imag
     adata.obs['patient'] = pd.Categorical([section[0]] * adata.n_obs)
     adata.obs[['array_x', 'array_y']] = spots.loc[adata.obs_names, ['x', 'y']].to_numpy()
     adata.obsm['spatial'] = spots.loc[adata.obs_names, ['pixel_x', 'pixel_y']].to_numpy(float)
-    adata = _drop_zero(adata, drop_zero)
+    adata = _drop_zero(adata, drop_zero, source=cpath)
     adata.layers['counts'] = adata.X.copy()
     _add_her2st_annotations(adata, root, section)
     adata.uns['spatial'] = {section: _her2st_image_info(root, section, lowres)}
@@ -209,13 +327,16 @@ def _add_her2st_annotations(adata, root, section):
     for tier in ('major', 'minor'):
         p = root/'deconv_stereoscope'/tier/f'{section}-proportion.tsv'
         if p.exists():
-            props = pd.read_csv(p, sep='\t', index_col=0)
-            props.index = props.index.astype(str)
+            props = _numeric_table(read_table(p, 'stereoscope proportions', sep='\t', index_col=0), p, 'cell-type')
+            props.index = props.index.astype(str); check_unique(props.index, p, 'spot ids')
             if adata.obs_names.isin(props.index).all(): adata.obsm[f'stereoscope_{tier}'] = props.loc[adata.obs_names]
+            else: warnings.warn(f"{p}: {(~adata.obs_names.isin(props.index)).sum()} spots have no proportions; obsm['stereoscope_{tier}'] not set")
     p = root/'clusters'/f'{section}-cluster-annotation.tsv.gz'
     if p.exists():
-        cl = pd.read_csv(p, sep='\t')
+        cl = read_table(p, 'her2st cluster annotation', need=['x', 'y', 'label'], sep='\t')
+        check_finite(cl[['x', 'y']], p, 'cluster rows (x, y)')
         cl.index = cl['x'].astype(int).astype(str) + 'x' + cl['y'].astype(int).astype(str)
+        check_unique(cl.index, p, 'spots (x, y)')
         labels = cl['label'].reindex(adata.obs_names)
         adata.obs['cluster'] = pd.Categorical(labels.map(lambda v: str(int(v)), na_action='ignore'))  # NaN stays missing
 
@@ -227,7 +348,7 @@ def _her2st_image_info(root, section, lowres):
     if path.exists() and lowres:
         from PIL import Image
         Image.MAX_IMAGE_PIXELS = None
-        with Image.open(path) as im:
+        with reading(path, 'her2st H&E image'), Image.open(path) as im:
             full_w, full_h = im.size
             im.draft('RGB', (full_w // lowres, full_h // lowres))  # JPEG decodes at reduced scale: fast
             small = im.convert('RGB').resize((full_w // lowres, full_h // lowres), Image.BILINEAR)
@@ -242,7 +363,7 @@ def read_full_image(adata:ad.AnnData, library_id:str|None=None) -> np.ndarray:
     Image.MAX_IMAGE_PIXELS = None
     library_id = library_id or next(iter(adata.uns['spatial']))
     path = require_file(Path(adata.uns['spatial'][library_id]['metadata']['image_path']), 'full-resolution image')
-    with Image.open(path) as im: return np.asarray(im.convert('RGB'))
+    with reading(path, 'full-resolution image'), Image.open(path) as im: return np.asarray(im.convert('RGB'))
 
 # %% ../nbs/01_data.ipynb #63332547
 def spot_patches(adata:ad.AnnData,    # spots with .obsm['spatial'] in full-resolution pixels
@@ -255,8 +376,14 @@ def spot_patches(adata:ad.AnnData,    # spots with .obsm['spatial'] in full-reso
                 ) -> ad.AnnData|None:
     "Cut a `patch_um` patch around every spot into `.obsm['patches']` (n, out_px, out_px, 3) uint8."
     out = adata.copy() if copy else adata
+    if 'spatial' not in out.obsm or not out.uns.get('spatial'):
+        raise DataFormatError("spot_patches needs .obsm['spatial'] and .uns['spatial'][library_id] (as read_her2st writes them)")
     library_id = library_id or next(iter(out.uns['spatial']))
-    mpp = out.uns['spatial'][library_id]['scalefactors']['microns_per_pixel']
+    if library_id not in out.uns['spatial']: raise DataFormatError(f"no library {library_id!r} in .uns['spatial']; has {format_examples(out.uns['spatial'])}")
+    mpp = out.uns['spatial'][library_id].get('scalefactors', {}).get('microns_per_pixel')
+    if not isinstance(mpp, (int, float, np.number)) or not mpp > 0:
+        raise DataFormatError(f".uns['spatial'][{library_id!r}]['scalefactors']['microns_per_pixel'] must be a positive number, got {mpp!r}")
+    if not patch_um > 0 or int(out_px) != out_px or out_px < 1: raise DataFormatError(f"patch_um must be > 0 and out_px a positive integer, got {patch_um}, {out_px}")
     image = read_full_image(out, library_id) if image is None else image
     size = int(round(patch_um / mpp))
     patches, top_left = crop_patches(image, out.obsm['spatial'], size, pad=pad)
@@ -269,22 +396,38 @@ def read_10x_reference(folder:str|Path,   # folder with matrix.mtx.gz, features.
                        gene_column:int=1, # features column used as var_names (1 = symbol)
                        drop_zero:bool=False,
                       ) -> ad.AnnData:    # cells x genes, raw counts in X and layers['counts']
-    "Read a 10x matrix folder with an optional obs.csv of annotations into AnnData."
+    "Read a 10x matrix folder with an optional obs.csv of annotations into AnnData (counts exact: float32 up to 2**24, else float64)."
     import scipy.io
     folder = Path(folder)
-    with gzip.open(require_file(folder/'matrix.mtx.gz', '10x matrix'), 'rb') as f: X = sp.csr_matrix(scipy.io.mmread(f).T, dtype=np.float32)
-    feats = pd.read_csv(require_file(folder/'features.tsv.gz', '10x features'), sep='\t', header=None)
-    barcodes = pd.read_csv(require_file(folder/'barcodes.tsv.gz', '10x barcodes'), sep='\t', header=None)[0].astype(str)
+    mpath = require_file(folder/'matrix.mtx.gz', '10x matrix')
+    with reading(mpath, '10x matrix (Matrix Market, gzip)'), gzip.open(mpath, 'rb') as f: M = sp.coo_matrix(scipy.io.mmread(f))
+    entries = pd.Index(M.row.astype(np.int64) * M.shape[1] + M.col)
+    if entries.has_duplicates:  # csr would add them up: a listed entry twice doubles that count
+        dup = entries[entries.duplicated()][:3]
+        raise DataFormatError(f"{mpath}: {entries.duplicated().sum()} (gene, cell) entries are listed twice, e.g. "
+                              f"{format_examples([(int(i // M.shape[1]) + 1, int(i % M.shape[1]) + 1) for i in dup])} (1-based)")
+    X = sp.csr_matrix(M.T)
+    check_counts(X, what='cells', source=mpath)
+    X = X.astype(_count_dtype(X))
+    fpath = folder/'features.tsv.gz'
+    feats = read_table(fpath, '10x features', sep='\t', header=None, min_columns=1, dtype=str, keep_default_na=False)  # 'NA' is a name
+    bpath = folder/'barcodes.tsv.gz'
+    barcodes = read_table(bpath, '10x barcodes', sep='\t', header=None, min_columns=1, dtype=str, keep_default_na=False)[0]
     if X.shape != (len(barcodes), len(feats)):
-        raise DataFormatError(f"matrix is {X.shape[1]} genes x {X.shape[0]} cells but there are {len(feats)} features and {len(barcodes)} barcodes")
-    adata = ad.AnnData(X, obs=pd.DataFrame(index=barcodes.to_numpy()), var=pd.DataFrame(index=feats[min(gene_column, feats.shape[1]-1)].astype(str).to_numpy()))
+        raise DataFormatError(f"{mpath}: matrix is {X.shape[1]} genes x {X.shape[0]} cells but there are {len(feats)} features and {len(barcodes)} barcodes ({fpath.name}, {bpath.name})")
+    genes = feats[min(gene_column, feats.shape[1]-1)]
+    if (genes == '').any(): raise DataFormatError(f"{fpath}: {(genes == '').sum()} gene names are missing (empty), at rows {format_examples(np.flatnonzero(genes == ''))}")
+    if (barcodes == '').any(): raise DataFormatError(f"{bpath}: {(barcodes == '').sum()} barcodes are missing (empty), at rows {format_examples(np.flatnonzero(barcodes == ''))}")
+    barcodes = barcodes.astype(str); check_unique(barcodes, bpath, 'barcodes')
+    adata = ad.AnnData(X, obs=pd.DataFrame(index=barcodes.to_numpy()), var=pd.DataFrame(index=genes.astype(str).to_numpy()))
     adata.var_names_make_unique()
     if (folder/'obs.csv').exists():
-        obs = pd.read_csv(folder/'obs.csv', index_col=0); obs.index = obs.index.astype(str)
+        obs = read_table(folder/'obs.csv', '10x cell annotations (obs.csv)', index_col=0, min_columns=1); obs.index = obs.index.astype(str)
+        check_unique(obs.index, folder/'obs.csv', 'barcodes (first column)')
         missing = ~adata.obs_names.isin(obs.index)
-        if missing.any(): raise BarcodeMismatchError(f"{missing.sum()} barcodes have no row in obs.csv: {format_examples(adata.obs_names[missing])}")
+        if missing.any(): raise BarcodeMismatchError(f"{folder/'obs.csv'}: {missing.sum()} barcodes have no row in obs.csv: {format_examples(adata.obs_names[missing])}")
         adata.obs = obs.loc[adata.obs_names].copy()
-    adata = _drop_zero(adata, drop_zero, 'cells')
+    adata = _drop_zero(adata, drop_zero, 'cells', source=mpath)
     adata.layers['counts'] = adata.X.copy()
     return adata
 
@@ -317,53 +460,77 @@ def transcripts_to_counts(cell_ids:np.ndarray,  # (T,) cell id of each transcrip
     return ad.AnnData(X, obs=pd.DataFrame(index=cells_u.astype(str)), var=pd.DataFrame(index=genes_u))
 
 # %% ../nbs/01_data.ipynb #462fda25
-def read_cosmx(folder:str|Path,   # folder with *_tx_file.csv and CellLabels/ (+ CellComposite/*.aux.xml)
+def _integer_columns(df:pd.DataFrame, cols:list, source, what:str) -> pd.DataFrame:
+    "`df[cols]` as int64; `DataFormatError` naming the first rows that are missing or not whole numbers."
+    values = check_finite(df[cols], source, what)
+    frac = (np.mod(values, 1) != 0).any(1)
+    if frac.any(): raise DataFormatError(f"{source}: {frac.sum()} {what} are not whole numbers, at rows {format_examples(np.flatnonzero(frac))}")
+    return pd.DataFrame(values.astype(np.int64), columns=cols, index=df.index)
+
+def read_cosmx(folder:str|Path,   # folder with one *_tx_file.csv and CellLabels/ (+ CellComposite/*.aux.xml)
                masks:bool=True,   # also read the label masks into .uns['cosmx']['masks'][fov]
               ) -> ad.AnnData:    # cells x targets counts; obs fov/cell_ID; obsm['spatial'] local px centroids
     "Read a CosMx export: per-cell counts from the transcript table, centroids, negative-probe QC and masks."
     folder = Path(folder)
     tx_files = sorted(folder.glob('*_tx_file.csv'))
     if not tx_files: raise FileNotFoundError(f"no *_tx_file.csv in {folder}")
-    tx = pd.read_csv(tx_files[0])
-    need = {'fov', 'cell_ID', 'x_local_px', 'y_local_px', 'target'}
-    if need - set(tx.columns): raise DataFormatError(f"{tx_files[0].name} lacks columns {sorted(need - set(tx.columns))}")
+    if len(tx_files) > 1: raise DataFormatError(f"{folder}: {len(tx_files)} transcript tables ({format_examples(p.name for p in tx_files)}); "
+                                                f"read_cosmx reads one run: point it at a folder with one *_tx_file.csv")
+    path = tx_files[0]
+    tx = read_table(path, 'CosMx transcript table', need=['fov', 'cell_ID', 'x_local_px', 'y_local_px', 'target'])
+    tx[['fov', 'cell_ID']] = _integer_columns(tx, ['fov', 'cell_ID'], path, 'rows (fov, cell_ID)')
+    check_finite(tx[['x_local_px', 'y_local_px']], path, 'rows (x_local_px, y_local_px)')
+    if tx['target'].isna().any(): raise DataFormatError(f"{path}: {tx['target'].isna().sum()} rows have no target, at rows {format_examples(np.flatnonzero(tx['target'].isna()))}")
+    dup = tx.duplicated()
+    if dup.any(): raise DataFormatError(f"{path}: {dup.sum()} rows repeat an earlier row exactly (rows {format_examples(np.flatnonzero(dup))}): each transcript would be counted twice")
     tx = tx[tx['cell_ID'] > 0]
+    if tx.empty: raise DataFormatError(f"{path}: no transcript is assigned to a cell (every cell_ID is 0)")
     key = tx['fov'].astype(str) + '_' + tx['cell_ID'].astype(str)
-    neg = tx['target'].str.startswith('NegPrb') | tx['target'].str.lower().str.contains('negative')
-    adata = transcripts_to_counts(key[~neg].to_numpy(), tx.loc[~neg, 'target'].to_numpy(), unassigned=None)
+    target = tx['target'].astype(str)
+    neg = target.str.startswith('NegPrb') | target.str.lower().str.contains('negative')
+    adata = transcripts_to_counts(key[~neg].to_numpy(), target[~neg].to_numpy(), unassigned=None)
     g = tx.assign(key=key).groupby('key')
     adata.obs['fov'] = g['fov'].first().reindex(adata.obs_names).to_numpy()
     adata.obs['cell_ID'] = g['cell_ID'].first().reindex(adata.obs_names).to_numpy()
     adata.obs['n_negprobe'] = neg.groupby(key).sum().reindex(adata.obs_names).fillna(0).to_numpy()
     adata.obsm['spatial'] = g[['x_local_px', 'y_local_px']].mean().reindex(adata.obs_names).to_numpy()
     adata.layers['counts'] = adata.X.copy()
-    adata.uns['cosmx'] = {'spatial_unit': 'local pixels'}
+    adata.uns['cosmx'] = {'spatial_unit': 'local pixels', 'transcript_file': str(path)}
     if masks: adata.uns['cosmx']['masks'] = read_cosmx_masks(folder)
     return adata
 
 # %% ../nbs/01_data.ipynb #434ef559
 def _geotransform(aux:Path) -> tuple:
     import re
-    m = re.search(r'<GeoTransform>([^<]+)</GeoTransform>', aux.read_text())
-    if m is None: raise DataFormatError(f"{aux.name} has no GeoTransform")
-    return tuple(float(v) for v in m.group(1).split(','))
+    with reading(aux, 'GDAL aux.xml'): text = aux.read_text()
+    m = re.search(r'<GeoTransform>([^<]+)</GeoTransform>', text)
+    if m is None: raise DataFormatError(f"{aux}: no <GeoTransform>")
+    try: t = tuple(float(v) for v in m.group(1).split(','))
+    except ValueError: raise DataFormatError(f"{aux}: GeoTransform is not 6 numbers: {m.group(1).strip()[:80]!r}") from None
+    if len(t) != 6 or not np.isfinite(t).all() or t[1] == 0 or t[5] == 0:
+        raise DataFormatError(f"{aux}: GeoTransform must be 6 finite numbers with non-zero pixel sizes, got {t}")
+    return t
 
 def read_cosmx_masks(folder:str|Path) -> dict:
     "Read `CellLabels_F*.tif` as int32 label masks with their GeoTransform: {fov: {'mask', 'transform'}}."
-    import tifffile
     folder, out = Path(folder), {}
-    for p in sorted((Path(folder)/'CellLabels').glob('CellLabels_F*.tif')):
-        fov = int(p.stem.split('_F')[-1])
-        m = tifffile.imread(p)
-        if not np.all(np.mod(m, 1) == 0): raise DataFormatError(f"{p.name}: label mask has non-integer values")
+    files = sorted((folder/'CellLabels').glob('CellLabels_F*.tif'))
+    if not files: raise FileNotFoundError(f"no CellLabels_F*.tif in {folder/'CellLabels'}")
+    for p in files:
+        try: fov = int(p.stem.split('_F')[-1])
+        except ValueError: raise DataFormatError(f"{p}: cannot read the FOV number from the file name (expected CellLabels_F002.tif)") from None
+        m = read_tiff(p, 'CosMx label mask')
+        if m.ndim != 2: raise DataFormatError(f"{p}: label mask has shape {m.shape}, expected (H, W)")
+        if not np.issubdtype(m.dtype, np.number) or not np.all(np.mod(m, 1) == 0): raise DataFormatError(f"{p}: label mask has non-integer values")
+        if m.min() < 0 or m.max() > np.iinfo(np.int32).max: raise DataFormatError(f"{p}: label ids outside 0..2**31-1 (min {m.min()}, max {m.max()})")
         aux = folder/'CellComposite'/f'CellComposite_F{fov:03d}.jpg.aux.xml'
         if not aux.exists():
             warnings.warn(f"{aux.name} missing: assuming mask pixel (r, c) = local (y, x)")
-        out[str(fov)] = {'mask': m.astype(np.int32), 'transform': _geotransform(aux) if aux.exists() else (0., 1., 0., 0., 0., 1.)}
+        out[str(fov)] = {'mask': m.astype(np.int32), 'transform': np.asarray(_geotransform(aux) if aux.exists() else (0., 1., 0., 0., 0., 1.))}
     return out
 
 def local_to_pixel(xy:np.ndarray,  # (T, 2) local (x, y) coordinates
-                   transform:tuple, # GDAL GeoTransform of the mask
+                   transform,       # (6,) GDAL GeoTransform of the mask
                   ) -> np.ndarray:  # (T, 2) integer (row, col)
     "Mask pixel (row, col) containing each local coordinate."
     x0, dx, _, y0, _, dy = transform
@@ -371,25 +538,51 @@ def local_to_pixel(xy:np.ndarray,  # (T, 2) local (x, y) coordinates
     return np.stack([np.floor((xy[:, 1] - y0) / dy), np.floor((xy[:, 0] - x0) / dx)], 1).astype(int)
 
 # %% ../nbs/01_data.ipynb #3346dcaa
+def _read_gene_by_cell(path:Path, what:str) -> ad.AnnData:
+    "A genes x cells csv (R's write.csv) as a cells x genes AnnData of exact counts."
+    df = _numeric_table(read_table(path, what, index_col=0), path, 'cell')
+    with reading(path, what): header = pd.read_csv(path, header=None, nrows=1).iloc[0, 1:].astype(str)
+    check_unique(header, path, 'cell ids (header)'); check_unique(df.index.astype(str), path, 'gene names (first column)')
+    check_counts(df.to_numpy(), what='genes', source=path)
+    a = ad.AnnData(sp.csr_matrix(df.T.to_numpy(_count_dtype(df.to_numpy()))), obs=pd.DataFrame(index=header.to_numpy()),
+                   var=pd.DataFrame(index=df.index.astype(str)))
+    a.layers['counts'] = a.X.copy(); return a
+
+def read_merfish_spatial(folder:str|Path, # merfish_hypothalamus_rctd folder
+                        ) -> ad.AnnData:    # cells x genes counts, obsm['spatial'] centroids (um)
+    "Read the MERFISH cells of the RCTD vignette: `spatial/counts.csv` (genes x cells) and `spatial/coords.csv` (x, y by name)."
+    folder = Path(folder)
+    spatial = _read_gene_by_cell(require_file(folder/'spatial'/'counts.csv', 'MERFISH counts'), 'MERFISH counts')
+    cpath = folder/'spatial'/'coords.csv'
+    coords = read_table(cpath, 'MERFISH coords', need=['x', 'y'], index_col=0); coords.index = coords.index.astype(str)
+    check_unique(coords.index, cpath, 'cell ids')
+    missing = ~spatial.obs_names.isin(coords.index)
+    if missing.any(): raise BarcodeMismatchError(f"{cpath}: {missing.sum()} MERFISH cells have no coordinates: {format_examples(spatial.obs_names[missing])}")
+    spatial.obsm['spatial'] = check_finite(coords.loc[spatial.obs_names, ['x', 'y']], cpath, 'cells (x, y)')
+    return spatial
+
+# %% ../nbs/01_data.ipynb #889b1831
+def read_merfish_reference(folder:str|Path, # merfish_hypothalamus_rctd folder
+                          ) -> ad.AnnData:  # cells x genes counts, obs['cell_type']
+    "Read the labelled scRNA reference of the RCTD vignette: `reference/counts.csv` and `reference/cell_types.csv`."
+    folder = Path(folder)
+    ref = _read_gene_by_cell(require_file(folder/'reference'/'counts.csv', 'MERFISH reference counts'), 'MERFISH reference counts')
+    tpath = folder/'reference'/'cell_types.csv'
+    types = read_table(tpath, 'MERFISH cell types', index_col=0); types.index = types.index.astype(str)
+    check_unique(types.index, tpath, 'cell ids')
+    column = 'cell_type' if 'cell_type' in types.columns else types.columns[0] if types.shape[1] == 1 else None
+    if column is None: raise DataFormatError(f"{tpath}: expected one column of types or a 'cell_type' column, got {format_examples(types.columns)}")
+    missing = ~ref.obs_names.isin(types.index)
+    if missing.any(): raise BarcodeMismatchError(f"{tpath}: {missing.sum()} reference cells have no type: {format_examples(ref.obs_names[missing])}")
+    labels = types.loc[ref.obs_names, column]
+    if labels.isna().any(): raise DataFormatError(f"{tpath}: {labels.isna().sum()} reference cells have a missing type: {format_examples(labels.index[labels.isna()])}")
+    ref.obs['cell_type'] = pd.Categorical(labels.astype(str))
+    return ref
+
 def read_merfish_rctd(folder:str|Path, # merfish_hypothalamus_rctd folder
                      ) -> tuple[ad.AnnData, ad.AnnData]: # (spatial cells, reference cells with obs['cell_type'])
-    "Read the RCTD MERFISH vignette: spatial cells with centroids (um) and the labelled scRNA reference."
-    folder = Path(folder)
-    def counts(p):
-        df = pd.read_csv(require_file(p, 'MERFISH counts'), index_col=0)
-        a = ad.AnnData(sp.csr_matrix(df.T.to_numpy(np.float32)), obs=pd.DataFrame(index=df.columns.astype(str)),
-                       var=pd.DataFrame(index=df.index.astype(str)))
-        check_counts(a.X); a.layers['counts'] = a.X.copy(); return a
-    spatial, ref = counts(folder/'spatial'/'counts.csv'), counts(folder/'reference'/'counts.csv')
-    coords = pd.read_csv(require_file(folder/'spatial'/'coords.csv', 'MERFISH coords'), index_col=0); coords.index = coords.index.astype(str)
-    missing = ~spatial.obs_names.isin(coords.index)
-    if missing.any(): raise BarcodeMismatchError(f"{missing.sum()} MERFISH cells have no coordinates: {format_examples(spatial.obs_names[missing])}")
-    spatial.obsm['spatial'] = coords.loc[spatial.obs_names].iloc[:, :2].to_numpy(float)
-    types = pd.read_csv(require_file(folder/'reference'/'cell_types.csv', 'MERFISH cell types'), index_col=0); types.index = types.index.astype(str)
-    missing = ~ref.obs_names.isin(types.index)
-    if missing.any(): raise BarcodeMismatchError(f"{missing.sum()} reference cells have no type: {format_examples(ref.obs_names[missing])}")
-    ref.obs['cell_type'] = pd.Categorical(types.loc[ref.obs_names].iloc[:, 0].astype(str))
-    return spatial, ref
+    "Both halves of the RCTD MERFISH vignette: `(read_merfish_spatial(folder), read_merfish_reference(folder))`."
+    return read_merfish_spatial(folder), read_merfish_reference(folder)
 
 # %% ../nbs/01_data.ipynb #8d135b33
 def plot_spatial(adata:ad.AnnData,        # spots with .obsm['spatial'] and .uns['spatial'][library_id]

@@ -13,6 +13,7 @@ from scipy import ndimage as ndi
 from scipy.optimize import linear_sum_assignment
 from .core import seed_everything, default_device, type_palette, Experiment, cpu_threads
 from .data import DataFormatError, transcripts_to_counts, shared_data_dir, format_examples, require_file
+from .data import BarcodeMismatchError, UnreadableFileError, reading, read_table, check_finite, check_unique, read_tiff
 
 # %% auto #0
 __all__ = ['CONTROL_PATTERN', 'UNASSIGNED_IDS', 'CLASSES', 'IGNORE', 'HIERARCHY', 'MARKERS', 'ORGAN_STYLES', 'NUCLEUS_LOOK',
@@ -199,31 +200,36 @@ UNASSIGNED_IDS = ('-1', 'UNASSIGNED', '0', '')
 
 def _read_table(path:str|Path, need:list, what:str) -> pd.DataFrame:
     path = require_file(path, what)
-    if path.suffix == '.parquet': df = pd.read_parquet(path)
-    elif path.name.endswith(('.csv', '.csv.gz')): df = pd.read_csv(path)
+    if path.suffix == '.parquet':
+        if path.stat().st_size == 0: raise UnreadableFileError(f"{path}: the {what} is an empty file (0 bytes)")
+        with reading(path, f'{what} (parquet)'): df = pd.read_parquet(path)
+        if len(df) == 0: raise XeniumFormatError(f"{path}: the {what} has no rows")
+    elif path.name.endswith(('.csv', '.csv.gz')): df = read_table(path, what)
     else: raise XeniumFormatError(f"{path.name}: expected .parquet or .csv(.gz) for the {what}")
     df = df.drop(columns=[c for c in df.columns if str(c) == '' or str(c).startswith('Unnamed: ')])
     missing = [c for c in need if c not in df.columns]
-    if missing: raise XeniumFormatError(f"{path.name} ({what}) lacks columns {missing}; has {list(df.columns)[:8]}")
+    if missing: raise XeniumFormatError(f"{path} ({what}) lacks columns {missing}; has {list(df.columns)[:8]}")
     return df
 
-def _cell_id_str(values) -> np.ndarray:
-    "Cell ids as str: bytes decoded, integers printed."
+def _cell_id_str(values, source='input', what:str='cell ids') -> np.ndarray:
+    "Ids as str: bytes decoded, integers (also integer-valued floats) printed as integers; missing ids refused."
     v = pd.Series(values)
     if v.map(type).eq(bytes).any(): v = v.map(lambda b: b.decode() if isinstance(b, bytes) else b)
+    if v.isna().any(): raise XeniumFormatError(f"{source}: {v.isna().sum()} {what} are missing (NaN), at rows {format_examples(np.flatnonzero(v.isna()))}")
+    if pd.api.types.is_float_dtype(v) and np.all(np.mod(v, 1) == 0): v = v.astype(np.int64)
     return v.astype(str).to_numpy()
 
 # %% ../nbs/20_hestseg.ipynb #8283df34
 def read_xenium_boundaries(path:str|Path, # nucleus_boundaries / cell_boundaries, .csv(.gz) or .parquet
                           ) -> pd.DataFrame: # cell_id (str), vertex_x, vertex_y (um), one row per vertex
-    "Read a Xenium boundary vertex table; checks columns, finiteness and >= 3 vertices per cell."
+    "Read a Xenium boundary vertex table; checks columns, ids, finiteness and >= 3 vertices per cell."
     df = _read_table(path, ['cell_id', 'vertex_x', 'vertex_y'], 'boundary table')
     xy = df[['vertex_x', 'vertex_y']].apply(pd.to_numeric, errors='coerce').to_numpy(float)
     bad = ~np.isfinite(xy).all(1)
-    if bad.any(): raise XeniumFormatError(f"{Path(path).name}: {bad.sum()} vertices are not finite numbers")
-    out = pd.DataFrame({'cell_id': _cell_id_str(df['cell_id']), 'vertex_x': xy[:, 0], 'vertex_y': xy[:, 1]})
+    if bad.any(): raise XeniumFormatError(f"{path}: {bad.sum()} vertices are not finite numbers, at rows {format_examples(np.flatnonzero(bad))}")
+    out = pd.DataFrame({'cell_id': _cell_id_str(df['cell_id'], path), 'vertex_x': xy[:, 0], 'vertex_y': xy[:, 1]})
     n = out.groupby('cell_id', sort=False).size()
-    if (n < 3).any(): raise XeniumFormatError(f"{(n < 3).sum()} cells have fewer than 3 vertices: {format_examples(n.index[n < 3])}")
+    if (n < 3).any(): raise XeniumFormatError(f"{path}: {(n < 3).sum()} cells have fewer than 3 vertices: {format_examples(n.index[n < 3])}")
     return out
 
 # %% ../nbs/20_hestseg.ipynb #b507a110
@@ -234,26 +240,30 @@ def read_xenium_transcripts(path:str|Path,  # transcripts.csv(.gz) or .parquet
     "Read Xenium transcripts, keep qv >= `min_qv`, drop control features; cell_id as str ('-1'/'UNASSIGNED' kept)."
     df = _read_table(path, ['cell_id', 'feature_name', 'x_location', 'y_location', 'qv'], 'transcripts')
     qv = pd.to_numeric(df['qv'], errors='coerce')
-    if qv.isna().any(): raise XeniumFormatError(f"{Path(path).name}: {qv.isna().sum()} transcripts have a non-numeric qv")
+    if qv.isna().any(): raise XeniumFormatError(f"{path}: {qv.isna().sum()} transcripts have a non-numeric qv, at rows {format_examples(np.flatnonzero(qv.isna()))}")
+    check_finite(df[['x_location', 'y_location']], path, 'transcripts (x_location, y_location)')
+    if 'transcript_id' in df: check_unique(df['transcript_id'], path, 'transcript ids (a transcript listed twice is counted twice)')
+    df['feature_name'] = _cell_id_str(df['feature_name'], path, 'feature names')
+    df['cell_id'] = _cell_id_str(df['cell_id'], path)
     df = df[qv.to_numpy() >= min_qv].copy()
-    df['feature_name'] = _cell_id_str(df['feature_name'])
     if drop_controls: df = df[~df['feature_name'].str.match(CONTROL_PATTERN)]
-    df['cell_id'] = _cell_id_str(df['cell_id'])
     return df.reset_index(drop=True)
 
 def read_xenium_pixel_size(path:str|Path) -> float:
     "The morphology image's um/px from `experiment.xenium`."
-    meta = json.loads(require_file(path, 'experiment.xenium').read_text())
-    if not isinstance(meta.get('pixel_size'), (int, float)) or meta['pixel_size'] <= 0:
-        raise XeniumFormatError(f"{Path(path).name}: no positive numeric 'pixel_size'")
+    path = require_file(path, 'experiment.xenium')
+    with reading(path, 'experiment.xenium (JSON)'): meta = json.loads(path.read_text())
+    if not isinstance(meta, dict) or not isinstance(meta.get('pixel_size'), (int, float)) or not meta['pixel_size'] > 0:
+        raise XeniumFormatError(f"{path}: no positive numeric 'pixel_size'")
     return float(meta['pixel_size'])
 
 # %% ../nbs/20_hestseg.ipynb #fe45a8b0
 def read_alignment(path:str|Path) -> np.ndarray:
     "Read a 3x3 H&E alignment affine (H&E pixels -> morphology pixels), as in Xenium's `*_he_imagealignment.csv`."
-    m = pd.read_csv(require_file(path, 'alignment matrix'), header=None).to_numpy(float)
+    path = require_file(path, 'alignment matrix')
+    m = check_finite(read_table(path, 'alignment matrix', header=None), path, 'alignment rows')
     if m.shape != (3, 3) or not np.allclose(m[2], [0, 0, 1]) or abs(np.linalg.det(m[:2, :2])) < 1e-12:
-        raise XeniumFormatError(f"{Path(path).name}: expected an invertible 3x3 affine with last row 0,0,1, got {m.shape}")
+        raise XeniumFormatError(f"{path}: expected an invertible 3x3 affine with last row 0,0,1, got {m.shape}: {m.round(3).tolist()}")
     return m
 
 def microns_to_he(xy_um:np.ndarray,   # (n, 2) x, y in microns (Xenium frame)
@@ -274,20 +284,32 @@ def read_xenium(folder:str|Path,       # Xenium output folder (XOA): transcripts
     "Read raw Xenium output: per-cell counts (qv >= min_qv, controls dropped) and nucleus polygons in um and H&E px."
     folder = Path(folder)
     find = lambda stem: next((p for p in (folder/f'{stem}.parquet', folder/f'{stem}.csv.gz', folder/f'{stem}.csv') if p.exists()), folder/f'{stem}.csv')
-    tx = read_xenium_transcripts(find('transcripts'), min_qv)
-    nuc = read_xenium_boundaries(find('nucleus_boundaries'))
+    tx_path, nuc_path = find('transcripts'), find('nucleus_boundaries')
+    tx = read_xenium_transcripts(tx_path, min_qv)
+    nuc = read_xenium_boundaries(nuc_path)
     px = read_xenium_pixel_size(folder/'experiment.xenium')
     A = read_alignment(alignment) if isinstance(alignment, (str, Path)) else alignment
     tx = tx[~tx['cell_id'].isin(UNASSIGNED_IDS)]
+    if tx.empty: raise XeniumFormatError(f"{tx_path}: no transcript with qv >= {min_qv} is assigned to a cell")
     adata = transcripts_to_counts(tx['cell_id'].to_numpy(), tx['feature_name'].to_numpy(), unassigned=None)
     adata.obs['n_nuclear'] = tx.groupby('cell_id')['overlaps_nucleus'].sum().reindex(adata.obs_names).to_numpy() \
         if 'overlaps_nucleus' in tx else np.nan
     nuc[['he_x', 'he_y']] = microns_to_he(nuc[['vertex_x', 'vertex_y']].to_numpy(), px, A)
     cen = nuc.groupby('cell_id')[['vertex_x', 'vertex_y']].mean()
     adata.obs['has_nucleus'] = adata.obs_names.isin(cen.index)
-    adata.obsm['spatial'] = cen.reindex(adata.obs_names).to_numpy()
+    if not adata.obs['has_nucleus'].any():
+        raise BarcodeMismatchError(f"{nuc_path}: no cell of {tx_path.name} has a nucleus: cell ids {format_examples(adata.obs_names, 3)} "
+                                   f"vs nucleus ids {format_examples(cen.index, 3)}")
+    spatial = cen.reindex(adata.obs_names)
+    lone = ~adata.obs['has_nucleus'].to_numpy()
+    if lone.any():  # a cell without nucleus polygon sits at the mean of its transcripts, never at NaN
+        warnings.warn(f"{nuc_path}: {lone.sum()} of {adata.n_obs} cells have no nucleus polygon ({format_examples(adata.obs_names[lone], 3)}); "
+                      f"their obsm['spatial'] is the mean transcript position (obs['has_nucleus'] is False)")
+        spatial.loc[lone] = tx.groupby('cell_id')[['x_location', 'y_location']].mean().reindex(adata.obs_names[lone]).to_numpy()
+    adata.obsm['spatial'] = spatial.to_numpy(float)
     adata.layers['counts'] = adata.X.copy()
-    adata.uns['hestseg'] = {'pixel_size': px, 'alignment': A, 'nucleus_boundaries': nuc, 'spatial_unit': 'um'}
+    adata.uns['hestseg'] = {'pixel_size': px, 'alignment': np.eye(3) if A is None else np.asarray(A, float),
+                            'nucleus_boundaries': nuc, 'spatial_unit': 'um'}
     return adata
 
 # %% ../nbs/20_hestseg.ipynb #501de5c6
@@ -295,23 +317,33 @@ def read_hest_nucleus_seg(path:str|Path, # xenium_seg/{id}_xenium_nucleus_seg.pa
                          ) -> pd.DataFrame: # cell_id (str), vertex_x, vertex_y in H&E level-0 pixels
     "Read HEST-1k GeoParquet nucleus polygons into a vertex table (one exterior ring per cell)."
     import shapely
-    df = pd.read_parquet(require_file(path, 'HEST nucleus segmentation'))
-    if 'geometry' not in df.columns: raise XeniumFormatError(f"{Path(path).name}: no 'geometry' column")
-    ids = df['cell_id'] if 'cell_id' in df.columns else pd.Series(df.index)
+    path = require_file(path, 'HEST nucleus segmentation')
+    if path.stat().st_size == 0: raise UnreadableFileError(f"{path}: the HEST nucleus segmentation is an empty file (0 bytes)")
+    with reading(path, 'HEST nucleus segmentation (GeoParquet)'): df = pd.read_parquet(path)
+    if 'geometry' not in df.columns: raise XeniumFormatError(f"{path}: no 'geometry' column")
+    ids = _cell_id_str((df['cell_id'] if 'cell_id' in df.columns else pd.Series(df.index)).to_numpy(), path)
+    check_unique(ids, path, 'cell ids')
     try: geoms = shapely.from_wkb(df['geometry'].to_numpy())
-    except Exception as e: raise XeniumFormatError(f"{Path(path).name}: geometry is not WKB ({e})") from e
+    except Exception as e: raise XeniumFormatError(f"{path}: geometry is not WKB ({e})") from e
     parts, owner = shapely.get_parts(geoms, return_index=True)
-    is_polygon = shapely.get_type_id(parts) == 3
+    is_polygon = (shapely.get_type_id(parts) == 3) & ~shapely.is_empty(parts)
     parts, owner = parts[is_polygon], owner[is_polygon]
+    lost = np.setdiff1d(np.arange(len(df)), owner)
+    if len(lost): raise XeniumFormatError(f"{path}: {len(lost)} cells have no polygon (null, empty or not a polygon): {format_examples(ids[lost])}")
     keep = pd.DataFrame({'o': owner, 'a': shapely.area(parts)}).groupby('o')['a'].idxmax().to_numpy()
     xy, k = shapely.get_coordinates(shapely.get_exterior_ring(parts[keep]), return_index=True)
-    return pd.DataFrame({'cell_id': _cell_id_str(ids.to_numpy()[owner[keep]])[k], 'vertex_x': xy[:, 0], 'vertex_y': xy[:, 1]})
+    return pd.DataFrame({'cell_id': ids[owner[keep]][k], 'vertex_x': xy[:, 0], 'vertex_y': xy[:, 1]})
 
 def read_hest_transcripts(path:str|Path, min_qv:float=20) -> pd.DataFrame:
     "Read HEST-1k transcripts (he_x, he_y in H&E pixels), quality-filtered and without control features."
     df = _read_table(path, ['cell_id', 'feature_name', 'he_x', 'he_y'], 'HEST transcripts')
-    if 'qv' in df: df = df[pd.to_numeric(df['qv'], errors='coerce').to_numpy() >= min_qv]
-    df = df.assign(feature_name=_cell_id_str(df['feature_name']), cell_id=_cell_id_str(df['cell_id']))
+    check_finite(df[['he_x', 'he_y']], path, 'transcripts (he_x, he_y)')
+    if 'transcript_id' in df: check_unique(df['transcript_id'], path, 'transcript ids (a transcript listed twice is counted twice)')
+    df = df.assign(feature_name=_cell_id_str(df['feature_name'], path, 'feature names'), cell_id=_cell_id_str(df['cell_id'], path))
+    if 'qv' in df:
+        qv = pd.to_numeric(df['qv'], errors='coerce')
+        if qv.isna().any(): raise XeniumFormatError(f"{path}: {qv.isna().sum()} transcripts have a non-numeric qv, at rows {format_examples(np.flatnonzero(qv.isna()))}")
+        df = df[qv.to_numpy() >= min_qv]
     return df[~df['feature_name'].str.match(CONTROL_PATTERN)].reset_index(drop=True)
 
 # %% ../nbs/20_hestseg.ipynb #09291921
@@ -858,17 +890,26 @@ def _overlay_figure(sec:dict, models:dict):
 def read_monuseg(tif:str|Path, # 1000x1000 RGB tile
                  xml:str|Path, # ImageScope annotation with one Region per nucleus
                 ) -> tuple[np.ndarray, np.ndarray, float]: # (H, W, 3) uint8, (H, W) int32 instances, um/px
-    "Read a MoNuSeg image and rasterise its ImageScope XML nucleus polygons into an instance map."
-    import tifffile, xml.etree.ElementTree as ET
-    img = tifffile.imread(require_file(tif, 'MoNuSeg image'))[..., :3]
-    root = ET.parse(require_file(xml, 'MoNuSeg annotation')).getroot()
+    "Read a MoNuSeg image (uint8 RGB, RGBA or grayscale) and rasterise its ImageScope XML nucleus polygons."
+    import xml.etree.ElementTree as ET
+    tif, xml = require_file(tif, 'MoNuSeg image'), require_file(xml, 'MoNuSeg annotation')
+    img = read_tiff(tif, 'MoNuSeg image')
+    if img.dtype != np.uint8: raise DataFormatError(f"{tif}: image has dtype {img.dtype}, expected uint8 (MoNuSeg tiles are 8-bit RGB); convert it first")
+    if img.ndim == 2: img = np.repeat(img[..., None], 3, axis=2)    # grayscale -> three equal channels
+    if img.ndim != 3 or img.shape[2] not in (3, 4): raise DataFormatError(f"{tif}: image has shape {img.shape}, expected (H, W), (H, W, 3) or (H, W, 4)")
+    img = np.ascontiguousarray(img[..., :3])
+    with reading(xml, 'MoNuSeg annotation (ImageScope XML)'): root = ET.parse(xml).getroot()
     regions = root.findall('.//Region')
-    if not regions: raise DataFormatError(f"{Path(xml).name}: no <Region> polygons")
-    verts = [(k, float(v.get('X')), float(v.get('Y'))) for k, r in enumerate(regions) for v in r.iter('Vertex')]
+    if not regions: raise DataFormatError(f"{xml}: no <Region> polygons")
+    try: verts = [(k, float(v.get('X')), float(v.get('Y'))) for k, r in enumerate(regions) for v in r.iter('Vertex')]
+    except (TypeError, ValueError): raise DataFormatError(f"{xml}: a <Vertex> lacks numeric X/Y attributes") from None
     df = pd.DataFrame(verts, columns=['cell_id', 'x', 'y'])
+    check_finite(df[['x', 'y']], xml, 'vertices (X, Y)')
     df = df[df.groupby('cell_id').cell_id.transform('size') >= 3]
+    try: mpp = float(root.get('MicronsPerPixel'))
+    except (TypeError, ValueError): raise DataFormatError(f"{xml}: the root element has no numeric MicronsPerPixel") from None
     inst, _ = rasterize_polygons(df, img.shape[:2])
-    return img.astype(np.uint8), inst, float(root.get('MicronsPerPixel', 'nan'))
+    return img, inst, mpp
 
 # %% ../nbs/20_hestseg.ipynb #b35e59bb
 def monuseg_tiles(root:str|Path, factor:int=2, crop:int=496) -> list:

@@ -1,21 +1,149 @@
-"The console script as a user calls it."
-import subprocess, sys, shutil
-import pytest
-from stlearn_nb.cli import EXPERIMENTS, available_experiments, build_parser
+"The console script as a user calls it: argument checks before any work, atomic outputs, exit codes, progress."
+import subprocess, sys, shutil, os, textwrap
+import pandas as pd, pytest
+from pathlib import Path
+from stlearn_nb.cli import EXPERIMENTS, available_experiments, build_parser, main, experiment_options, check_out_dir, CommandLineError
+
+EXE = shutil.which('stlearn-nb')
+
+def _cli(*args, **kw):
+    "Run the CLI in a fresh interpreter (the package of this checkout), return (exit code, stdout, stderr)."
+    env = {**os.environ, 'PYTHONPATH': os.pathsep.join([str(Path(__file__).parents[1]), *kw.pop('path', [])])}
+    code = "import sys; from stlearn_nb.cli import main; sys.exit(main(sys.argv[1:]))"
+    r = subprocess.run([sys.executable, '-c', kw.pop('code', code), *args], capture_output=True, text=True, env=env, timeout=300, **kw)
+    return r.returncode, r.stdout, r.stderr
 
 def test_console_script_help_lists_available_experiments():
-    exe = shutil.which('stlearn-nb')
-    assert exe is not None, "console script stlearn-nb not installed (pip install -e .)"
-    out = subprocess.run([exe, '--help'], capture_output=True, text=True, check=True).stdout
+    assert EXE is not None, "console script stlearn-nb not installed (pip install -e .)"
+    out = subprocess.run([EXE, '--help'], capture_output=True, text=True, check=True).stdout
     assert 'info' in out
     for name in available_experiments(): assert name in out
 
 def test_info_prints_versions_and_device():
-    exe = shutil.which('stlearn-nb')
-    out = subprocess.run([exe, 'info'], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([EXE, 'info'], capture_output=True, text=True, check=True).stdout
     assert 'fastai' in out and 'device' in out and 'torch' in out
 
 def test_cli_does_not_import_concepts_for_help():
     code = "import sys; from stlearn_nb.cli import build_parser; build_parser(); print(sorted(m for m in sys.modules if m.startswith('stlearn_nb.')))"
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout
     for module, _, _ in EXPERIMENTS.values(): assert module not in out
+
+@pytest.mark.parametrize('cmd', ['strank-toy', 'cpnn-synth'])
+def test_typo_key_exits_2_naming_valid_keys(cmd, tmp_path, capsys):
+    rc = main([cmd, '--quick', '--set', 'epoch=2', '--out', str(tmp_path/'o')]); err = capsys.readouterr().err
+    assert rc == 2 and 'unknown option --set epoch' in err and 'epochs' in err
+    assert err.strip().splitlines()[-1].startswith(f'stlearn-nb {cmd}: error:') and 'Traceback' not in err
+    assert not (tmp_path/'o').exists()
+
+def test_wrong_values_exit_2(tmp_path, capsys):
+    for option, words in [('n_reps=0', 'n_reps=0: must be >= 1'), ('alpha=1.5', 'in (0, 1)'), ('n_curated=2.5', 'expected int'),
+                          ('family=3', 'expected str'), ('chunk=True', 'expected int')]:
+        assert main(['ppi-sim', '--quick', '--set', option, '--out', str(tmp_path/'o')]) == 2
+        err = capsys.readouterr().err
+        assert words in err and len(err.strip().splitlines()) == 1, (option, err)
+    assert main(['ppi-sim', '--quick', '--data-dir', str(tmp_path/'nowhere'), '--out', str(tmp_path/'o')]) == 2
+    assert 'is not a folder' in capsys.readouterr().err
+    assert not (tmp_path/'o').exists()
+    rc, out, err = _cli('ppi-sim', '--quick', '--debug', '--set', 'n_reps=0', '--out', str(tmp_path/'o'))
+    assert rc == 2 and 'Traceback' in err and 'CommandLineError' in err
+
+def test_help_lists_options_with_defaults():
+    rc, out, err = _cli('ppi-sim', '--help')
+    assert rc == 0 and 'n_unlabeled=20000  (int, >= 1)' in out and "family='poisson'  (str)" in out and 'alpha=0.05' in out
+
+def test_options_follow_kwargs():
+    "run_cpnn_synth reads epochs/n_slides from **options and forwards the rest to train_slide_models."
+    from stlearn_nb.cpnn import run_cpnn_synth, train_slide_models
+    import inspect
+    opts = experiment_options(run_cpnn_synth)
+    assert {'n_seeds', 'epochs', 'n_slides'} <= set(opts)
+    forwarded = set(inspect.signature(train_slide_models).parameters) - {'sim', 'epochs', 'quiet', 'seed'}
+    assert forwarded <= set(opts) and 'quiet' not in opts and 'seed' not in opts
+
+def test_out_is_a_file_refused_before_any_work(tmp_path):
+    (tmp_path/'f').write_text('x')
+    code = ("import sys; from stlearn_nb.cli import main; rc = main(sys.argv[1:]); "
+            "print('imported' if {'stlearn_nb.ppi_de', 'torch'} & set(sys.modules) else 'not imported'); sys.exit(rc)")
+    for out, words in [(tmp_path/'f', 'is a file, not a folder'), (tmp_path/'f'/'sub', 'is a file, not a folder')]:
+        rc, stdout, err = _cli('ppi-sim', '--quick', '--out', str(out), code=code)
+        assert rc == 2 and words in err and 'not imported' in stdout
+    (tmp_path/'mine').mkdir(); (tmp_path/'mine'/'thesis.tex').write_text('precious')
+    rc, stdout, err = _cli('ppi-sim', '--quick', '--out', str(tmp_path/'mine'), code=code)
+    assert rc == 2 and 'without results.csv' in err and (tmp_path/'mine'/'thesis.tex').read_text() == 'precious'
+
+class _BrokenFigure:
+    def savefig(self, path, **kw): Path(path).write_text('half'); raise OSError(28, 'No space left on device')
+
+@pytest.fixture
+def demo_experiment(monkeypatch):
+    "A stand-in experiment whose run can fail before or while its results are written."
+    import types
+    from stlearn_nb.core import Experiment
+    def run_demo(quick:bool=False, seed:int=0, data_dir=None, value:int=1, fail:str=''):
+        if fail == 'run': raise RuntimeError('diverged at epoch 3')
+        return Experiment(pd.DataFrame({'value': [value]}), {'extra': pd.DataFrame({'v': [value]})},
+                          {'broken': _BrokenFigure()} if fail == 'write' else {})
+    mod = types.ModuleType('stlearn_nb_demo_exp'); mod.run_demo = run_demo
+    monkeypatch.setitem(sys.modules, 'stlearn_nb_demo_exp', mod)
+    monkeypatch.setitem(EXPERIMENTS, 'demo', ('stlearn_nb_demo_exp', 'run_demo', 'stand-in'))
+
+def test_failed_run_leaves_previous_results(tmp_path, demo_experiment, capsys):
+    out = tmp_path/'run'
+    assert main(['demo', '--out', str(out), '--set', 'value=7']) == 0
+    before = sorted(p.name for p in out.iterdir())
+    for fail in ('run', 'write'):
+        assert main(['demo', '--out', str(out), '--set', 'value=8', '--set', f"fail='{fail}'"]) == 2
+        assert pd.read_csv(out/'results.csv')['value'].tolist() == [7] and sorted(p.name for p in out.iterdir()) == before
+        assert [p.name for p in tmp_path.iterdir()] == ['run']          # no temporary folder left behind
+    err = capsys.readouterr().err
+    assert 'RuntimeError: diverged at epoch 3' in err and 'No space left on device' in err
+    assert main(['demo', '--out', str(out), '--set', 'value=9']) == 0   # a complete run replaces the folder
+    assert pd.read_csv(out/'results.csv')['value'].tolist() == [9]
+
+def test_failed_first_run_leaves_nothing(tmp_path, demo_experiment, capsys):
+    assert main(['demo', '--out', str(tmp_path/'new'), '--set', "fail='write'"]) == 2
+    assert list(tmp_path.iterdir()) == []
+
+DEMO_FASTAI = textwrap.dedent('''
+    import torch, pandas as pd
+    from torch.utils.data import TensorDataset, DataLoader
+    from fastai.learner import Learner
+    from fastai.data.core import DataLoaders
+    from stlearn_nb.core import Experiment
+    def run_fit(quick=False, seed=0, data_dir=None, epochs:int=3):
+        x = torch.linspace(0, 1, 32)[:, None]; ds = TensorDataset(x, 2 * x)
+        learn = Learner(DataLoaders(DataLoader(ds, batch_size=8), DataLoader(ds, batch_size=8)), torch.nn.Linear(1, 1), loss_func=torch.nn.MSELoss())
+        learn.fit(epochs, 0.1)
+        return Experiment(pd.DataFrame({'epochs': [epochs]}))
+''')
+
+@pytest.mark.parametrize('quiet', [False, True])
+def test_log_file_gets_one_line_per_epoch(tmp_path, quiet):
+    (tmp_path/'demo_fit.py').write_text(DEMO_FASTAI)
+    code = ("import sys; import stlearn_nb.cli as c; c.EXPERIMENTS['fit'] = ('demo_fit', 'run_fit', ''); "
+            "sys.exit(c.main(sys.argv[1:]))")
+    with open(tmp_path/'log.txt', 'w') as log:   # stdout is a file, not a terminal
+        r = subprocess.run([sys.executable, '-c', code, 'fit', '--out', str(tmp_path/'o'), '--set', 'epochs=4', *(['--quiet'] if quiet else [])],
+                           stdout=log, stderr=subprocess.PIPE, text=True, timeout=300,
+                           env={**os.environ, 'PYTHONPATH': os.pathsep.join([str(Path(__file__).parents[1]), str(tmp_path)])})
+    assert r.returncode == 0, r.stderr
+    text = (tmp_path/'log.txt').read_text()
+    epochs = [l for l in text.splitlines() if l.startswith('epoch ')]
+    assert '\r' not in text and '█' not in text
+    if quiet: assert epochs == []
+    else: assert [l.split(':')[0] for l in epochs] == [f'epoch {i}/4' for i in range(1, 5)] and 'valid_loss' in epochs[0]
+
+def test_check_out_dir(tmp_path):
+    assert check_out_dir(tmp_path/'a'/'b') == tmp_path/'a'/'b'
+    (tmp_path/'r').mkdir(); (tmp_path/'r'/'results.csv').write_text('a\n1\n')
+    assert check_out_dir(tmp_path/'r') == tmp_path/'r'      # a previous results folder may be replaced
+    with pytest.raises(CommandLineError, match='without results.csv'): check_out_dir(tmp_path)
+
+def test_check_option_conversions():
+    from stlearn_nb.cli import Option, check_option
+    assert check_option(Option('progress', True, 'True', (bool,)), 'false') is False
+    assert check_option(Option('lr', 0.1, '0.1', (float,)), 1) == 1.0 and isinstance(check_option(Option('lr', 0.1, '0.1', (float,)), 1), float)
+    assert check_option(Option('organs', ('a',), "('a',)", (tuple,)), 'breast,colon') == ('breast', 'colon')
+    with pytest.raises(CommandLineError, match='expected int'): check_option(Option('n', 1, '1', (int,)), True)
+    with pytest.raises(CommandLineError, match='must be >= 1'): check_option(Option('max_epochs', None, 'None', (int, type(None))), -3)
+    assert check_option(Option('max_epochs', None, 'None', (int, type(None))), None) is None

@@ -145,3 +145,7 @@ def test_error_message_helpers(tmp_path):
     with pytest.raises(FileNotFoundError, match='spot file not found'): require_file(tmp_path/'x.tsv', 'spot file')
     (tmp_path/'x.tsv').write_text('')
     assert require_file(tmp_path/'x.tsv', 'spot file') == tmp_path/'x.tsv'
+
+def test_shared_data_dir_env_missing_folder_means_no_data(tmp_path, monkeypatch):
+    monkeypatch.setenv('STLEARN_NB_DATA', str(tmp_path/'hidden'))
+    assert shared_data_dir() is None and shared_data_dir('her2st') is None
