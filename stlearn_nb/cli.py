@@ -12,7 +12,7 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'CLI_OWNED', 'RANGE_RULES', 'available_experiments', 'CommandLineError', 'Option', 'experiment_options',
            'check_option', 'validate_options', 'options_help', 'check_out_dir', 'progress_mode', 'add_de_parser',
-           'run_de', 'build_parser', 'experiment_function', 'run_experiment', 'main']
+           'run_de', 'add_encode_parser', 'run_encode', 'build_parser', 'experiment_function', 'run_experiment', 'main']
 
 # %% ../nbs/90_cli.ipynb #0c1ef7cc
 EXPERIMENTS = {  # subcommand -> (module, function, one-line description)
@@ -221,6 +221,47 @@ def run_de(args) -> int:
           f"at BH {args.alpha:g}; results in {args.out}/")
     return 0
 
+# %% ../nbs/90_cli.ipynb #663393de
+def add_encode_parser(sub):
+    "The `encode` subcommand: frozen-encoder features of every sample of a HEST-1k-layout folder."
+    desc = 'Encode patches/{id}.h5 of a HEST-1k-layout folder into one feature file per sample (resumable; splits over torchrun ranks).'
+    e = sub.add_parser('encode', help='frozen-encoder features for a HEST-1k-layout folder', description=desc)
+    e.add_argument('--hest', type=Path, required=True, help='folder with patches/{sample_id}.h5')
+    e.add_argument('--out', type=Path, required=True, help='feature root: <out>/<encoder key>/<sample_id>.npz')
+    e.add_argument('--arch', default='mobilenet_v2', help="torchvision architecture, or 'stain' (default mobilenet_v2)")
+    e.add_argument('--weights', default=None, help="state-dict file (default: the shared MobileNetV2 weights); 'random' for none")
+    e.add_argument('--samples', nargs='+', default=None, help='sample ids (default: every patch file)')
+    e.add_argument('--patch-um', type=float, default=112., help='physical side of the stored patches in um (HEST-1k: 112)')
+    e.add_argument('--bs', type=int, default=64, help='patches per forward pass')
+    e.add_argument('--tta', action='store_true', help='average the 8 dihedral views of each patch')
+    e.add_argument('--quiet', action='store_true', help='no progress output')
+    e.add_argument('--debug', action='store_true', help='print the traceback of an error')
+    return e
+
+def run_encode(args) -> int:
+    "Run `stlearn-nb encode`; bad input prints one line and returns 2."
+    try:
+        patches = Path(args.hest)/'patches'
+        if not patches.is_dir(): raise FileNotFoundError(f"--hest {args.hest}: no patches/ folder")
+        if args.out.exists() and not args.out.is_dir(): raise NotADirectoryError(f"--out {args.out} is a file, not a folder")
+        if args.bs < 1 or args.patch_um <= 0: raise ValueError(f"--bs must be >= 1 and --patch-um > 0 (got {args.bs}, {args.patch_um})")
+        missing = [s for s in args.samples or [] if not (patches/f'{s}.h5').is_file()]
+        if missing: raise FileNotFoundError(f"{len(missing)} sample(s) have no patch file in {patches}: {', '.join(missing[:5])}")
+        import torch
+        from stlearn_nb.features import load_encoder, encode_hest_samples, distributed_rank
+        encoder = load_encoder(args.arch, args.weights)            # checks the weights against the architecture
+        rank, world = distributed_rank()
+        if torch.cuda.is_available() and world > 1: torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', rank)) % torch.cuda.device_count())
+        done = encode_hest_samples(args.hest, encoder, args.out, args.samples, args.patch_um, args.tta, args.bs,
+                                   progress=False if args.quiet else None)
+    except Exception as e:
+        if args.debug: traceback.print_exc()
+        print(f"stlearn-nb encode: error: {type(e).__name__}: {' '.join(str(e).split())}", file=sys.stderr); return 2
+    counts = done.status.value_counts()
+    print(f"encode [rank {rank}/{world}]: {len(done)} samples ({counts.get('encoded', 0)} encoded, {counts.get('cached', 0)} already done), "
+          f"{int(done.n_patches.sum())} patches, {encoder} -> {Path(done.path.iloc[0]).parent if len(done) else args.out}")
+    return 0
+
 # %% ../nbs/90_cli.ipynb #4f70f6b1
 def _parse_option(text:str) -> tuple[str, object]:
     if '=' not in text: raise argparse.ArgumentTypeError(f"--set expects KEY=VALUE, got {text!r}")
@@ -245,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest='command', metavar='COMMAND', parser_class=_CommandParser)
     sub.add_parser('info', help='package versions and the device fastai will train on')
     add_de_parser(sub)
+    add_encode_parser(sub)
     for name, (_, _, desc) in available_experiments().items():
         e = sub.add_parser(name, help=desc, description=desc, formatter_class=argparse.RawDescriptionHelpFormatter)
         e.experiment = name
@@ -294,6 +336,7 @@ def main(argv:list|None=None) -> int:
         for k, v in versions().items(): print(f"{k:>14}: {v}")
         return 0
     if args.command == 'de': return run_de(args)
+    if args.command == 'encode': return run_encode(args)
     if args.cpu: os.environ['STLEARN_NB_CPU'] = '1'
     options = dict(args.options)
     try:
@@ -305,3 +348,7 @@ def main(argv:list|None=None) -> int:
         print(f"stlearn-nb {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
     return 0
+
+# %% ../nbs/90_cli.ipynb #d22d5f31
+#| eval: false
+if __name__ == '__main__': sys.exit(main())   # `python -m stlearn_nb.cli ...`, e.g. under torchrun
