@@ -16,6 +16,7 @@ __all__ = ['EXPERIMENTS', 'CLI_OWNED', 'RANGE_RULES', 'available_experiments', '
 
 # %% ../nbs/90_cli.ipynb #0c1ef7cc
 EXPERIMENTS = {  # subcommand -> (module, function, one-line description)
+    'features-her2st': ('stlearn_nb.features', 'run_features_her2st', 'Features: ridge probe on her2st spots at several patch sizes, CNN vs stain statistics'),
     'strank-toy':    ('stlearn_nb.strank',  'run_strank_toy',    'STRank: synthetic NB experiment, 7 losses x Uniform/Imbalanced'),
     'strank-her2st': ('stlearn_nb.strank',  'run_strank_her2st', 'STRank: 7 losses on her2st spots, held-out section and patient'),
     'hestseg-synth': ('stlearn_nb.hestseg', 'run_hestseg_synth', 'HEST segmentation: ST-derived vs manual labels on unseen organ styles'),

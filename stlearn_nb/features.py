@@ -16,7 +16,8 @@ __all__ = ['STAIN_FEATURES', 'SHARED_WEIGHTS', 'IMAGENET_MEAN', 'IMAGENET_STD', 
            'EncoderWeightsError', 'shared_weights', 'file_hash', 'FrozenEncoder', 'StainEncoder', 'load_encoder',
            'dihedral_views', 'encode_patches', 'patch_geometry', 'add_patch_features', 'feature_key',
            'write_feature_file', 'read_feature_file', 'default_cache_dir', 'cached_features', 'default_encoder',
-           'spot_features', 'distributed_rank', 'hest_sample_ids', 'encode_hest_samples', 'ridge_probe']
+           'spot_features', 'distributed_rank', 'hest_sample_ids', 'encode_hest_samples', 'ridge_probe',
+           'run_features_her2st']
 
 # %% ../nbs/02_features.ipynb #2c8e7916
 def _stain_region_stats(channels:np.ndarray, grey:np.ndarray) -> np.ndarray: # (n, h, w, 6), (n, h, w) -> (n, 32)
@@ -341,3 +342,37 @@ def ridge_probe(train_x:np.ndarray, train_y:np.ndarray, # (n, D) features, (n, G
     model = make_pipeline(StandardScaler(), PCA(k, random_state=0), Ridge(alpha=best)).fit(train_x, train_y)
     model.alpha_, model.valid_r_ = best, dict(zip(alphas, scores))
     return model
+
+# %% ../nbs/02_features.ipynb #29b20a30
+def _her2st_targets(sections:dict, train, n_genes:int) -> tuple[dict, list]:
+    "Log-normalised expression (over all genes) of the `n_genes` most variable genes of the training sections."
+    import scanpy as sc
+    logn = {s: sc.pp.log1p(sc.pp.normalize_total(a, target_sum=1e4, copy=True), copy=True) for s, a in sections.items()}
+    shared = sorted(set.intersection(*(set(a.var_names) for a in logn.values())))
+    stacked = np.concatenate([logn[s][:, shared].X.toarray() for s in train])
+    genes = [shared[i] for i in np.argsort(-stacked.var(0))[:n_genes]]
+    return {s: a[:, genes].X.toarray() for s, a in logn.items()}, genes
+
+def run_features_her2st(quick:bool=False, seed:int=0, data_dir=None, patch_ums:tuple=(56., 112., 224.), patch_px:int=224,
+                        arch:str|None=None, weights=None, n_genes:int=50, cache_dir=None) -> 'Experiment':
+    "Ridge on frozen features of her2st spots at several patch sizes (um), per encoder: held-out section C6 and patient B4."
+    from stlearn_nb.core import Experiment, spearman_per_gene, correlation_summary
+    from stlearn_nb.data import read_her2st
+    root = Path(data_dir)/'her2st' if data_dir is not None else shared_data_dir('her2st')
+    if root is None or not Path(root).is_dir(): raise FileNotFoundError(f"her2st data not found (data_dir={data_dir})")
+    patch_ums, patch_px = ((112.,), 112) if quick else (tuple(patch_ums), patch_px)
+    names = ('C2', 'C3', 'C4', 'C5', 'C6', 'B4'); train, valid = ('C2', 'C3', 'C4'), 'C5'
+    sections = {s: read_her2st(root, s, drop_zero=True, lowres=0) for s in names}
+    targets, genes = _her2st_targets(sections, train, n_genes)
+    rows = []
+    for enc in dict.fromkeys([default_encoder(arch, weights).arch, 'stain']):
+        encoder = default_encoder(arch, weights) if enc != 'stain' else load_encoder('stain')
+        for um in patch_ums:
+            X = {s: spot_features(a, encoder, um, patch_px, cache_dir=cache_dir) for s, a in sections.items()}
+            probe = ridge_probe(np.concatenate([X[s] for s in train]), np.concatenate([targets[s] for s in train]), X[valid], targets[valid])
+            for test in ('C6', 'B4'):
+                r = correlation_summary(spearman_per_gene(probe.predict(X[test]), targets[test]))
+                rows.append(dict(encoder=encoder.arch, patch_um=um, patch_px=patch_px, um_per_px=um / patch_px, test=test,
+                                 spearman_mean=r['mean'], n_undefined=r['n_undefined'], alpha=probe.alpha_))
+    return Experiment(pd.DataFrame(rows), notes=f"{n_genes} genes (top variance on C2-C4, log-normalised over all genes); ridge: "
+                                              f"standardise, PCA 256, penalty on C5; patches resampled to {patch_px} px.")
