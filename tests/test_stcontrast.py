@@ -1,0 +1,23 @@
+"Tests of stlearn_nb.stcontrast that would swamp the notebook: the synthetic batch design over seeds and batch strengths."
+import warnings
+import numpy as np, pytest
+from stlearn_nb.stcontrast import simulate_batch_counts, fit_latents, latent_mixing_scores
+
+
+STRONGER_BATCH = pytest.param(2, 1.0, marks=pytest.mark.xfail(strict=True, reason=
+    'known weakness, thresholds not tuned: at batch_sd=1.0 (seed 2, 150 epochs) a linear probe still reads the patient '
+    'from the batch-aware latent (accuracy 0.59 vs chance 0.33) although its patient silhouette is ~0'))
+
+@pytest.mark.parametrize('seed,batch_sd', [(1, 0.7), STRONGER_BATCH])
+def test_batch_aware_latent_drops_the_patient(seed, batch_sd):
+    "Thresholds as in the notebook: chance c = 1/P; near chance < c + 0.15, carries the patient > c + 0.3."
+    warnings.filterwarnings('ignore')
+    sim = simulate_batch_counts(3, 300, batch_sd=batch_sd, seed=seed)
+    latents = fit_latents(sim.layers['counts'], sim.obs.patient, epochs=150, seed=seed, progress=False)
+    s = {k: latent_mixing_scores(z, sim.obs.tissue_class, sim.obs.patient, seed=seed) for k, z in latents.items()}
+    chance = s['PCA']['patient_chance']
+    assert s['batch-aware VAE']['probe_patient'] < chance + 0.15, s
+    assert s['plain VAE']['probe_patient'] > chance + 0.3 and s['PCA']['probe_patient'] > chance + 0.3, s
+    assert s['batch-aware VAE']['silhouette_class'] > 0.3 and s['batch-aware VAE']['silhouette_patient'] < 0.1, s
+    assert s['batch-aware VAE']['probe_class'] > 0.9, s
+    for k in ('plain VAE', 'PCA'): assert s[k]['silhouette_patient'] > s['batch-aware VAE']['silhouette_patient'] + 0.2, s
