@@ -257,7 +257,7 @@ def run_encode(args) -> int:
                                    progress=False if args.quiet else None)
     except Exception as e:
         if args.debug: traceback.print_exc()
-        print(f"stlearn-nb encode: error: {type(e).__name__}: {' '.join(str(e).split())}", file=sys.stderr); return 2
+        print(f"stlearn-nb encode: error: {_one_line(e)}", file=sys.stderr); return 2
     counts = done.status.value_counts()
     print(f"encode [rank {rank}/{world}]: {len(done)} samples ({counts.get('encoded', 0)} encoded, {counts.get('cached', 0)} already done), "
           f"{int(done.n_patches.sum())} patches, {encoder} -> {Path(done.path.iloc[0]).parent if len(done) else args.out}")

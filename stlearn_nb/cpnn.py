@@ -468,21 +468,17 @@ def _load_her2st(root, sections, genes, encoder, patch_um:float=112., patch_px:i
     return out
 
 # %% ../nbs/30_cpnn.ipynb #a5dfa9b6
-def _dense_layer(a:ad.AnnData) -> np.ndarray:
-    c = a.layers['counts']
-    return np.asarray(c.toarray() if hasattr(c, 'toarray') else c, np.float32)
-
 def _her2st_ridge(data:dict, train:list, test:str, valid:str='C5') -> np.ndarray: # (n_test, G) ridge predictions
     from stlearn_nb.features import ridge_probe
     fit_on = [s for s in train if s != valid]
-    X, Y = np.concatenate([data[s].obsm['features'] for s in fit_on]), np.concatenate([_dense_layer(data[s]) for s in fit_on])
+    X, Y = np.concatenate([data[s].obsm['features'] for s in fit_on]), np.concatenate([_dense_counts(data[s], 'counts') for s in fit_on])
     target = lambda c: log_normalise(torch.as_tensor(c)).numpy()
-    model = ridge_probe(X, target(Y), data[valid].obsm['features'], target(_dense_layer(data[valid])))
+    model = ridge_probe(X, target(Y), data[valid].obsm['features'], target(_dense_counts(data[valid], 'counts')))
     return model.predict(data[test].obsm['features'])
 
 def _her2st_split(data:dict, train:list, test:str, proto:pd.DataFrame, epochs:int, seed:int, quiet:bool, lam:float=1e3) -> tuple:
     Xtr = np.concatenate([data[s].obsm['features'] for s in train]); mu, sd = Xtr.mean(0), Xtr.std(0) + 1e-6
-    Ytr = np.concatenate([_dense_layer(data[s]) for s in train]); Xte, Yte = data[test].obsm['features'], _dense_layer(data[test])
+    Ytr = np.concatenate([_dense_counts(data[s], 'counts') for s in train]); Xte, Yte = data[test].obsm['features'], _dense_counts(data[test], 'counts')
     fit = train_spot_models((Xtr - mu) / sd, Ytr, proto.values, (Xte - mu) / sd, Yte, epochs=epochs, seed=seed, quiet=quiet, lam=lam)
     (e_cp, w_cp), (e_dm, _) = predict_spots(fit['cpnn'], (Xte - mu) / sd), predict_spots(fit['directmil'], (Xte - mu) / sd)
     rows = [dict(test=test, model='CPNN', **expression_scores(e_cp, Yte)), dict(test=test, model='DirectMIL', **expression_scores(e_dm, Yte))]
@@ -539,7 +535,7 @@ def run_cpnn_her2st(quick:bool=False, seed:int=0, data_dir=None, epochs:int|None
     "CPNN vs DirectMIL vs ridge on frozen features of her2st spots (held-out section C6, held-out patient B4), Wu et al. prototypes."
     from pathlib import Path
     from stlearn_nb.data import read_10x_reference
-    from stlearn_nb.features import default_encoder, load_encoder
+    from stlearn_nb.features import comparison_encoders
     root = Path(data_dir) if data_dir is not None else shared_data_dir()
     if root is None or not (root/'her2st').is_dir() or not (root/'wu2021_brca_scrna_CID4465').is_dir():
         raise FileNotFoundError("her2st and wu2021_brca_scrna_CID4465 are needed under the shared data folder")
@@ -548,8 +544,7 @@ def run_cpnn_her2st(quick:bool=False, seed:int=0, data_dir=None, epochs:int|None
     hvg = np.load(root/'her2st'/'hvg'/'her_hvg_cut_1000.npy', allow_pickle=True).astype(str)
     sections, n_seeds = ['B4', 'C2', 'C3', 'C4', 'C5', 'C6'], n_seeds or (1 if quick else 3)
     epochs, patch_px = epochs or (5 if quick else 30), patch_px or (112 if quick else 224)
-    encoders = [default_encoder(arch, weights)]
-    if with_stain and encoders[0].arch != 'stain': encoders.append(load_encoder('stain'))
+    encoders = comparison_encoders(arch, weights, with_stain)
     rows, comps, maps, figs = [], [], [], {}
     for enc in encoders:
         data = _load_her2st(root/'her2st', sections, [g for g in hvg if g in set(ref.var_names)], enc, patch_um, patch_px, cache_dir)
@@ -557,7 +552,7 @@ def run_cpnn_her2st(quick:bool=False, seed:int=0, data_dir=None, epochs:int|None
         if enc is encoders[0]: proto = her2st_reference_prototypes(ref, genes, n_steps=200 if quick else 400)
         for test in ('C6', 'B4'):
             train = [s for s in sections if s != test and (test != 'B4' or s.startswith('C'))]
-            rows.append(dict(encoder=enc.arch, test=test, seed=seed, model='ridge', **expression_scores(_her2st_ridge(data, train, test), _dense_layer(data[test]))))
+            rows.append(dict(encoder=enc.arch, test=test, seed=seed, model='ridge', **expression_scores(_her2st_ridge(data, train, test), _dense_counts(data[test], 'counts'))))
             for s in range(seed, seed + n_seeds):
                 r, c, w = _her2st_split(data, train, test, proto, epochs, s, quick, lam)
                 rows += [dict(encoder=enc.arch, seed=s, **x) for x in r]; comps.append(c.assign(encoder=enc.arch, seed=s))

@@ -13,9 +13,10 @@ import numpy as np, pandas as pd, scipy.sparse as sp, anndata as ad, torch
 __all__ = ['HER2ST_UM_PER_PX', 'DataFormatError', 'BarcodeMismatchError', 'PatchOutOfBoundsError', 'ZeroCountsError',
            'UnreadableFileError', 'format_examples', 'require_file', 'reading', 'read_table', 'read_tiff',
            'check_unique', 'check_finite', 'shared_data_dir', 'check_counts', 'crop_patches', 'resize_patches',
-           'read_hest_patches', 'read_hest', 'write_toy_hest', 'read_her2st', 'read_full_image', 'spot_patches',
-           'read_10x_reference', 'write_toy_10x', 'transcripts_to_counts', 'read_cosmx', 'read_cosmx_masks',
-           'local_to_pixel', 'read_merfish_spatial', 'read_merfish_reference', 'read_merfish_rctd', 'plot_spatial']
+           'read_hest_patches', 'read_hest_patch_index', 'read_hest', 'write_toy_hest', 'read_her2st',
+           'read_full_image', 'spot_patches', 'read_10x_reference', 'write_toy_10x', 'transcripts_to_counts',
+           'read_cosmx', 'read_cosmx_masks', 'local_to_pixel', 'read_merfish_spatial', 'read_merfish_reference',
+           'read_merfish_rctd', 'plot_spatial']
 
 # %% ../nbs/01_data.ipynb #d9fe5b4f
 class DataFormatError(ValueError):
@@ -208,22 +209,36 @@ def resize_patches(patches:np.ndarray, # (n, h, w, 3) uint8
 def _decode(values) -> np.ndarray:
     return np.array([v.decode() if isinstance(v, (bytes, np.bytes_)) else str(v) for v in np.asarray(values).ravel()])
 
+def _hest_patch_datasets(f, path) -> tuple: # (img dataset, barcodes), checked from the datasets' metadata
+    missing = {'img', 'coords', 'barcode'} - set(f.keys())
+    if missing: raise DataFormatError(f"{path}: missing datasets {sorted(missing)} (has {sorted(f.keys())})")
+    img, barcodes = f['img'], _decode(f['barcode'][:])
+    if img.dtype != np.uint8: raise DataFormatError(f"{path}: img has dtype {img.dtype}, expected uint8")
+    if img.ndim != 4 or img.shape[3] != 3: raise DataFormatError(f"{path}: img has shape {img.shape}, expected (N, H, W, 3)")
+    if len(barcodes) != len(img): raise DataFormatError(f"{path}: {len(barcodes)} barcodes for {len(img)} patches")
+    return img, barcodes
+
 def read_hest_patches(path:str|Path, # patches/{id}.h5
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: # img (N,H,W,3) uint8, coords (N,2), barcodes (N,)
     "Read a HEST patch file, validating names, shapes, dtypes, finite coordinates and unique barcodes."
     import h5py
     path = require_file(path, 'HEST patch file')
     with reading(path, 'HEST patch file'), h5py.File(path, 'r') as f:
-        missing = {'img', 'coords', 'barcode'} - set(f.keys())
-        if missing: raise DataFormatError(f"{path}: missing datasets {sorted(missing)} (has {sorted(f.keys())})")
-        img, coords, barcodes = f['img'][:], f['coords'][:], _decode(f['barcode'][:])
-    if img.dtype != np.uint8: raise DataFormatError(f"{path}: img has dtype {img.dtype}, expected uint8")
-    if img.ndim != 4 or img.shape[3] != 3: raise DataFormatError(f"{path}: img has shape {img.shape}, expected (N, H, W, 3)")
+        img, barcodes = _hest_patch_datasets(f, path)
+        img, coords = img[:], f['coords'][:]
     if coords.shape != (len(img), 2): raise DataFormatError(f"{path}: coords has shape {coords.shape}, expected ({len(img)}, 2)")
-    if len(barcodes) != len(img): raise DataFormatError(f"{path}: {len(barcodes)} barcodes for {len(img)} patches")
     check_finite(coords, path, 'patch coords', barcodes)
     check_unique(barcodes, path, 'patch barcodes')
     return img, coords, barcodes
+
+def read_hest_patch_index(path:str|Path, # patches/{id}.h5
+                         ) -> tuple[np.ndarray, tuple]: # barcodes (N,), patch (H, W) in pixels
+    "Barcodes and patch size of a HEST patch file, read without loading the images (resumable encoding checks these)."
+    import h5py
+    path = require_file(path, 'HEST patch file')
+    with reading(path, 'HEST patch file'), h5py.File(path, 'r') as f: img, barcodes = _hest_patch_datasets(f, path)
+    check_unique(barcodes, path, 'patch barcodes')
+    return barcodes, tuple(img.shape[1:3])
 
 # %% ../nbs/01_data.ipynb #41f82018
 def read_hest(root:str|Path,         # HEST-1k folder with st/, patches/, metadata/

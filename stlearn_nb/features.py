@@ -16,8 +16,8 @@ __all__ = ['STAIN_FEATURES', 'SHARED_WEIGHTS', 'IMAGENET_MEAN', 'IMAGENET_STD', 
            'EncoderWeightsError', 'shared_weights', 'file_hash', 'FrozenEncoder', 'StainEncoder', 'load_encoder',
            'dihedral_views', 'encode_patches', 'patch_geometry', 'add_patch_features', 'feature_key',
            'write_feature_file', 'read_feature_file', 'default_cache_dir', 'cached_features', 'default_encoder',
-           'spot_features', 'distributed_rank', 'hest_sample_ids', 'encode_hest_samples', 'ridge_probe',
-           'run_features_her2st']
+           'comparison_encoders', 'spot_features', 'distributed_rank', 'hest_sample_ids', 'encode_hest_samples',
+           'ridge_probe', 'run_features_her2st']
 
 # %% ../nbs/02_features.ipynb #2c8e7916
 def _stain_region_stats(channels:np.ndarray, grey:np.ndarray) -> np.ndarray: # (n, h, w, 6), (n, h, w) -> (n, 32)
@@ -277,6 +277,11 @@ def default_encoder(arch:str|None=None, weights=None):
     if arch is None: arch = 'mobilenet_v2' if shared_weights('mobilenet_v2') is not None or weights is not None else 'stain'
     return load_encoder(arch, weights)
 
+def comparison_encoders(arch:str|None=None, weights=None, with_stain:bool=True) -> list:
+    "`default_encoder(arch, weights)`, then stain statistics as a comparison row (unless that is the first already)."
+    first = default_encoder(arch, weights)
+    return [first] + ([load_encoder('stain')] if with_stain and first.arch != 'stain' else [])
+
 def spot_features(adata:ad.AnnData,       # one section: `.obsm['spatial']` (full-res px) and `.uns['spatial']`
                   encoder,                 # from `load_encoder`
                   patch_um:float=112.,     # physical patch side
@@ -309,18 +314,19 @@ def encode_hest_samples(root:str|Path,      # HEST-1k folder with patches/{id}.h
                         tta:bool=False, bs:int=64, progress:bool|None=None,
                        ) -> pd.DataFrame:   # this rank's samples: sample_id, n_patches, status ('encoded' / 'cached'), path
     "Encode HEST-1k patch files sample by sample, resumable, each torch.distributed rank taking its share."
-    from stlearn_nb.data import read_hest_patches
+    from stlearn_nb.data import read_hest_patches, read_hest_patch_index
     rank, world = distributed_rank()
     ids = sorted(sample_ids) if sample_ids is not None else hest_sample_ids(root)
     if not ids: raise FileNotFoundError(f"no patch files found in {Path(root)/'patches'}")
     rows = []
     for sid in ids[rank::world]:
-        img, _, barcodes = read_hest_patches(Path(root)/'patches'/f'{sid}.h5')
-        px = img.shape[1]; path = Path(out_dir)/feature_key(encoder, patch_um, px, tta)/f'{sid}.npz'
-        hit = read_feature_file(path, _feature_meta(encoder, patch_um, px, tta), barcodes)
-        if hit is None: write_feature_file(path, encode_patches(img, encoder, bs=bs, tta=tta, progress=progress), barcodes, _feature_meta(encoder, patch_um, px, tta))
-        rows.append(dict(sample_id=sid, n_patches=len(img), status='cached' if hit is not None else 'encoded', path=str(path)))
-        if not _show_progress(progress) and progress is not False: print(f"[rank {rank}/{world}] {sid}: {rows[-1]['status']} ({len(img)} patches)", file=sys.stderr)
+        source = Path(root)/'patches'/f'{sid}.h5'
+        barcodes, (px, _) = read_hest_patch_index(source)        # a done sample is checked without reading its images
+        meta = _feature_meta(encoder, patch_um, px, tta); path = Path(out_dir)/feature_key(encoder, patch_um, px, tta)/f'{sid}.npz'
+        hit = read_feature_file(path, meta, barcodes)
+        if hit is None: write_feature_file(path, encode_patches(read_hest_patches(source)[0], encoder, bs=bs, tta=tta, progress=progress), barcodes, meta)
+        rows.append(dict(sample_id=sid, n_patches=len(barcodes), status='cached' if hit is not None else 'encoded', path=str(path)))
+        if not _show_progress(progress) and progress is not False: print(f"[rank {rank}/{world}] {sid}: {rows[-1]['status']} ({len(barcodes)} patches)", file=sys.stderr)
     return pd.DataFrame(rows, columns=['sample_id', 'n_patches', 'status', 'path'])
 
 # %% ../nbs/02_features.ipynb #f46a90b6
@@ -365,8 +371,7 @@ def run_features_her2st(quick:bool=False, seed:int=0, data_dir=None, patch_ums:t
     sections = {s: read_her2st(root, s, drop_zero=True, lowres=0) for s in names}
     targets, genes = _her2st_targets(sections, train, n_genes)
     rows = []
-    for enc in dict.fromkeys([default_encoder(arch, weights).arch, 'stain']):
-        encoder = default_encoder(arch, weights) if enc != 'stain' else load_encoder('stain')
+    for encoder in comparison_encoders(arch, weights):
         for um in patch_ums:
             X = {s: spot_features(a, encoder, um, patch_px, cache_dir=cache_dir) for s, a in sections.items()}
             probe = ridge_probe(np.concatenate([X[s] for s in train]), np.concatenate([targets[s] for s in train]), X[valid], targets[valid])

@@ -692,13 +692,12 @@ def run_strank_her2st(quick:bool=False, seed:int=0, data_dir=None, n_genes:int=5
                       progress:bool=True, **options) -> Experiment:
     "Seven losses (linear heads) and ridge on frozen features of her2st spots: held-out section C6, held-out patient B4."
     from stlearn_nb.data import shared_data_dir, DataFormatError
-    from stlearn_nb.features import default_encoder, load_encoder
+    from stlearn_nb.features import comparison_encoders
     root = shared_data_dir('her2st') if data_dir is None else Path(data_dir)/'her2st'
     if root is None or not Path(root).exists(): raise DataFormatError(f"her2st data not found (data_dir={data_dir})")
     n_seeds, max_epochs, patch_px = n_seeds or (1 if quick else 3), max_epochs or (30 if quick else 300), patch_px or (112 if quick else 224)
     offset_study = (not quick) if offset_study is None else offset_study
-    encoders = [default_encoder(arch, weights)]
-    if with_stain and encoders[0].arch != 'stain': encoders.append(load_encoder('stain'))
+    encoders = comparison_encoders(arch, weights, with_stain)
     per_seed, ridge_rows, per_gene, figs, qc = [], [], [], {}, None
     for enc in encoders:
         data = her2st_dataset(root, n_genes=n_genes, encoder=enc, patch_um=patch_um, patch_px=patch_px, cache_dir=cache_dir, tta=tta)
