@@ -4,7 +4,8 @@
 
 # %% ../nbs/50_stcontrast.ipynb #54a99ace
 from __future__ import annotations
-import sys
+import math, sys
+from pathlib import Path
 import numpy as np, pandas as pd, torch, anndata as ad
 import matplotlib.pyplot as plt
 from torch import nn, Tensor
@@ -15,12 +16,14 @@ from fastai.learner import Learner
 from fastai.callback.core import Callback
 import fastai.callback.schedule, fastai.callback.progress  # fit_one_cycle, progress bars
 from .core import cpu_threads, seed_everything, default_device, nb_log_prob, type_palette, versions
-from .data import DataFormatError, ZeroCountsError, format_examples
+from .data import shared_data_dir, DataFormatError, ZeroCountsError, format_examples
 
 # %% auto #0
-__all__ = ['simulate_batch_counts', 'CountVAE', 'elbo_terms', 'NegativeELBO', 'KLWarmup', 'CountDataset', 'count_vae_learner',
-           'fit_count_vae', 'vae_latent', 'pca_latent', 'latent_mixing_scores', 'fit_latents', 'plot_latents',
-           'gene_latent']
+__all__ = ['STCONTRAST_ARMS', 'simulate_batch_counts', 'CountVAE', 'elbo_terms', 'NegativeELBO', 'KLWarmup', 'CountDataset',
+           'count_vae_learner', 'fit_small', 'fit_count_vae', 'vae_latent', 'pca_latent', 'latent_mixing_scores',
+           'fit_latents', 'plot_latents', 'gene_latent', 'info_nce', 'ContrastiveHead', 'ContrastiveLoss',
+           'SectionBatchDL', 'contrastive_learner', 'image_embedding', 'retrieval_accuracy', 'tissue_probe',
+           'class_scores', 'gene_targets', 'run_stcontrast_her2st']
 
 # %% ../nbs/50_stcontrast.ipynb #e5c5e9b9
 def simulate_batch_counts(n_patients:int=3,        # P patients (batches)
@@ -135,16 +138,20 @@ def count_vae_learner(counts,                 # (N, G) raw counts, array
     return Learner(dls, model, loss_func=NegativeELBO(), lr=lr, cbs=KLWarmup(warmup_frac))
 
 # %% ../nbs/50_stcontrast.ipynb #cde6bcea
-def fit_count_vae(learn:Learner, epochs:int=150, lr:float=3e-3,
-                  progress:bool|None=None, # fastai bar and table; None: only on a terminal
-                 ) -> Learner:
-    "fit_one_cycle, on one CPU thread when on CPU (tiny layers), progress shown only on a terminal."
+def fit_small(learn:Learner, epochs:int, lr:float,
+              progress:bool|None=None, # fastai bar and table; None: only on a terminal
+             ) -> Learner:
+    "fit_one_cycle on one CPU thread when on CPU (tiny layers), progress shown only on a terminal."
     progress = sys.stderr.isatty() if progress is None else progress
     with cpu_threads(1 if learn.dls.device.type == 'cpu' else torch.get_num_threads()):
         if progress: learn.fit_one_cycle(epochs, lr)
         else:
             with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr)
     return learn
+
+def fit_count_vae(learn:Learner, epochs:int=150, lr:float=3e-3, progress:bool|None=None) -> Learner:
+    "`fit_small` with the VAE's defaults (150 epochs, lr 3e-3)."
+    return fit_small(learn, epochs, lr, progress)
 
 # %% ../nbs/50_stcontrast.ipynb #e81c1c74
 @torch.no_grad()
@@ -254,3 +261,207 @@ def gene_latent(adata:ad.AnnData,
     out.uns[key_added] = {'params': dict(batch_key=batch_key, layer=layer, batch_aware=batch_aware, n_latent=n_latent,
                                          epochs=epochs, seed=seed, valid_neg_elbo=_valid_loss(learn))}
     return out if copy else None
+
+# %% ../nbs/50_stcontrast.ipynb #b2716b5b
+def info_nce(image:Tensor,      # (B, D) image embeddings (any scale)
+             gene:Tensor,       # (B, D) gene latents of the same spots, same order
+             log_scale:Tensor,  # scalar log(1 / temperature), learnable
+             max_scale:float=100., # CLIP's clip of the logit scale
+            ) -> Tensor:        # scalar: mean of the image->gene and gene->image cross-entropies
+    "Symmetric InfoNCE (CLIP) on cosine similarities, matched pairs on the diagonal."
+    logits = log_scale.clamp(max=math.log(max_scale)).exp() * F.normalize(image, dim=-1) @ F.normalize(gene, dim=-1).T
+    labels = torch.arange(len(logits), device=logits.device)
+    return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+
+# %% ../nbs/50_stcontrast.ipynb #e9e7f82c
+class ContrastiveHead(nn.Module):
+    "Trainable MLP from frozen patch features to the gene latent's space, with CLIP's learnable log scale."
+    def __init__(self, n_features:int, n_latent:int, n_hidden:int=256, temperature:float=0.07):
+        super().__init__()
+        self.project = nn.Sequential(nn.Linear(n_features, n_hidden), nn.BatchNorm1d(n_hidden), nn.ReLU(), nn.Linear(n_hidden, n_latent))
+        self.log_scale = nn.Parameter(torch.tensor(math.log(1 / temperature)))
+    def forward(self, features:Tensor) -> Tensor: return self.project(features)   # (B, D) -> (B, L)
+
+class ContrastiveLoss:
+    "fastai loss_func(pred image embeddings (B, L), target gene latents (B, L)): `info_nce` with the head's scale."
+    def __init__(self, head:ContrastiveHead): self.head = head
+    def __call__(self, pred:Tensor, gene:Tensor) -> Tensor: return info_nce(pred, gene, self.head.log_scale)
+
+# %% ../nbs/50_stcontrast.ipynb #85106703
+class SectionBatchDL(DataLoader):
+    "A fastai DataLoader in which every batch holds spots of one section (shuffled within and across sections)."
+    def __init__(self, dataset, section, bs:int=64, seed:int=0, **kwargs):
+        self.codes = pd.Categorical(np.asarray(section).astype(str)).codes
+        counts = np.bincount(self.codes)
+        if (counts < bs).all(): raise ValueError(f"bs={bs} exceeds every section's spot count {counts.tolist()}: no batch can be formed")
+        self.n_batches, self.order_rng = int((counts // bs).sum()), np.random.default_rng(seed)
+        super().__init__(dataset, bs=bs, shuffle=False, drop_last=True, **kwargs)
+    def __len__(self): return self.n_batches
+    def get_idxs(self):
+        batches = [b for c in np.unique(self.codes) for b in self._cut(np.flatnonzero(self.codes == c))]
+        return np.concatenate([batches[i] for i in self.order_rng.permutation(len(batches))]).tolist()
+    def _cut(self, idx): idx = self.order_rng.permutation(idx); return list(idx[:len(idx) // self.bs * self.bs].reshape(-1, self.bs))
+
+# %% ../nbs/50_stcontrast.ipynb #14d9bd4b
+def contrastive_learner(features,                # (N, D) frozen patch features
+                        targets,                 # (N, L) gene latents of the same spots
+                        section=None,            # (N,) section of each spot; needed for batch_mode='section'
+                        batch_mode:str='mixed',  # 'mixed': random spots of all sections; 'section': one section per batch
+                        n_hidden:int=256, bs:int=128, lr:float=1e-3,
+                        valid_frac:float=0.1,    # share of spots held out for the validation loss
+                        temperature:float=0.07, seed:int=0, device=None,
+                       ) -> Learner:
+    "A fastai Learner for `ContrastiveHead` with the symmetric InfoNCE loss; features and targets standardised on the training spots."
+    if batch_mode not in ('mixed', 'section'): raise ValueError(f"batch_mode must be 'mixed' or 'section', not {batch_mode!r}")
+    if batch_mode == 'section' and section is None: raise ValueError("batch_mode='section' needs the section of each spot")
+    features, targets = np.asarray(features, np.float32), np.asarray(targets, np.float32)
+    if len(features) != len(targets): raise ValueError(f"{len(features)} feature rows but {len(targets)} target rows")
+    device = device or default_device()
+    order = np.random.default_rng(seed).permutation(len(features)); n_valid = max(2, int(valid_frac * len(features)))
+    fit, valid = order[n_valid:], order[:n_valid]
+    standardise = lambda a: (a - a[fit].mean(0)) / (a[fit].std(0) + 1e-6)
+    x, y = torch.as_tensor(standardise(features)), torch.as_tensor(standardise(targets))
+    ds = lambda idx: torch.utils.data.TensorDataset(x[idx], y[idx])
+    train_dl = (SectionBatchDL(ds(fit), np.asarray(section)[fit], bs=bs, seed=seed, device=device) if batch_mode == 'section'
+                else DataLoader(ds(fit), bs=bs, shuffle=True, drop_last=True, device=device))
+    dls = DataLoaders(train_dl, DataLoader(ds(valid), bs=len(valid), device=device), device=device)
+    head = ContrastiveHead(x.shape[1], y.shape[1], n_hidden, temperature)
+    learn = Learner(dls, head, loss_func=ContrastiveLoss(head), lr=lr)
+    learn.standardise = (features[fit].mean(0), features[fit].std(0) + 1e-6)
+    return learn
+
+@torch.no_grad()
+def image_embedding(learn:Learner, features) -> np.ndarray: # (N, L) unit-norm embeddings
+    "The trained head's unit-normalised embedding of patch features (standardised with the training statistics)."
+    model = learn.model.eval(); mean, sd = learn.standardise
+    x = torch.as_tensor((np.asarray(features, np.float32) - mean) / sd, device=next(model.parameters()).device)
+    return F.normalize(model(x), dim=-1).cpu().numpy()
+
+def retrieval_accuracy(image, gene, k:int=1) -> float: # share of spots whose own gene latent is among the k nearest (cosine)
+    "Image-to-gene retrieval: for each spot, is its own gene latent among the k most cosine-similar of all spots'?"
+    u = F.normalize(torch.as_tensor(np.asarray(image, np.float32)), dim=-1); v = F.normalize(torch.as_tensor(np.asarray(gene, np.float32)), dim=-1)
+    sim = u @ v.T
+    return float((sim > sim.diagonal()[:, None]).sum(1).lt(k).float().mean())
+
+# %% ../nbs/50_stcontrast.ipynb #c4ed4622
+def tissue_probe(train_x, train_y, valid_x, valid_y, # embeddings and class labels of the fit and validation spots
+                 Cs=tuple(np.logspace(-4, 2, 13)),   # inverse penalties tried
+                ):  # sklearn Pipeline refitted on fit + validation spots, with `.C_` and `.valid_scores_` (C -> balanced accuracy)
+    "Standardise + balanced multinomial logistic regression; C chosen on the validation spots' balanced accuracy, then refitted on all."
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+    make = lambda c: make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight='balanced', max_iter=5000))
+    scores = {c: balanced_accuracy_score(valid_y, make(c).fit(train_x, train_y).predict(valid_x)) for c in Cs}
+    best = max(scores, key=lambda c: (scores[c], -c))   # ties: the stronger penalty
+    model = make(best).fit(np.concatenate([train_x, valid_x]), np.concatenate([train_y, valid_y]))
+    model.C_, model.valid_scores_ = best, scores
+    return model
+
+def class_scores(true, pred) -> dict: # balanced accuracy and macro-F1 over the classes present in `true`
+    "Balanced accuracy and macro-F1 (scikit-learn) over the true classes."
+    from sklearn.metrics import balanced_accuracy_score, f1_score
+    true, pred = np.asarray(true).astype(str), np.asarray(pred).astype(str)
+    return dict(balanced_accuracy=balanced_accuracy_score(true, pred), macro_f1=f1_score(true, pred, labels=np.unique(true), average='macro'))
+
+# %% ../nbs/50_stcontrast.ipynb #f2c20f45
+STCONTRAST_ARMS = ('ImageNet features', 'contrastive: PCA', 'contrastive: plain VAE', 'contrastive: batch-aware VAE',
+                   'contrastive: batch-aware VAE, one-section batches')
+
+def gene_targets(counts, section, kind:str, n_latent:int=10, epochs:int=150, seed:int=0, progress=None):
+    "A fitted target: (training spots' latent (N, L), function counts -> latent). kind: 'PCA', 'plain VAE' or 'batch-aware VAE'."
+    if kind == 'PCA':
+        from sklearn.decomposition import PCA
+        logn = lambda c: np.log1p(1e4 * c / np.maximum(c.sum(1, keepdims=True), 1))
+        pca = PCA(n_latent, random_state=seed).fit(logn(counts))
+        return pca.transform(logn(counts)), lambda c: pca.transform(logn(c))
+    if kind not in ('plain VAE', 'batch-aware VAE'): raise ValueError(f"unknown target {kind!r}")
+    seed_everything(seed)
+    learn = fit_count_vae(count_vae_learner(counts, section, kind == 'batch-aware VAE', n_latent, seed=seed), epochs, progress=progress)
+    return vae_latent(learn.model, counts), lambda c: vae_latent(learn.model, c)
+
+# %% ../nbs/50_stcontrast.ipynb #1e23f9a7
+def _log_normalised(counts): return np.log1p(1e4 * counts / np.maximum(counts.sum(1, keepdims=True), 1e-12))
+
+def _arm_readouts(emb:dict, data:dict, split:dict, labelled:np.ndarray, n_ridge_genes:int) -> tuple: # rows, confusion rows
+    from stlearn_nb.core import spearman_per_gene, partial_spearman_per_gene, correlation_summary
+    from stlearn_nb.features import ridge_probe
+    sec, y = data['section'], data['tissue_class']
+    rows_of = lambda names, only_labelled=False: np.isin(sec, names) & (labelled if only_labelled else True)
+    tr, va = rows_of(split['train'], True), rows_of(split['valid'], True)
+    probe = tissue_probe(emb['x'][tr], y[tr], emb['x'][va], y[va])
+    target = _log_normalised(data['counts'][:, :n_ridge_genes])
+    ridge = ridge_probe(emb['x'][rows_of(split['train'])], target[rows_of(split['train'])], emb['x'][rows_of(split['valid'])], target[rows_of(split['valid'])])
+    rows, conf = [], []
+    for test in split['test']:
+        lab, every = rows_of([test], True), rows_of([test])
+        pred = probe.predict(emb['x'][lab])
+        r = ridge.predict(emb['x'][every])
+        partial = partial_spearman_per_gene(r, target[every], data['library'][every])
+        rows.append(dict(test=test, n_labelled=int(lab.sum()), **class_scores(y[lab], pred), probe_C=probe.C_,
+                         spearman=correlation_summary(spearman_per_gene(r, target[every]))['mean'],
+                         depth_adjusted=float(np.nanmean(partial)), ridge_alpha=ridge.alpha_))
+        conf.append(pd.crosstab(pd.Series(y[lab], name='true'), pd.Series(pred, name='predicted')).stack().rename('n').reset_index().assign(test=test))
+    return rows, conf
+
+# %% ../nbs/50_stcontrast.ipynb #c7be0e7f
+def run_stcontrast_her2st(quick:bool=False, seed:int=0, data_dir=None,
+                          n_seeds:int|None=None,      # seeds of every trained arm (default: 1 quick, 3 full)
+                          n_genes:int=1000,           # genes the targets see (top variance on the training sections)
+                          n_ridge_genes:int=50,       # the first of them: the STRank genes
+                          n_latent:int=10, vae_epochs:int|None=None, head_epochs:int|None=None, bs:int=128,
+                          arch:str|None=None, weights=None, patch_um:float=112., patch_px:int|None=None, cache_dir=None,
+                          umap:bool|None=None,        # 2-D UMAP of every arm's embedding (table 'umap'; default: full only)
+                          progress:bool=False) -> 'Experiment':
+    "Tissue-class probe and ridge-to-genes on image embeddings of her2st spots: ImageNet features vs contrastive heads on 3 targets."
+    from stlearn_nb.core import Experiment
+    from stlearn_nb.features import her2st_dataset, default_encoder, HER2ST_SPLIT
+    root = Path(data_dir)/'her2st' if data_dir is not None else shared_data_dir('her2st')
+    if root is None or not Path(root).is_dir(): raise FileNotFoundError(f"her2st data not found (data_dir={data_dir})")
+    n_seeds = n_seeds or (1 if quick else 3)
+    vae_epochs, head_epochs = vae_epochs or (20 if quick else 150), head_epochs or (20 if quick else 150)
+    encoder = default_encoder('stain' if quick and arch is None else arch, weights)
+    data = her2st_dataset(root, n_genes=n_genes, encoder=encoder, patch_um=patch_um, patch_px=patch_px or (112 if quick else 224), cache_dir=cache_dir)
+    split = dict(train=HER2ST_SPLIT['train'], valid=HER2ST_SPLIT['valid'], test=HER2ST_SPLIT['test'])
+    fit_sections = split['train'] + split['valid']
+    y = data['tissue_class']
+    if y is None: raise FileNotFoundError(f"{root}/clusters/motivation.csv is needed for the tissue classes")
+    classes = sorted(set(y[np.isin(data['section'], fit_sections) & pd.notna(y)]))
+    labelled = pd.notna(y) & np.isin(y.astype(str), classes)
+    fit_rows = np.isin(data['section'], fit_sections)
+    counts_fit, sec_fit = data['counts'][fit_rows], data['section'][fit_rows]
+    per_seed, confusion, target_rows, umaps = [], [], [], []
+    for s in range(seed, seed + n_seeds):
+        embeddings = {'ImageNet features': data['features']}
+        for kind in ('PCA', 'plain VAE', 'batch-aware VAE'):
+            z_fit, to_latent = gene_targets(counts_fit, sec_fit, kind, n_latent, vae_epochs, s, progress)
+            z_all = to_latent(data['counts'])
+            target_rows += [dict(seed=s, target=kind, **r) for r in _arm_readouts({'x': z_all}, data, split, labelled, n_ridge_genes)[0]]
+            for mode in (('mixed', 'section') if kind == 'batch-aware VAE' else ('mixed',)):
+                seed_everything(s)
+                learn = fit_small(contrastive_learner(data['features'][fit_rows], z_fit, sec_fit, mode, bs=bs, seed=s), head_epochs, 1e-3, progress)
+                name = f'contrastive: {kind}' + (', one-section batches' if mode == 'section' else '')
+                embeddings[name] = image_embedding(learn, data['features'])
+        for arm, x in embeddings.items():
+            rows, conf = _arm_readouts({'x': x}, data, split, labelled, n_ridge_genes)
+            per_seed += [dict(arm=arm, seed=s, **r) for r in rows]; confusion += [c.assign(arm=arm, seed=s) for c in conf]
+            if (umap if umap is not None else not quick) and s == seed: umaps.append(_umap_rows(x, data, arm, s))
+    per_seed = pd.DataFrame(per_seed)
+    metrics = ['balanced_accuracy', 'macro_f1', 'spearman', 'depth_adjusted']
+    table = per_seed.groupby(['arm', 'test'], sort=False)[metrics].agg(['mean', 'std'])
+    table.columns = [f'{m}_{"sd" if a == "std" else a}' for m, a in table.columns]
+    table = table.reset_index().assign(n_labelled=per_seed.groupby(['arm', 'test'], sort=False).n_labelled.first().to_numpy(), n_seeds=n_seeds)
+    conf = pd.concat(confusion).groupby(['arm', 'test', 'true', 'predicted'], sort=False).n.sum().reset_index()
+    tables = {'per_seed': per_seed, 'confusion': conf, 'targets': pd.DataFrame(target_rows),
+              'qc': data['qc'].reset_index(names='section')}
+    if umaps: tables['umap'] = pd.concat(umaps)
+    notes = (f"encoder {encoder!r}; {n_seeds} seeds; targets {n_latent}-d on {n_genes} genes; heads {head_epochs} epochs, bs {bs}; "
+             f"VAEs {vae_epochs} epochs, batch = section; classes {classes}; fitted on {list(fit_sections)}.")
+    return Experiment(table, tables=tables, notes=notes)
+
+def _umap_rows(x, data, arm, seed) -> pd.DataFrame:
+    from umap import UMAP
+    xy = UMAP(n_neighbors=15, random_state=seed).fit_transform(np.asarray(x))
+    return pd.DataFrame({'arm': arm, 'section': data['section'], 'patient': [s[0] for s in data['section']],
+                         'tissue_class': pd.Series(data['tissue_class']).fillna('none').to_numpy(), 'x': xy[:, 0], 'y': xy[:, 1]})
