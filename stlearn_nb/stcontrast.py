@@ -23,7 +23,8 @@ __all__ = ['STCONTRAST_ARMS', 'simulate_batch_counts', 'CountVAE', 'elbo_terms',
            'count_vae_learner', 'fit_small', 'fit_count_vae', 'vae_latent', 'pca_latent', 'latent_mixing_scores',
            'fit_latents', 'plot_latents', 'gene_latent', 'info_nce', 'ContrastiveHead', 'ContrastiveLoss',
            'SectionBatchDL', 'contrastive_learner', 'image_embedding', 'retrieval_accuracy', 'tissue_probe',
-           'class_scores', 'gene_targets', 'run_stcontrast_her2st']
+           'class_scores', 'gene_targets', 'run_stcontrast_her2st', 'plot_stcontrast_bars', 'plot_embedding_umaps',
+           'plot_confusions']
 
 # %% ../nbs/50_stcontrast.ipynb #e5c5e9b9
 def simulate_batch_counts(n_patients:int=3,        # P patients (batches)
@@ -456,12 +457,71 @@ def run_stcontrast_her2st(quick:bool=False, seed:int=0, data_dir=None,
     tables = {'per_seed': per_seed, 'confusion': conf, 'targets': pd.DataFrame(target_rows),
               'qc': data['qc'].reset_index(names='section')}
     if umaps: tables['umap'] = pd.concat(umaps)
+    figures = {'bars': plot_stcontrast_bars(table)[0].figure, **{f'confusion_{t}': plot_confusions(conf, t)[0].figure for t in split['test']}}
+    if umaps: figures['umap'] = plot_embedding_umaps(tables['umap'])[0][0].figure
+    for f in figures.values(): f.tight_layout()
     notes = (f"encoder {encoder!r}; {n_seeds} seeds; targets {n_latent}-d on {n_genes} genes; heads {head_epochs} epochs, bs {bs}; "
              f"VAEs {vae_epochs} epochs, batch = section; classes {classes}; fitted on {list(fit_sections)}.")
-    return Experiment(table, tables=tables, notes=notes)
+    return Experiment(table, tables=tables, figures=figures, notes=notes)
 
 def _umap_rows(x, data, arm, seed) -> pd.DataFrame:
     from umap import UMAP
     xy = UMAP(n_neighbors=15, random_state=seed).fit_transform(np.asarray(x))
     return pd.DataFrame({'arm': arm, 'section': data['section'], 'patient': [s[0] for s in data['section']],
                          'tissue_class': pd.Series(data['tissue_class']).fillna('none').to_numpy(), 'x': xy[:, 0], 'y': xy[:, 1]})
+
+# %% ../nbs/50_stcontrast.ipynb #b1526048
+def _short(arm:str) -> str: return arm.replace('contrastive: ', '').replace(', one-section batches', ',\none-section batches')
+
+def plot_stcontrast_bars(table:pd.DataFrame, # from `run_stcontrast_her2st`: arm, test, <metric>_mean, <metric>_sd
+                         metrics=('balanced_accuracy', 'macro_f1', 'spearman'), axes=None) -> np.ndarray:
+    "Per arm, mean over seeds (seed sd as error bars) of each metric on each test section; ImageNet features as a dashed line."
+    if axes is None: axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)[1][0]
+    arms, tests = list(dict.fromkeys(table.arm)), list(dict.fromkeys(table.test)); x = np.arange(len(arms)); w = 0.8 / len(tests)
+    labels = {'balanced_accuracy': 'balanced accuracy (cancer vs immune)', 'macro_f1': 'macro-F1 (cancer vs immune)',
+              'spearman': 'ridge to 50 genes: mean per-gene Spearman', 'depth_adjusted': 'ridge: depth-adjusted Spearman'}
+    for ax, m in zip(axes, metrics):
+        for j, t in enumerate(tests):
+            rows = table[table.test == t].set_index('arm').loc[arms]
+            ax.bar(x + (j - (len(tests) - 1) / 2) * w, rows[f'{m}_mean'], w, yerr=rows[f'{m}_sd'].fillna(0), capsize=2,
+                   color=plt.cm.tab10(j), label=f'{t} ({"same patient" if t.startswith("C") else "other patient"})')
+            ax.axhline(rows[f'{m}_mean'].iloc[0], color=plt.cm.tab10(j), ls='--', lw=0.8)
+        if m in ('balanced_accuracy',): ax.axhline(0.5, color='grey', lw=0.8, ls=':')
+        ax.set_xticks(x, [_short(a) for a in arms], rotation=35, ha='right', fontsize=8); ax.set_title(labels.get(m, m), fontsize=9)
+    axes[0].legend(fontsize=7, loc='lower left')
+    return axes
+
+def plot_embedding_umaps(umap:pd.DataFrame, # table 'umap': arm, section, patient, tissue_class, x, y
+                         axes=None) -> np.ndarray:
+    "UMAP of each arm's image embeddings of all spots, coloured by tissue class (top) and by patient (bottom)."
+    arms = list(dict.fromkeys(umap.arm))
+    if axes is None: axes = plt.subplots(2, len(arms), figsize=(2.9 * len(arms), 5.6), squeeze=False)[1]
+    palettes = {'tissue_class': {'cancer': 'tab:red', 'immune': 'tab:blue', 'other': 'tab:green', 'none': 'lightgrey'},
+                'patient': {'C': 'tab:purple', 'B': 'tab:orange'}}
+    for j, arm in enumerate(arms):
+        u = umap[umap.arm == arm]
+        for i, key in enumerate(('tissue_class', 'patient')):
+            ax = axes[i][j]
+            for lab, colour in palettes[key].items():
+                m = (u[key] == lab).to_numpy()
+                if m.any(): ax.scatter(u.x[m], u.y[m], s=3, color=colour, label=lab, alpha=0.7, rasterized=True)
+            ax.set(xticks=[], yticks=[]); ax.set_title(f"{_short(arm)}" if i == 0 else f"by patient", fontsize=8)
+            if j == len(arms) - 1: ax.legend(fontsize=7, markerscale=3, loc='center left', bbox_to_anchor=(1, 0.5),
+                                             title='class' if i == 0 else 'patient', title_fontsize=7)
+    return axes
+
+def plot_confusions(confusion:pd.DataFrame, # table 'confusion': arm, test, true, predicted, n (summed over seeds)
+                    test:str='B4', axes=None) -> np.ndarray:
+    "Row-normalised confusion matrix of the tissue-class probe per arm on one test section (counts summed over seeds)."
+    c = confusion[confusion.test == test]; arms = list(dict.fromkeys(c.arm))
+    classes = sorted(set(c.true) | set(c.predicted))
+    if axes is None: axes = plt.subplots(1, len(arms), figsize=(2.4 * len(arms), 2.6), squeeze=False)[1][0]
+    for ax, arm in zip(axes, arms):
+        m = c[c.arm == arm].pivot_table(index='true', columns='predicted', values='n', aggfunc='sum').reindex(index=classes, columns=classes).fillna(0)
+        share = m.to_numpy() / np.maximum(m.to_numpy().sum(1, keepdims=True), 1)
+        ax.imshow(share, vmin=0, vmax=1, cmap='Blues')
+        for (i, k), v in np.ndenumerate(share): ax.text(k, i, f'{v:.2f}', ha='center', va='center', fontsize=8, color='white' if v > 0.6 else 'black')
+        ax.set_xticks(range(len(classes)), classes, fontsize=7); ax.set_yticks(range(len(classes)), classes, fontsize=7)
+        ax.set_title(_short(arm), fontsize=8); ax.set_xlabel('predicted', fontsize=7)
+    axes[0].set_ylabel(f'true ({test})', fontsize=7)
+    return axes
