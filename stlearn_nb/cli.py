@@ -22,6 +22,7 @@ EXPERIMENTS = {  # subcommand -> (module, function, one-line description)
     'hestseg-synth': ('stlearn_nb.hestseg', 'run_hestseg_synth', 'HEST segmentation: ST-derived vs manual labels on unseen organ styles'),
     'cpnn-synth':    ('stlearn_nb.cpnn',    'run_cpnn_synth',    'CPNN vs DirectMIL on synthetic prototype mixtures'),
     'cpnn-her2st':   ('stlearn_nb.cpnn',    'run_cpnn_her2st',   'CPNN vs DirectMIL on her2st spots with the Wu et al. reference'),
+    'stcontrast-her2st': ('stlearn_nb.stcontrast', 'run_stcontrast_her2st', 'Contrastive heads on her2st image features: ImageNet vs PCA / plain / batch-aware VAE targets'),
     'ppi-sim':       ('stlearn_nb.ppi_de',  'run_ppi_sim',       'PPI++ DE: coverage, type-I error and CI width simulation'),
 }
 

@@ -174,12 +174,15 @@ def markdown_table(df:pd.DataFrame, digits:int=3) -> str:
     return '\n'.join(rows)
 
 # %% ../nbs/00_core.ipynb #259b0c0f
-def write_experiment(exp:Experiment, out:str|Path, dpi:int=100) -> str:
+def write_experiment(exp:Experiment, out:str|Path, dpi:int=100,
+                     max_md_rows:int=200, # extra tables longer than this are only named in results.md (their CSV has them)
+                    ) -> str:
     "Write `results.csv`, `results.md`, extra tables and PNG figures into `out`; return the markdown table."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     exp.table.to_csv(out/'results.csv', index=False)
     md = markdown_table(exp.table)
-    extra = [f"\n\n## {k}\n\n{markdown_table(v)}" for k, v in exp.tables.items()]
+    extra = [f"\n\n## {k}\n\n" + (markdown_table(v) if len(v) <= max_md_rows else f"{len(v)} rows: see `{k}.csv`")
+             for k, v in exp.tables.items()]
     for k, v in exp.tables.items(): v.to_csv(out/f'{k}.csv', index=False)
     (out/'results.md').write_text(md + ''.join(extra) + (f"\n\n{exp.notes}\n" if exp.notes else '\n'))
     for k, f in exp.figures.items(): f.savefig(out/f'{k}.png', dpi=dpi, bbox_inches='tight')

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np, pandas as pd, scipy.sparse as sp, anndata as ad, torch
 
 # %% auto #0
-__all__ = ['HER2ST_UM_PER_PX', 'DataFormatError', 'BarcodeMismatchError', 'PatchOutOfBoundsError', 'ZeroCountsError',
-           'UnreadableFileError', 'format_examples', 'require_file', 'reading', 'read_table', 'read_tiff',
-           'check_unique', 'check_finite', 'shared_data_dir', 'check_counts', 'crop_patches', 'resize_patches',
-           'read_hest_patches', 'read_hest_patch_index', 'read_hest', 'write_toy_hest', 'read_her2st',
-           'read_full_image', 'spot_patches', 'read_10x_reference', 'write_toy_10x', 'transcripts_to_counts',
-           'read_cosmx', 'read_cosmx_masks', 'local_to_pixel', 'read_merfish_spatial', 'read_merfish_reference',
-           'read_merfish_rctd', 'plot_spatial']
+__all__ = ['HER2ST_UM_PER_PX', 'HER2ST_CLASSES', 'DataFormatError', 'BarcodeMismatchError', 'PatchOutOfBoundsError',
+           'ZeroCountsError', 'UnreadableFileError', 'format_examples', 'require_file', 'reading', 'read_table',
+           'read_tiff', 'check_unique', 'check_finite', 'shared_data_dir', 'check_counts', 'crop_patches',
+           'resize_patches', 'read_hest_patches', 'read_hest_patch_index', 'read_hest', 'write_toy_hest', 'read_her2st',
+           'her2st_tissue_classes', 'read_full_image', 'spot_patches', 'read_10x_reference', 'write_toy_10x',
+           'transcripts_to_counts', 'read_cosmx', 'read_cosmx_masks', 'local_to_pixel', 'read_merfish_spatial',
+           'read_merfish_reference', 'read_merfish_rctd', 'plot_spatial']
 
 # %% ../nbs/01_data.ipynb #d9fe5b4f
 class DataFormatError(ValueError):
@@ -354,6 +354,10 @@ def _add_her2st_annotations(adata, root, section):
         check_unique(cl.index, p, 'spots (x, y)')
         labels = cl['label'].reindex(adata.obs_names)
         adata.obs['cluster'] = pd.Categorical(labels.map(lambda v: str(int(v)), na_action='ignore'))  # NaN stays missing
+        m = root/'clusters'/'motivation.csv'
+        if m.exists():
+            classes = her2st_tissue_classes(m).query('patient == @section[0]').set_index('cluster').tissue_class
+            adata.obs['tissue_class'] = pd.Categorical(adata.obs['cluster'].astype(object).map(classes), categories=HER2ST_CLASSES)
 
 def _her2st_image_info(root, section, lowres):
     path = root/'images'/f'{section}.jpg'
@@ -370,6 +374,26 @@ def _her2st_image_info(root, section, lowres):
         info['images']['lowres'] = np.asarray(small)
         info['scalefactors']['tissue_lowres_scalef'] = small.width / full_w
     return info
+
+# %% ../nbs/01_data.ipynb #cf836101
+HER2ST_CLASSES = ('cancer', 'immune', 'other')
+
+def her2st_tissue_classes(path:str|Path, # clusters/motivation.csv
+                         ) -> pd.DataFrame: # patient, cluster (str), annotation, tissue_class (NaN for 'unknown')
+    "Each her2st patient's expression clusters, the authors' name for each, and that name reduced to cancer / immune / other."
+    path = require_file(path, 'her2st cluster motivation table')
+    with reading(path, 'her2st cluster motivation table'): lines = Path(path).read_text().splitlines()
+    if not lines or not lines[0].lower().startswith('patient,cluster'):
+        raise DataFormatError(f"{path}: expected a header 'patient,cluster,annotated as,...', got {lines[0][:60] if lines else 'an empty file'!r}")
+    rows = [line.split(',', 2) for line in lines[1:] if line.strip()]
+    bad = [i + 2 for i, r in enumerate(rows) if len(r) < 3 or not r[1].strip().isdigit()]
+    if bad: raise DataFormatError(f"{path}: lines {format_examples(bad)} are not 'patient,cluster,annotation'")
+    names = [r[2].split(',Marker')[0].strip().rstrip(',').strip() if 'Marker' in r[2] else r[2].split(',')[0].strip() for r in rows]
+    low = pd.Series(names).str.lower()
+    tissue = np.select([low.str.startswith('cancer'), low.str.startswith('immune'), low.isin(['unknown', ''])],
+                       ['cancer', 'immune', None], 'other')
+    return pd.DataFrame({'patient': [r[0].strip() for r in rows], 'cluster': [str(int(r[1])) for r in rows],
+                         'annotation': names, 'tissue_class': pd.Series(tissue, dtype=object).where(~low.isin(['unknown', '']))})
 
 # %% ../nbs/01_data.ipynb #483ad20e
 def read_full_image(adata:ad.AnnData, library_id:str|None=None) -> np.ndarray:

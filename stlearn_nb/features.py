@@ -12,12 +12,12 @@ from .core import atomic_file, default_device
 from .data import DataFormatError, format_examples, require_file, shared_data_dir
 
 # %% auto #0
-__all__ = ['STAIN_FEATURES', 'SHARED_WEIGHTS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'stain_features', 'check_patches',
+__all__ = ['STAIN_FEATURES', 'SHARED_WEIGHTS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'HER2ST_SPLIT', 'stain_features', 'check_patches',
            'EncoderWeightsError', 'shared_weights', 'file_hash', 'FrozenEncoder', 'StainEncoder', 'load_encoder',
            'dihedral_views', 'encode_patches', 'patch_geometry', 'add_patch_features', 'feature_key',
            'write_feature_file', 'read_feature_file', 'default_cache_dir', 'cached_features', 'default_encoder',
            'comparison_encoders', 'spot_features', 'distributed_rank', 'hest_sample_ids', 'encode_hest_samples',
-           'ridge_probe', 'run_features_her2st']
+           'ridge_probe', 'her2st_dataset', 'run_features_her2st']
 
 # %% ../nbs/02_features.ipynb #2c8e7916
 def _stain_region_stats(channels:np.ndarray, grey:np.ndarray) -> np.ndarray: # (n, h, w, 6), (n, h, w) -> (n, 32)
@@ -348,6 +348,42 @@ def ridge_probe(train_x:np.ndarray, train_y:np.ndarray, # (n, D) features, (n, G
     model = make_pipeline(StandardScaler(), PCA(k, random_state=0), Ridge(alpha=best)).fit(train_x, train_y)
     model.alpha_, model.valid_r_ = best, dict(zip(alphas, scores))
     return model
+
+# %% ../nbs/02_features.ipynb #1b7d9f1a
+HER2ST_SPLIT = dict(train=('C2', 'C3', 'C4'), valid=('C5',), test=('C6', 'B4'))  # patient C sections; B4 = patient B
+
+# %% ../nbs/02_features.ipynb #7f6e4499
+def her2st_dataset(root, # the her2st folder
+                   sections=('C2', 'C3', 'C4', 'C5', 'C6', 'B4'), n_genes:int=50,
+                   encoder=None,        # from `features.load_encoder`; None: `features.default_encoder()`
+                   patch_um:float=112., patch_px:int=224, cache_dir=None, tta:bool=False,
+                   max_mito:float=20., min_genes:int=200, min_cells:int=3, train=HER2ST_SPLIT['train'],
+                  ) -> dict:  # features (n, D), counts (n, G), library, section, tissue_class (n,), spatial (n, 2), genes, qc, encoder
+    "QC, top-variance genes and frozen patch features (cached per section) of the her2st sections, raw counts kept."
+    import anndata as ad, scanpy as sc
+    from stlearn_nb.data import read_her2st
+    from stlearn_nb.features import default_encoder, spot_features
+    encoder = default_encoder() if encoder is None else encoder
+    parts = []
+    for s in sections:
+        a = read_her2st(root, s, drop_zero=True, lowres=0)
+        a.obsm['features'] = spot_features(a, encoder, patch_um, patch_px, cache_dir=cache_dir, tta=tta)
+        parts.append(a)
+    adata = ad.concat(parts, join='inner', merge='first', index_unique='-')
+    mito = adata.var_names.str.upper().str.startswith('MT-')
+    total = np.asarray(adata.X.sum(1)).ravel()
+    pct_mito = 100 * np.asarray(adata[:, mito].X.sum(1)).ravel() / total
+    keep = (pct_mito < max_mito) & (np.asarray((adata.X > 0).sum(1)).ravel() >= min_genes)
+    qc = pd.DataFrame({'spots': adata.obs.section.value_counts(sort=False)}).assign(kept=adata.obs.section[keep].value_counts(sort=False))
+    adata = adata[keep].copy(); adata = adata[:, np.asarray((adata.X > 0).sum(0)).ravel() >= min_cells].copy()
+    logn = sc.pp.log1p(sc.pp.normalize_total(adata[adata.obs.section.isin(train)], target_sum=1e4, copy=True), copy=True)
+    var = np.asarray(logn.X.power(2).mean(0)).ravel() - np.asarray(logn.X.mean(0)).ravel() ** 2
+    genes = adata.var_names[np.argsort(-var)[:n_genes]]
+    qc = qc.assign(n_mito_genes=int(mito.sum()), median_counts=pd.Series(total[keep]).groupby(adata.obs.section.to_numpy()).median())
+    return dict(features=np.asarray(adata.obsm['features'], np.float32), counts=adata[:, genes].X.toarray().astype(np.float32),
+                library=np.asarray(adata.X.sum(1), np.float64).ravel(),
+                section=adata.obs.section.astype(str).to_numpy(),
+                tissue_class=adata.obs['tissue_class'].astype(object).to_numpy() if 'tissue_class' in adata.obs else None, spatial=adata.obsm['spatial'], genes=list(genes), qc=qc, encoder=encoder)
 
 # %% ../nbs/02_features.ipynb #29b20a30
 def _her2st_targets(sections:dict, train, n_genes:int) -> tuple[dict, list]:

@@ -13,18 +13,18 @@ from torch import nn, Tensor
 from .core import (cpu_threads, seed_everything, default_device, spearman_per_gene, pearson_per_gene,
                              average_ranks, correlation_summary, partial_spearman_per_gene,
                              poisson_log_prob, nb_log_prob, Experiment)
+from .features import HER2ST_SPLIT, her2st_dataset
 
 # %% auto #0
 __all__ = ['TOY_FUNCTIONS', 'TOY_LOSSES', 'TOY_PAPER', 'IMBALANCED_WINDOW', 'TOY_CONFIGS', 'TOY_FULL_SEEDS', 'HEST_PAPER',
-           'HER2ST_SPLIT', 'HER2ST_OFFSETS', 'library_offset', 'segment_logsumexp', 'within_group_partners',
-           'log_normalised', 'mse_loss', 'poisson_loss', 'nb_loss', 'rank_loss_on_pairs', 'rank_loss',
-           'pair_strank_on_pairs', 'pair_strank_loss', 'pcc_loss', 'list_strank_loss', 'fit_scores', 'toy_mu',
-           'simulate_toy', 'plot_toy_data', 'EnsembleMLP', 'tissue_sorted_partners', 'ToyEnsembleLoss', 'ToyBatches',
-           'warm_restarts_lr', 'WarmRestartsLR', 'ToyEvalCallback', 'ConcatEnsembles', 'toy_grid', 'toy_datasets',
-           'toy_learner', 'fit_toy', 'summarise_toy', 'plot_toy_curves', 'plot_toy_bars', 'run_strank_toy',
-           'her2st_dataset', 'LinearHead', 'real_loss', 'KeepBestWeights', 'her2st_offset', 'her2st_learner',
-           'her2st_predict', 'section_scores', 'her2st_scores', 'her2st_ridge', 'plot_her2st_bars', 'plot_gene_maps',
-           'her2st_depth_baseline', 'run_strank_her2st']
+           'HER2ST_OFFSETS', 'library_offset', 'segment_logsumexp', 'within_group_partners', 'log_normalised',
+           'mse_loss', 'poisson_loss', 'nb_loss', 'rank_loss_on_pairs', 'rank_loss', 'pair_strank_on_pairs',
+           'pair_strank_loss', 'pcc_loss', 'list_strank_loss', 'fit_scores', 'toy_mu', 'simulate_toy', 'plot_toy_data',
+           'EnsembleMLP', 'tissue_sorted_partners', 'ToyEnsembleLoss', 'ToyBatches', 'warm_restarts_lr',
+           'WarmRestartsLR', 'ToyEvalCallback', 'ConcatEnsembles', 'toy_grid', 'toy_datasets', 'toy_learner', 'fit_toy',
+           'summarise_toy', 'plot_toy_curves', 'plot_toy_bars', 'run_strank_toy', 'LinearHead', 'real_loss',
+           'KeepBestWeights', 'her2st_offset', 'her2st_learner', 'her2st_predict', 'section_scores', 'her2st_scores',
+           'her2st_ridge', 'plot_her2st_bars', 'plot_gene_maps', 'her2st_depth_baseline', 'run_strank_her2st']
 
 # %% ../nbs/10_strank.ipynb #f62e3a82
 def library_offset(counts:Tensor, # (B, G) raw counts of the selected genes
@@ -501,39 +501,6 @@ def run_strank_toy(quick:bool=False, seed:int=0, data_dir=None, # data_dir unuse
 
 # %% ../nbs/10_strank.ipynb #f74ec050
 HEST_PAPER = dict(zip(TOY_LOSSES, (.306, .293, .244, .228, .343, .326, .345)))   # paper's HEST-1k averages
-HER2ST_SPLIT = dict(train=('C2', 'C3', 'C4'), valid=('C5',), test=('C6', 'B4'))
-
-# %% ../nbs/10_strank.ipynb #ada7aac4
-def her2st_dataset(root, # the her2st folder
-                   sections=('C2', 'C3', 'C4', 'C5', 'C6', 'B4'), n_genes:int=50,
-                   encoder=None,        # from `features.load_encoder`; None: `features.default_encoder()`
-                   patch_um:float=112., patch_px:int=224, cache_dir=None, tta:bool=False,
-                   max_mito:float=20., min_genes:int=200, min_cells:int=3, train=HER2ST_SPLIT['train'],
-                  ) -> dict:  # features (n, D), counts (n, G), section (n,), spatial (n, 2), genes, qc, encoder
-    "QC, top-variance genes and frozen patch features (cached per section) of the her2st sections, raw counts kept."
-    import anndata as ad, scanpy as sc
-    from stlearn_nb.data import read_her2st
-    from stlearn_nb.features import default_encoder, spot_features
-    encoder = default_encoder() if encoder is None else encoder
-    parts = []
-    for s in sections:
-        a = read_her2st(root, s, drop_zero=True, lowres=0)
-        a.obsm['features'] = spot_features(a, encoder, patch_um, patch_px, cache_dir=cache_dir, tta=tta)
-        parts.append(a)
-    adata = ad.concat(parts, join='inner', merge='first', index_unique='-')
-    mito = adata.var_names.str.upper().str.startswith('MT-')
-    total = np.asarray(adata.X.sum(1)).ravel()
-    pct_mito = 100 * np.asarray(adata[:, mito].X.sum(1)).ravel() / total
-    keep = (pct_mito < max_mito) & (np.asarray((adata.X > 0).sum(1)).ravel() >= min_genes)
-    qc = pd.DataFrame({'spots': adata.obs.section.value_counts(sort=False)}).assign(kept=adata.obs.section[keep].value_counts(sort=False))
-    adata = adata[keep].copy(); adata = adata[:, np.asarray((adata.X > 0).sum(0)).ravel() >= min_cells].copy()
-    logn = sc.pp.log1p(sc.pp.normalize_total(adata[adata.obs.section.isin(train)], target_sum=1e4, copy=True), copy=True)
-    var = np.asarray(logn.X.power(2).mean(0)).ravel() - np.asarray(logn.X.mean(0)).ravel() ** 2
-    genes = adata.var_names[np.argsort(-var)[:n_genes]]
-    qc = qc.assign(n_mito_genes=int(mito.sum()), median_counts=pd.Series(total[keep]).groupby(adata.obs.section.to_numpy()).median())
-    return dict(features=np.asarray(adata.obsm['features'], np.float32), counts=adata[:, genes].X.toarray().astype(np.float32),
-                library=np.asarray(adata.X.sum(1), np.float64).ravel(),
-                section=adata.obs.section.astype(str).to_numpy(), spatial=adata.obsm['spatial'], genes=list(genes), qc=qc, encoder=encoder)
 
 # %% ../nbs/10_strank.ipynb #a2f928d4
 class LinearHead(nn.Module):

@@ -76,6 +76,8 @@ def write_her2st(root:Path, section='Z1'):
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(root/'images'/f'{section}.jpg', quality=90)
     pd.DataFrame({'label': [1, 2, 1], 'x': [1, 2, 3], 'y': [1, 1, 1]}).to_csv(root/'clusters'/f'{section}-cluster-annotation.tsv.gz', sep='\t')
     pd.DataFrame({'A': [.5, .2, 1.], 'B': [.5, .8, 0.]}, index=counts.index).to_csv(root/'deconv_stereoscope'/'major'/f'{section}-proportion.tsv', sep='\t')
+    (root/'clusters'/'motivation.csv').write_text("patient,cluster,annotated as,based on,ref1,ref2\n"
+                                                  "Z,1,cancer 1,Marker genes include: ERBB2,,\nZ,2,immune : B cells, T cells,Marker genes include: CD3E,,\n")
     return root
 
 HER2ST_FAULTS = [
@@ -101,6 +103,10 @@ HER2ST_FAULTS = [
     case('image not an image', 'images/Z1.jpg', garbage, UnreadableFileError, 'her2st H&E image'),
     case('clusters column missing', 'clusters/Z1-cluster-annotation.tsv.gz', table(lambda d: d.drop(columns='label'), sep='\t', index_col=0), DataFormatError, "lacks columns ['label']"),
     case('proportions not numbers', 'deconv_stereoscope/major/Z1-proportion.tsv', edit(lambda t: t.replace('0.2', 'x')), DataFormatError, 'not numbers'),
+    case('cluster names header wrong', 'clusters/motivation.csv', resep('patient,cluster', 'spot,label'), DataFormatError, 'expected a header'),
+    case('cluster names empty', 'clusters/motivation.csv', empty, DataFormatError, 'an empty file'),
+    case('cluster names cluster not a number', 'clusters/motivation.csv', resep('Z,2,', 'Z,two,'), DataFormatError, 'lines 3', "'patient,cluster,annotation'"),
+    case('cluster names not UTF-8', 'clusters/motivation.csv', not_utf8, UnreadableFileError, 'UnicodeDecodeError'),
 ]
 
 def test_her2st_valid_exact(tmp_path):
@@ -108,6 +114,7 @@ def test_her2st_valid_exact(tmp_path):
     np.testing.assert_array_equal(a.X.toarray(), [[3, 1], [1, 4], [1, 2]])
     np.testing.assert_array_equal(a.obsm['spatial'], [[10, 5], [20, 6], [30, 7]])
     assert a.obs['cluster'].tolist() == ['1', '2', '1'] and a.obsm['stereoscope_major']['B'].tolist() == [.5, .8, 0.]
+    assert a.obs['tissue_class'].tolist() == ['cancer', 'immune', 'cancer']
     assert a.uns['spatial']['Z1']['images']['lowres'].shape == (6, 6, 3)
     _roundtrip(a, tmp_path)
 

@@ -1,10 +1,10 @@
 "Feature extraction: two gloo processes under torchrun write the same files as one process; shared weights on her2st."
 import os, subprocess, sys, textwrap
 from pathlib import Path
-import numpy as np, pytest, torch
+import numpy as np, pandas as pd, pytest, torch
 from stlearn_nb.data import write_toy_hest, shared_data_dir
 from stlearn_nb.features import (load_encoder, encode_hest_samples, read_feature_file, feature_key, shared_weights,
-                                 encode_patches, EncoderWeightsError)
+                                 encode_patches, EncoderWeightsError, her2st_dataset)
 
 WORKER = textwrap.dedent('''
     import sys, torch, torch.distributed as dist
@@ -64,3 +64,23 @@ def test_shared_mobilenet_on_her2st_patches():
     # random weights give different features: the file was really loaded
     rnd = encode_patches(a.obsm['patches'], load_encoder('mobilenet_v2', 'random'))
     assert not np.allclose(f, rnd, atol=1e-3)
+
+
+def test_her2st_genes_are_top_variance():
+    root = shared_data_dir('her2st')
+    if root is None: pytest.skip('../shared/data/her2st not present')
+    d = her2st_dataset(root, sections=('C6',), train=('C6',), n_genes=5, encoder=load_encoder('stain'), patch_px=16, cache_dir=False)
+    assert d['counts'].shape == (len(d['section']), 5) and (d['counts'] == np.round(d['counts'])).all()
+    counts = pd.read_csv(root/'counts'/'C6.tsv.gz', sep='\t', index_col=0)
+    counts = counts[(counts > 0).sum(1) >= 200]
+    counts = counts.loc[:, (counts > 0).sum(0) >= 3]
+    logn = np.log1p(1e4 * counts.to_numpy(float) / counts.to_numpy(float).sum(1, keepdims=True))
+    top = counts.columns[np.argsort(-logn.var(0))[:5]]
+    assert list(top) == d['genes']
+
+    # tissue classes: the cluster of each kept spot, named by hand from motivation.csv (patient C; cluster 6 'unknown')
+    labels = pd.read_csv(root/'clusters'/'C6-cluster-annotation.tsv.gz', sep='\t')
+    labels.index = labels.x.astype(int).astype(str) + 'x' + labels.y.astype(int).astype(str)
+    names = {0: 'immune', 1: 'immune', 2: 'cancer', 3: 'cancer', 4: 'cancer', 5: 'immune'}
+    expected = labels.label.reindex(counts.index).map(names)
+    assert list(expected.fillna('-')) == list(pd.Series(d['tissue_class']).fillna('-'))

@@ -21,3 +21,18 @@ def test_batch_aware_latent_drops_the_patient(seed, batch_sd):
     assert s['batch-aware VAE']['silhouette_class'] > 0.3 and s['batch-aware VAE']['silhouette_patient'] < 0.1, s
     assert s['batch-aware VAE']['probe_class'] > 0.9, s
     for k in ('plain VAE', 'PCA'): assert s[k]['silhouette_patient'] > s['batch-aware VAE']['silhouette_patient'] + 0.2, s
+
+
+def test_contrastive_learner_one_section_batches_trains():
+    "batch_mode='section': the training loader yields only one-section batches, and training lowers the validation loss."
+    from stlearn_nb.stcontrast import contrastive_learner, fit_small, SectionBatchDL
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 20)).astype(np.float32); Z = X[:, :5] + 0.2 * rng.normal(size=(400, 5))
+    section = np.repeat(['s1', 's2', 's3', 's4'], 100)
+    learn = contrastive_learner(X, Z, section, 'section', bs=32, seed=0)
+    assert isinstance(learn.dls.train, SectionBatchDL)
+    fit_rows = np.setdiff1d(np.arange(400), np.random.default_rng(0).permutation(400)[:40])
+    assert len(learn.dls.train) == sum(np.sum(section[fit_rows] == s) // 32 for s in ('s1', 's2', 's3', 's4'))
+    with learn.no_bar(): before = learn.validate()[0]
+    fit_small(learn, 5, 3e-3, progress=False)
+    with learn.no_bar(): assert learn.validate()[0] < before
