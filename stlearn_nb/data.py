@@ -96,7 +96,11 @@ def read_tiff(path:str|Path, # a TIFF image or label mask
         end = max((o + n for o, n in zip(page.dataoffsets, page.databytecounts)), default=0)
         if end > path.stat().st_size:
             raise UnreadableFileError(f"{path}: the {what} (TIFF) is truncated: its pixels end at byte {end}, the file at {path.stat().st_size}")
-        return tif.asarray()
+        try: return tif.asarray()
+        except ValueError as e:   # a codec tifffile lacks without imagecodecs (LZW): Pillow decodes it below
+            if 'imagecodecs' not in str(e): raise
+    from PIL import Image
+    with reading(path, f'{what} (TIFF, via Pillow)'), Image.open(path) as im: return np.asarray(im)
 
 # %% ../nbs/01_data.ipynb #37597bc3
 def check_unique(ids,            # identifiers that must be distinct

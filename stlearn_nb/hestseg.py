@@ -889,6 +889,7 @@ def _overlay_figure(sec:dict, models:dict):
 # %% ../nbs/20_hestseg.ipynb #9b6981a4
 def read_monuseg(tif:str|Path, # 1000x1000 RGB tile
                  xml:str|Path, # ImageScope annotation with one Region per nucleus
+                 default_mpp:float|None=None, # um/px when the XML has no MicronsPerPixel (one MoNuSeg training file); None: refuse
                 ) -> tuple[np.ndarray, np.ndarray, float]: # (H, W, 3) uint8, (H, W) int32 instances, um/px
     "Read a MoNuSeg image (uint8 RGB, RGBA or grayscale) and rasterise its ImageScope XML nucleus polygons."
     import xml.etree.ElementTree as ET
@@ -906,7 +907,7 @@ def read_monuseg(tif:str|Path, # 1000x1000 RGB tile
     df = pd.DataFrame(verts, columns=['cell_id', 'x', 'y'])
     check_finite(df[['x', 'y']], xml, 'vertices (X, Y)')
     df = df[df.groupby('cell_id').cell_id.transform('size') >= 3]
-    try: mpp = float(root.get('MicronsPerPixel'))
+    try: mpp = float(root.get('MicronsPerPixel')) if root.get('MicronsPerPixel') is not None or default_mpp is None else float(default_mpp)
     except (TypeError, ValueError): raise DataFormatError(f"{xml}: the root element has no numeric MicronsPerPixel") from None
     inst, _ = rasterize_polygons(df, img.shape[:2])
     return img, inst, mpp
