@@ -679,7 +679,7 @@ def resample_tile(image:np.ndarray, # (H, W, 3) uint8
     if not (mpp > 0 and target_mpp > 0): raise ValueError(f"pixel sizes must be > 0, got {mpp} and {target_mpp}")
     H, W = inst.shape; h, w = max(1, round(H * mpp / target_mpp)), max(1, round(W * mpp / target_mpp))
     if (h, w) == (H, W): return image, np.asarray(inst, np.int32)
-    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+    t = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)[None].float()
     t = torch.nn.functional.interpolate(t, size=(h, w), mode='bilinear', antialias=h < H, align_corners=False)
     rows = np.minimum(((np.arange(h) + 0.5) * H / h).astype(int), H - 1); cols = np.minimum(((np.arange(w) + 0.5) * W / w).astype(int), W - 1)
     return t[0].round().clamp(0, 255).byte().permute(1, 2, 0).numpy(), np.asarray(inst, np.int32)[rows[:, None], cols[None]]

