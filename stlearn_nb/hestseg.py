@@ -803,9 +803,10 @@ def evaluate_segmentation(true_inst, true_type, pred_inst, pred_type, classes=(1
     return out
 
 # %% ../nbs/20_hestseg.ipynb #cb543a5f
-def plot_overlay(image:np.ndarray, inst:np.ndarray, types:np.ndarray, ax=None, title:str=''):
-    "H&E tile with nucleus outlines coloured by class (grey = ignore or unclassified)."
+def plot_overlay(image:np.ndarray, inst:np.ndarray, types:np.ndarray, ax=None, title:str='', legend:bool=True):
+    "H&E tile with nucleus outlines coloured by class (grey = ignore or unclassified), and a legend of the colours."
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
     from skimage.segmentation import find_boundaries
     ax = ax or plt.subplots(figsize=(4, 4))[1]
     pal = type_palette(list(CLASSES[1:]) + ['ignore'])
@@ -814,6 +815,8 @@ def plot_overlay(image:np.ndarray, inst:np.ndarray, types:np.ndarray, ax=None, t
     t = np.where(np.asarray(types) < 0, len(CLASSES), np.asarray(types))
     rgb = image.astype(float) / 255; rgb[edge] = lut[t[edge]]
     ax.imshow(rgb); ax.set_title(title, fontsize=9); ax.set_axis_off()
+    if legend: ax.legend(handles=[Line2D([], [], color=lut[k], lw=2, label=n) for k, n in enumerate(list(CLASSES[1:]) + ['ignore'], 1)],
+                         loc='lower left', fontsize=5, framealpha=0.85, handlelength=1)
     return ax
 
 # %% ../nbs/20_hestseg.ipynb #a17ddf00
