@@ -169,10 +169,10 @@ def test_segment_writes_mask_and_overlay(tmp_path):
     (lambda a, t: a.__setitem__(0, str(t/'absent.png')), '1 of 1 images not found'),
     (lambda a, t: a.__setitem__(a.index('--mpp') + 1, '0'), '--mpp must be > 0'),
     (lambda a, t: a.__setitem__(a.index('--mpp') + 1, '-0.25'), '--mpp must be > 0'),
-    (lambda a, t: (t/'bad.pt').write_bytes(b'not torch') or a.__setitem__(a.index('--model') + 1, str(t/'bad.pt')), 'cannot be read as a torch file'),
-    (lambda a, t: __import__('torch').save({'state_dict': {}}, t/'nokeys.pt') or a.__setitem__(a.index('--model') + 1, str(t/'nokeys.pt')), "keys ['state_dict', 'config']"),
-    (lambda a, t: (t/'file').write_text('x') or a.__setitem__(a.index('--out') + 1, str(t/'file')), 'is a file, not a folder'),
-    (lambda a, t: (t/'full').mkdir() or (t/'full'/'x.txt').write_text('x') or a.__setitem__(a.index('--out') + 1, str(t/'full')), 'non-empty folder without segment.csv'),
+    (lambda a, t: [(t/'bad.pt').write_bytes(b'not torch'), a.__setitem__(a.index('--model') + 1, str(t/'bad.pt'))], 'cannot be read as a torch file'),
+    (lambda a, t: [__import__('torch').save({'state_dict': {}}, t/'nokeys.pt'), a.__setitem__(a.index('--model') + 1, str(t/'nokeys.pt'))], "keys ['state_dict', 'config']"),
+    (lambda a, t: [(t/'file').write_text('x'), a.__setitem__(a.index('--out') + 1, str(t/'file'))], 'is a file, not a folder'),
+    (lambda a, t: [(t/'full').mkdir(), (t/'full'/'x.txt').write_text('x'), a.__setitem__(a.index('--out') + 1, str(t/'full'))], 'non-empty folder without segment.csv'),
 ])
 def test_segment_bad_input_one_line_exit_2(tmp_path, change, words):
     img, model = _segment_inputs(tmp_path)
