@@ -12,7 +12,8 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'CLI_OWNED', 'RANGE_RULES', 'available_experiments', 'CommandLineError', 'Option', 'experiment_options',
            'check_option', 'validate_options', 'options_help', 'check_out_dir', 'progress_mode', 'add_de_parser',
-           'run_de', 'add_encode_parser', 'run_encode', 'build_parser', 'experiment_function', 'run_experiment', 'main']
+           'run_de', 'add_encode_parser', 'run_encode', 'add_segment_parser', 'run_segment', 'build_parser',
+           'experiment_function', 'run_experiment', 'main']
 
 # %% ../nbs/90_cli.ipynb #0c1ef7cc
 EXPERIMENTS = {  # subcommand -> (module, function, one-line description)
@@ -20,6 +21,7 @@ EXPERIMENTS = {  # subcommand -> (module, function, one-line description)
     'strank-toy':    ('stlearn_nb.strank',  'run_strank_toy',    'STRank: synthetic NB experiment, 7 losses x Uniform/Imbalanced'),
     'strank-her2st': ('stlearn_nb.strank',  'run_strank_her2st', 'STRank: 7 losses on her2st spots, held-out section and patient'),
     'hestseg-synth': ('stlearn_nb.hestseg', 'run_hestseg_synth', 'HEST segmentation: ST-derived vs manual labels on unseen organ styles'),
+    'hestseg-monuseg': ('stlearn_nb.hestseg_real', 'run_hestseg_monuseg', 'Nuclei on real H&E: MoNuSeg + CPM-15 training, unseen organs, Xenium-like label noise'),
     'cpnn-synth':    ('stlearn_nb.cpnn',    'run_cpnn_synth',    'CPNN vs DirectMIL on synthetic prototype mixtures'),
     'cpnn-her2st':   ('stlearn_nb.cpnn',    'run_cpnn_her2st',   'CPNN vs DirectMIL on her2st spots with the Wu et al. reference'),
     'stcontrast-her2st': ('stlearn_nb.stcontrast', 'run_stcontrast_her2st', 'Contrastive heads on her2st image features: ImageNet vs PCA / plain / batch-aware VAE targets'),
@@ -264,6 +266,34 @@ def run_encode(args) -> int:
           f"{int(done.n_patches.sum())} patches, {encoder} -> {Path(done.path.iloc[0]).parent if len(done) else args.out}")
     return 0
 
+# %% ../nbs/90_cli.ipynb #b77d88e3
+def add_segment_parser(sub):
+    "The `segment` subcommand: nuclei instance masks of the user's H&E images with a trained model file."
+    desc = ('Segment nuclei in H&E images with a model file (the model.pt that `stlearn-nb hestseg-monuseg` writes); '
+            'one <stem>_mask.npy (int32 instances) and <stem>_overlay.png per image, and segment.csv, into --out.')
+    s = sub.add_parser('segment', help='nuclei masks of your own H&E images with a trained model file', description=desc)
+    s.add_argument('images', nargs='+', type=Path, metavar='IMAGE', help='H&E images (.tif, .png, .jpg), 8-bit RGB')
+    s.add_argument('--model', type=Path, required=True, metavar='MODEL', help='model file: torch dict with state_dict and config')
+    s.add_argument('--mpp', type=float, required=True, metavar='MPP', help='microns per pixel of the images (> 0)')
+    s.add_argument('--out', type=Path, required=True, metavar='DIR', help='output folder (replaced only when every image is done)')
+    s.add_argument('--quiet', action='store_true', help='no per-image lines')
+    s.add_argument('--debug', action='store_true', help='print the traceback of an error')
+    return s
+
+def run_segment(args) -> int:
+    "Run `stlearn-nb segment`; bad input prints one line and returns 2."
+    try:
+        if args.out.exists() and not args.out.is_dir(): raise NotADirectoryError(f"--out {args.out} is a file, not a folder")
+        if args.out.is_dir() and any(args.out.iterdir()) and not (args.out/'segment.csv').exists():
+            raise CommandLineError(f"--out {args.out} is a non-empty folder without segment.csv; the run would replace it: choose a new or empty folder")
+        from stlearn_nb.hestseg_real import segment_files   # the concept is imported only when `segment` runs
+        table = segment_files(args.images, args.model, args.mpp, args.out, progress=not args.quiet)
+    except Exception as e:
+        if args.debug: traceback.print_exc()
+        print(f"stlearn-nb segment: error: {_one_line(e)}", file=sys.stderr); return 2
+    print(f"segment: {len(table)} images, {int(table.n_nuclei.sum())} nuclei; masks and overlays in {args.out}/")
+    return 0
+
 # %% ../nbs/90_cli.ipynb #4f70f6b1
 def _parse_option(text:str) -> tuple[str, object]:
     if '=' not in text: raise argparse.ArgumentTypeError(f"--set expects KEY=VALUE, got {text!r}")
@@ -289,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser('info', help='package versions and the device fastai will train on')
     add_de_parser(sub)
     add_encode_parser(sub)
+    add_segment_parser(sub)
     for name, (_, _, desc) in available_experiments().items():
         e = sub.add_parser(name, help=desc, description=desc, formatter_class=argparse.RawDescriptionHelpFormatter)
         e.experiment = name
@@ -339,6 +370,7 @@ def main(argv:list|None=None) -> int:
         return 0
     if args.command == 'de': return run_de(args)
     if args.command == 'encode': return run_encode(args)
+    if args.command == 'segment': return run_segment(args)
     if args.cpu: os.environ['STLEARN_NB_CPU'] = '1'
     options = dict(args.options)
     try:

@@ -162,6 +162,7 @@ class Experiment:
     tables: dict = field(default_factory=dict)   # name -> DataFrame, written as `{name}.csv`
     figures: dict = field(default_factory=dict)  # name -> matplotlib Figure, written as `{name}.png`
     notes: str = ''                              # free text, appended to results.md
+    files: dict = field(default_factory=dict)    # name -> bytes written as is (e.g. a trained model file)
 
 # %% ../nbs/00_core.ipynb #1968a7e4
 def markdown_table(df:pd.DataFrame, digits:int=3) -> str:
@@ -177,7 +178,7 @@ def markdown_table(df:pd.DataFrame, digits:int=3) -> str:
 def write_experiment(exp:Experiment, out:str|Path, dpi:int=100,
                      max_md_rows:int=200, # extra tables longer than this are only named in results.md (their CSV has them)
                     ) -> str:
-    "Write `results.csv`, `results.md`, extra tables and PNG figures into `out`; return the markdown table."
+    "Write `results.csv`, `results.md`, extra tables, PNG figures and extra files into `out`; return the markdown table."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     exp.table.to_csv(out/'results.csv', index=False)
     md = markdown_table(exp.table)
@@ -186,6 +187,7 @@ def write_experiment(exp:Experiment, out:str|Path, dpi:int=100,
     for k, v in exp.tables.items(): v.to_csv(out/f'{k}.csv', index=False)
     (out/'results.md').write_text(md + ''.join(extra) + (f"\n\n{exp.notes}\n" if exp.notes else '\n'))
     for k, f in exp.figures.items(): f.savefig(out/f'{k}.png', dpi=dpi, bbox_inches='tight')
+    for k, b in exp.files.items(): (out/k).write_bytes(b)
     return md
 
 # %% ../nbs/00_core.ipynb #b323f2f3

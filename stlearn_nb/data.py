@@ -10,13 +10,15 @@ from pathlib import Path
 import numpy as np, pandas as pd, scipy.sparse as sp, anndata as ad, torch
 
 # %% auto #0
-__all__ = ['HER2ST_UM_PER_PX', 'HER2ST_CLASSES', 'DataFormatError', 'BarcodeMismatchError', 'PatchOutOfBoundsError',
-           'ZeroCountsError', 'UnreadableFileError', 'format_examples', 'require_file', 'reading', 'read_table',
-           'read_tiff', 'check_unique', 'check_finite', 'shared_data_dir', 'check_counts', 'crop_patches',
-           'resize_patches', 'read_hest_patches', 'read_hest_patch_index', 'read_hest', 'write_toy_hest', 'read_her2st',
-           'her2st_tissue_classes', 'read_full_image', 'spot_patches', 'read_10x_reference', 'write_toy_10x',
-           'transcripts_to_counts', 'read_cosmx', 'read_cosmx_masks', 'local_to_pixel', 'read_merfish_spatial',
-           'read_merfish_reference', 'read_merfish_rctd', 'plot_spatial']
+__all__ = ['HER2ST_UM_PER_PX', 'HER2ST_CLASSES', 'UM_PER_PX_TIMES_MAGNIFICATION', 'MONUSEG_ORGANS', 'DataFormatError',
+           'BarcodeMismatchError', 'PatchOutOfBoundsError', 'ZeroCountsError', 'UnreadableFileError', 'format_examples',
+           'require_file', 'reading', 'read_table', 'read_tiff', 'check_unique', 'check_finite', 'shared_data_dir',
+           'check_counts', 'crop_patches', 'resize_patches', 'read_hest_patches', 'read_hest_patch_index', 'read_hest',
+           'write_toy_hest', 'read_her2st', 'her2st_tissue_classes', 'read_full_image', 'spot_patches',
+           'read_10x_reference', 'write_toy_10x', 'transcripts_to_counts', 'read_cosmx', 'read_cosmx_masks',
+           'local_to_pixel', 'read_merfish_spatial', 'read_merfish_reference', 'read_merfish_rctd', 'MaskShapeError',
+           'read_cpm15_magnifications', 'read_cpm15_mask', 'read_png', 'read_cpm15', 'monuseg_organ', 'resample_tile',
+           'plot_spatial']
 
 # %% ../nbs/01_data.ipynb #d9fe5b4f
 class DataFormatError(ValueError):
@@ -95,7 +97,11 @@ def read_tiff(path:str|Path, # a TIFF image or label mask
         end = max((o + n for o, n in zip(page.dataoffsets, page.databytecounts)), default=0)
         if end > path.stat().st_size:
             raise UnreadableFileError(f"{path}: the {what} (TIFF) is truncated: its pixels end at byte {end}, the file at {path.stat().st_size}")
-        return tif.asarray()
+        try: return tif.asarray()
+        except ValueError as e:   # a codec tifffile lacks without imagecodecs (LZW): Pillow decodes it below
+            if 'imagecodecs' not in str(e): raise
+    from PIL import Image
+    with reading(path, f'{what} (TIFF, via Pillow)'), Image.open(path) as im: return np.asarray(im)
 
 # %% ../nbs/01_data.ipynb #37597bc3
 def check_unique(ids,            # identifiers that must be distinct
@@ -622,6 +628,86 @@ def read_merfish_rctd(folder:str|Path, # merfish_hypothalamus_rctd folder
                      ) -> tuple[ad.AnnData, ad.AnnData]: # (spatial cells, reference cells with obs['cell_type'])
     "Both halves of the RCTD MERFISH vignette: `(read_merfish_spatial(folder), read_merfish_reference(folder))`."
     return read_merfish_spatial(folder), read_merfish_reference(folder)
+
+# %% ../nbs/01_data.ipynb #2b8930c2
+class MaskShapeError(DataFormatError):
+    "An instance mask does not have its image's height and width."
+
+UM_PER_PX_TIMES_MAGNIFICATION = 10.   # TCGA scanners: 0.25 um/px at 40x, 0.5 um/px at 20x
+
+def read_cpm15_magnifications(readme:str|Path) -> dict: # image stem -> objective magnification
+    "The magnification table of CPM-15's README_training.txt, e.g. {'image01': 20, ...}."
+    import re
+    readme = require_file(readme, 'CPM-15 README')
+    with reading(readme, 'CPM-15 README (text)'): text = readme.read_text()
+    mags = {name: int(m) for name, m in re.findall(r'(image\d+)\.png\s+(\d+)x', text)}
+    if not mags: raise DataFormatError(f"{readme}: no magnification table ('imageNN.png  20x' lines)")
+    return mags
+
+# %% ../nbs/01_data.ipynb #45e804a7
+def read_cpm15_mask(path:str|Path, # imageNN_mask.txt
+                   ) -> np.ndarray: # (H, W) int32 instances
+    "A CPM-15 ASCII label mask: first line 'W H', then W*H non-negative integer labels, row-major."
+    path = require_file(path, 'CPM-15 mask')
+    if path.stat().st_size == 0: raise UnreadableFileError(f"{path}: the CPM-15 mask is an empty file (0 bytes)")
+    with reading(path, 'CPM-15 mask (ASCII)'), open(path) as f: head, tokens = f.readline().split(), f.read().split()
+    if len(head) != 2 or not all(h.isdigit() for h in head): raise DataFormatError(f"{path}: the first line must be 'W H', got {' '.join(head)!r}")
+    w, h = map(int, head)
+    try: labels = np.array(tokens, dtype=np.int64)
+    except ValueError:
+        bad = next(t for t in tokens if not t.lstrip('-').isdigit())
+        raise DataFormatError(f"{path}: labels must be integers, found {bad!r}") from None
+    if labels.size != w * h: raise DataFormatError(f"{path}: the header says {w} x {h} = {w * h} labels, the file holds {labels.size}")
+    if labels.size and labels.min() < 0: raise DataFormatError(f"{path}: labels must be >= 0, found {labels.min()}")
+    return labels.reshape(h, w).astype(np.int32)
+
+# %% ../nbs/01_data.ipynb #22394209
+def read_png(path:str|Path, what:str) -> np.ndarray: # (H, W, 3) uint8
+    "An 8-bit PNG as RGB (alpha dropped, grey repeated); empty or damaged files raise `UnreadableFileError`."
+    from PIL import Image
+    path = require_file(path, what)
+    if path.stat().st_size == 0: raise UnreadableFileError(f"{path}: the {what} is an empty file (0 bytes)")
+    with reading(path, f'{what} (PNG)'), Image.open(path) as im:
+        im.load(); mode = im.mode; img = np.asarray(im)
+    if img.dtype != np.uint8: raise DataFormatError(f"{path}: the {what} has dtype {img.dtype} (mode {mode}), expected 8-bit")
+    if img.ndim == 2: img = np.repeat(img[..., None], 3, axis=2)
+    return np.ascontiguousarray(img[..., :3])
+
+def read_cpm15(image:str|Path, # imageNN.png
+               mask:str|Path,  # imageNN_mask.txt
+               magnification:int, # objective power from the README (20 or 40)
+              ) -> tuple[np.ndarray, np.ndarray, float]: # (H, W, 3) uint8, (H, W) int32 instances, um/px
+    "One CPM-15 tile: RGB image, instance mask of the same shape, and its pixel size."
+    img, inst = read_png(image, 'CPM-15 image'), read_cpm15_mask(mask)
+    if inst.shape != img.shape[:2]: raise MaskShapeError(f"{mask}: the mask is {inst.shape[1]} x {inst.shape[0]} (W x H), its image {image} is {img.shape[1]} x {img.shape[0]}")
+    return img, inst, UM_PER_PX_TIMES_MAGNIFICATION / magnification
+
+# %% ../nbs/01_data.ipynb #a3790c84
+MONUSEG_ORGANS = {  # TCGA tissue source site -> organ (Kumar et al. 2017; TCGA codes; 21 and 50 are lung, not liver)
+    '21': 'lung', '50': 'lung', '69': 'lung', 'A7': 'breast', 'AR': 'breast', 'E2': 'breast', 'AC': 'breast', 'AO': 'breast',
+    'B0': 'kidney', '2Z': 'kidney', 'GL': 'kidney', 'IZ': 'kidney', 'CH': 'prostate', 'G9': 'prostate', 'EJ': 'prostate',
+    'HC': 'prostate', 'NH': 'colon', 'A6': 'colon', 'CU': 'bladder', 'ZF': 'bladder', 'HT': 'brain'}
+
+def monuseg_organ(name:str) -> str:
+    "Organ of a MoNuSeg tile from its TCGA barcode ('TCGA-HT-8564-...' -> 'brain'; 'unknown' for other sites)."
+    parts = Path(name).stem.split('-')
+    if len(parts) < 3 or parts[0] != 'TCGA': raise DataFormatError(f"{name}: not a TCGA barcode (TCGA-XX-NNNN-...)")
+    return MONUSEG_ORGANS.get(parts[1], 'unknown')
+
+# %% ../nbs/01_data.ipynb #3e9b4025
+def resample_tile(image:np.ndarray, # (H, W, 3) uint8
+                  inst:np.ndarray,  # (H, W) instance mask
+                  mpp:float,        # its um/px
+                  target_mpp:float, # wanted um/px
+                 ) -> tuple[np.ndarray, np.ndarray]: # image bilinear anti-aliased, mask nearest, both (round(H * mpp / target), ...)
+    "Image and mask resampled to `target_mpp` (same output grid for both)."
+    if not (mpp > 0 and target_mpp > 0): raise ValueError(f"pixel sizes must be > 0, got {mpp} and {target_mpp}")
+    H, W = inst.shape; h, w = max(1, round(H * mpp / target_mpp)), max(1, round(W * mpp / target_mpp))
+    if (h, w) == (H, W): return image, np.asarray(inst, np.int32)
+    t = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)[None].float()
+    t = torch.nn.functional.interpolate(t, size=(h, w), mode='bilinear', antialias=h < H, align_corners=False)
+    rows = np.minimum(((np.arange(h) + 0.5) * H / h).astype(int), H - 1); cols = np.minimum(((np.arange(w) + 0.5) * W / w).astype(int), W - 1)
+    return t[0].round().clamp(0, 255).byte().permute(1, 2, 0).numpy(), np.asarray(inst, np.int32)[rows[:, None], cols[None]]
 
 # %% ../nbs/01_data.ipynb #8d135b33
 def plot_spatial(adata:ad.AnnData,        # spots with .obsm['spatial'] and .uns['spatial'][library_id]

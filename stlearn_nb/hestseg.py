@@ -803,9 +803,10 @@ def evaluate_segmentation(true_inst, true_type, pred_inst, pred_type, classes=(1
     return out
 
 # %% ../nbs/20_hestseg.ipynb #cb543a5f
-def plot_overlay(image:np.ndarray, inst:np.ndarray, types:np.ndarray, ax=None, title:str=''):
-    "H&E tile with nucleus outlines coloured by class (grey = ignore or unclassified)."
+def plot_overlay(image:np.ndarray, inst:np.ndarray, types:np.ndarray, ax=None, title:str='', legend:bool=True):
+    "H&E tile with nucleus outlines coloured by class (grey = ignore or unclassified), and a legend of the colours."
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
     from skimage.segmentation import find_boundaries
     ax = ax or plt.subplots(figsize=(4, 4))[1]
     pal = type_palette(list(CLASSES[1:]) + ['ignore'])
@@ -814,6 +815,8 @@ def plot_overlay(image:np.ndarray, inst:np.ndarray, types:np.ndarray, ax=None, t
     t = np.where(np.asarray(types) < 0, len(CLASSES), np.asarray(types))
     rgb = image.astype(float) / 255; rgb[edge] = lut[t[edge]]
     ax.imshow(rgb); ax.set_title(title, fontsize=9); ax.set_axis_off()
+    if legend: ax.legend(handles=[Line2D([], [], color=lut[k], lw=2, label=n) for k, n in enumerate(list(CLASSES[1:]) + ['ignore'], 1)],
+                         loc='lower left', fontsize=5, framealpha=0.85, handlelength=1)
     return ax
 
 # %% ../nbs/20_hestseg.ipynb #a17ddf00
@@ -889,6 +892,7 @@ def _overlay_figure(sec:dict, models:dict):
 # %% ../nbs/20_hestseg.ipynb #9b6981a4
 def read_monuseg(tif:str|Path, # 1000x1000 RGB tile
                  xml:str|Path, # ImageScope annotation with one Region per nucleus
+                 default_mpp:float|None=None, # um/px when the XML has no MicronsPerPixel (one MoNuSeg training file); None: refuse
                 ) -> tuple[np.ndarray, np.ndarray, float]: # (H, W, 3) uint8, (H, W) int32 instances, um/px
     "Read a MoNuSeg image (uint8 RGB, RGBA or grayscale) and rasterise its ImageScope XML nucleus polygons."
     import xml.etree.ElementTree as ET
@@ -906,7 +910,7 @@ def read_monuseg(tif:str|Path, # 1000x1000 RGB tile
     df = pd.DataFrame(verts, columns=['cell_id', 'x', 'y'])
     check_finite(df[['x', 'y']], xml, 'vertices (X, Y)')
     df = df[df.groupby('cell_id').cell_id.transform('size') >= 3]
-    try: mpp = float(root.get('MicronsPerPixel'))
+    try: mpp = float(root.get('MicronsPerPixel')) if root.get('MicronsPerPixel') is not None or default_mpp is None else float(default_mpp)
     except (TypeError, ValueError): raise DataFormatError(f"{xml}: the root element has no numeric MicronsPerPixel") from None
     inst, _ = rasterize_polygons(df, img.shape[:2])
     return img, inst, mpp

@@ -11,7 +11,7 @@ import numpy as np, pandas as pd, pytest, anndata as ad, scipy.sparse as sp, h5p
 from stlearn_nb.data import (DataFormatError, BarcodeMismatchError, PatchOutOfBoundsError, ZeroCountsError, UnreadableFileError,
                              read_hest, read_hest_patches, write_toy_hest, read_her2st, read_full_image, spot_patches, crop_patches,
                              read_10x_reference, write_toy_10x, read_cosmx, read_cosmx_masks, read_merfish_rctd, read_merfish_spatial,
-                             read_merfish_reference, shared_data_dir)
+                             read_merfish_reference, shared_data_dir, MaskShapeError, read_cpm15, read_cpm15_magnifications, read_cpm15_mask)
 from stlearn_nb.hestseg import (XeniumFormatError, read_xenium, read_alignment, read_hest_nucleus_seg, read_hest_transcripts,
                                 read_monuseg)
 
@@ -506,7 +506,69 @@ MONUSEG_FAULTS = [
     case('xml no regions', 't.xml', edit(lambda t: t.split('<Region ')[0] + '</Regions></Annotation></Annotations>'), DataFormatError, 'no <Region>'),
     case('xml vertex without X', 't.xml', edit(lambda t: t.replace('X="8" Y="2"', 'Y="2"')), DataFormatError, 'numeric X/Y'),
     case('xml no pixel size', 't.xml', edit(lambda t: t.replace(' MicronsPerPixel="0.25"', '')), DataFormatError, 'MicronsPerPixel'),
+    case('xml empty', 't.xml', empty, UnreadableFileError, 'ImageScope XML'),
+    case('xml not XML', 't.xml', garbage, UnreadableFileError, 'ImageScope XML'),
 ]
+
+def test_monuseg_default_mpp_only_when_header_lacks_it(tmp_path):
+    write_monuseg(tmp_path)
+    assert read_monuseg(tmp_path/'t.tif', tmp_path/'t.xml', default_mpp=0.5)[2] == 0.25    # the header wins
+    edit(lambda t: t.replace(' MicronsPerPixel="0.25"', ''))(tmp_path/'t.xml')
+    assert read_monuseg(tmp_path/'t.tif', tmp_path/'t.xml', default_mpp=0.5)[2] == 0.5
+
+def test_lzw_tiff_read_without_imagecodecs(tmp_path):
+    from PIL import Image
+    img = np.random.default_rng(0).integers(0, 255, (12, 12, 3), dtype=np.uint8)
+    Image.fromarray(img).save(tmp_path/'t.tif', compression='tiff_lzw'); (tmp_path/'t.xml').write_text(XML)
+    np.testing.assert_array_equal(read_monuseg(tmp_path/'t.tif', tmp_path/'t.xml')[0], img)
+
+# ---------------------------------------------------------------- CPM-15
+README = 'Image Name\t\tMagnification\n------------\t-------------\nimage01.png \t\t20x\nimage02.png\t\t\t40x\n'
+
+def write_cpm15(root:Path):
+    from PIL import Image
+    rgba = np.dstack([np.arange(6, dtype=np.uint8).reshape(2, 3) * 40] * 3 + [np.full((2, 3), 255, np.uint8)])
+    Image.fromarray(rgba, 'RGBA').save(root/'image01.png')
+    (root/'image01_mask.txt').write_text('3 2\n0\n1\n1\n2\n0\n0\n'); (root/'README_training.txt').write_text(README)
+    return rgba
+
+def _cpm(root): return read_cpm15(root/'image01.png', root/'image01_mask.txt', read_cpm15_magnifications(root/'README_training.txt')['image01'])
+
+CPM15_FAULTS = [
+    case('image absent', 'image01.png', delete, FileNotFoundError, 'CPM-15 image not found'),
+    case('image empty', 'image01.png', empty, UnreadableFileError, 'empty file'),
+    case('image truncated PNG', 'image01.png', truncate, UnreadableFileError, 'CPM-15 image (PNG)'),
+    case('image not an image', 'image01.png', garbage, UnreadableFileError, 'CPM-15 image (PNG)'),
+    case('mask absent', 'image01_mask.txt', delete, FileNotFoundError, 'CPM-15 mask not found'),
+    case('mask empty', 'image01_mask.txt', empty, UnreadableFileError, 'empty file'),
+    case('mask header not W H', 'image01_mask.txt', edit(lambda t: t.replace('3 2', '3 x 2', 1)), DataFormatError, "must be 'W H'"),
+    case('mask too few labels', 'image01_mask.txt', edit(lambda t: t.rsplit('0', 1)[0]), DataFormatError, 'the file holds 5'),
+    case('mask label not an integer', 'image01_mask.txt', edit(lambda t: t.replace('\n2\n', '\n2.5\n')), DataFormatError, "found '2.5'"),
+    case('mask negative label', 'image01_mask.txt', edit(lambda t: t.replace('\n2\n', '\n-2\n')), DataFormatError, 'must be >= 0'),
+    case('mask shape differs from image', 'image01_mask.txt', edit(lambda t: t.replace('3 2', '2 3', 1)), MaskShapeError, 'the mask is 2 x 3'),
+    case('README without magnifications', 'README_training.txt', edit(lambda t: 'no table here\n'), DataFormatError, 'no magnification table'),
+    case('README absent', 'README_training.txt', delete, FileNotFoundError, 'CPM-15 README not found'),
+]
+
+def test_cpm15_valid_exact(tmp_path):
+    rgba = write_cpm15(tmp_path)
+    img, inst, mpp = _cpm(tmp_path)
+    np.testing.assert_array_equal(img, rgba[..., :3]); np.testing.assert_array_equal(inst, [[0, 1, 1], [2, 0, 0]])
+    assert mpp == 0.5 and inst.dtype == np.int32
+    assert read_cpm15_magnifications(tmp_path/'README_training.txt') == {'image01': 20, 'image02': 40}
+
+@pytest.mark.parametrize('file,mutate,error,words', CPM15_FAULTS)
+def test_cpm15_faults(tmp_path, file, mutate, error, words):
+    write_cpm15(tmp_path); mutate(tmp_path/file)
+    with pytest.raises(error) as e: _cpm(tmp_path)
+    _check(e, tmp_path/file, words)
+
+def test_real_cpm15_masks_match_images():
+    src = shared_data_dir('cpm15')
+    if src is None: pytest.skip("../shared/data/cpm15 not present on this machine")
+    mags = read_cpm15_magnifications(src/'README_training.txt'); assert len(mags) == 15
+    n = sum(len(np.unique(read_cpm15(src/f'{k}.png', src/f'{k}_mask.txt', m)[1])) - 1 for k, m in mags.items())
+    assert n == 2905   # PROVENANCE.txt: 2,905 nuclei
 
 def test_monuseg_valid_exact(tmp_path):
     img = write_monuseg(tmp_path)
@@ -621,7 +683,7 @@ def test_real_results_survive_write_h5ad(tmp_path, dataset, reader):
 FAULTS = {'read_her2st': HER2ST_FAULTS, 'read_hest (+ read_hest_patches)': HEST_FAULTS, 'read_10x_reference': TENX_FAULTS,
           'read_cosmx (+ read_cosmx_masks)': COSMX_FAULTS, 'read_merfish_rctd (spatial + reference)': MERFISH_FAULTS,
           'read_xenium (+ boundaries, transcripts, pixel size)': XENIUM_FAULTS + XENIUM_PARQUET_FAULTS, 'read_alignment': ALIGNMENT_FAULTS,
-          'read_hest_nucleus_seg': HEST_SEG_FAULTS, 'read_hest_transcripts': HEST_TX_FAULTS, 'read_monuseg': MONUSEG_FAULTS,
+          'read_hest_nucleus_seg': HEST_SEG_FAULTS, 'read_hest_transcripts': HEST_TX_FAULTS, 'read_monuseg': MONUSEG_FAULTS, 'read_cpm15 (+ mask, magnifications)': CPM15_FAULTS,
           'crop_patches / spot_patches': PATCH_FAULTS}
 
 def test_fault_kind_counts(capsys):

@@ -147,3 +147,42 @@ def test_check_option_conversions():
     with pytest.raises(CommandLineError, match='expected int'): check_option(Option('n', 1, '1', (int,)), True)
     with pytest.raises(CommandLineError, match='must be >= 1'): check_option(Option('max_epochs', None, 'None', (int, type(None))), -3)
     assert check_option(Option('max_epochs', None, 'None', (int, type(None))), None) is None
+
+
+# ---------------------------------------------------------------- segment (a tool on the user's images)
+def _segment_inputs(tmp_path):
+    import numpy as np, torch
+    from PIL import Image
+    from stlearn_nb.hestseg_real import MobileHoVerNet, save_segmenter
+    from stlearn_nb.hestseg import simulate_tile
+    save_segmenter(MobileHoVerNet(), tmp_path/'m.pt')
+    Image.fromarray(simulate_tile('breast', 64, seed=0)['image']).save(tmp_path/'a.png')
+    return tmp_path/'a.png', tmp_path/'m.pt'
+
+def test_segment_writes_mask_and_overlay(tmp_path):
+    img, model = _segment_inputs(tmp_path)
+    code, out, err = _cli('segment', str(img), '--model', str(model), '--mpp', '0.5', '--out', str(tmp_path/'out'))
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path/'out').iterdir()) == ['a_mask.npy', 'a_overlay.png', 'segment.csv'] and 'nuclei' in out
+
+@pytest.mark.parametrize('change,words', [
+    (lambda a, t: a.__setitem__(0, str(t/'absent.png')), '1 of 1 images not found'),
+    (lambda a, t: a.__setitem__(a.index('--mpp') + 1, '0'), '--mpp must be > 0'),
+    (lambda a, t: a.__setitem__(a.index('--mpp') + 1, '-0.25'), '--mpp must be > 0'),
+    (lambda a, t: [(t/'bad.pt').write_bytes(b'not torch'), a.__setitem__(a.index('--model') + 1, str(t/'bad.pt'))], 'cannot be read as a torch file'),
+    (lambda a, t: [__import__('torch').save({'state_dict': {}}, t/'nokeys.pt'), a.__setitem__(a.index('--model') + 1, str(t/'nokeys.pt'))], "keys ['state_dict', 'config']"),
+    (lambda a, t: [(t/'file').write_text('x'), a.__setitem__(a.index('--out') + 1, str(t/'file'))], 'is a file, not a folder'),
+    (lambda a, t: [(t/'full').mkdir(), (t/'full'/'x.txt').write_text('x'), a.__setitem__(a.index('--out') + 1, str(t/'full'))], 'non-empty folder without segment.csv'),
+])
+def test_segment_bad_input_one_line_exit_2(tmp_path, change, words):
+    img, model = _segment_inputs(tmp_path)
+    args = [str(img), '--model', str(model), '--mpp', '0.5', '--out', str(tmp_path/'out')]
+    change(args, tmp_path)
+    code, out, err = _cli('segment', *args)
+    assert code == 2 and words in err and err.strip().count('\n') == 0, err
+    assert not (tmp_path/'out').exists()
+
+def test_hestseg_monuseg_registered_and_options_checked(tmp_path):
+    assert 'hestseg-monuseg' in EXPERIMENTS
+    code, out, err = _cli('hestseg-monuseg', '--out', str(tmp_path/'o'), '--set', 'epochs=0')
+    assert code == 2 and 'must be >= 1' in err and not (tmp_path/'o').exists()

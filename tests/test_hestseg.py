@@ -249,3 +249,11 @@ def test_threads_option_is_restored():
     before = torch.get_num_threads()
     run_hestseg_synth(quick=True, n_tiles=3, size=32, epochs=1, width=4, threads=1, progress=False, monuseg=False)
     assert torch.get_num_threads() == before
+
+def test_overlay_legend_names_every_class():
+    import matplotlib; import matplotlib.pyplot as plt
+    t = simulate_tile('breast', 48, seed=0)
+    ax = plot_overlay(t['image'], t['inst'], t['types'])
+    assert [x.get_text() for x in ax.get_legend().get_texts()] == list(CLASSES[1:]) + ['ignore']
+    assert plot_overlay(t['image'], t['inst'], t['types'], legend=False).get_legend() is None
+    plt.close('all')
