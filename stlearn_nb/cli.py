@@ -179,7 +179,7 @@ def _epoch_lines_callback():
 def progress_mode(quiet:bool=False, terminal:bool|None=None):
     "Bars on a terminal, one line per epoch otherwise, nothing when `quiet`; fastai and fastprogress restored on exit."
     terminal = sys.stdout.isatty() if terminal is None else terminal
-    if 'fastai.learner' not in sys.modules or (terminal and not quiet): yield; return
+    if (terminal and not quiet) or not _module_exists('fastai'): yield; return   # fastai imported here if the experiment imports it lazily
     import fastprogress.fastprogress as fp
     from fastai.learner import defaults
     from fastai.callback.progress import ProgressCallback

@@ -117,9 +117,13 @@ DEMO_FASTAI = textwrap.dedent('''
         return Experiment(pd.DataFrame({'epochs': [epochs]}))
 ''')
 
-@pytest.mark.parametrize('quiet', [False, True])
-def test_log_file_gets_one_line_per_epoch(tmp_path, quiet):
-    (tmp_path/'demo_fit.py').write_text(DEMO_FASTAI)
+LAZY_FASTAI = DEMO_FASTAI.replace('\nfrom fastai.learner import Learner\nfrom fastai.data.core import DataLoaders\n', '\n', 1).replace(
+    "    x = torch.linspace", "    from fastai.learner import Learner\n    from fastai.data.core import DataLoaders\n    x = torch.linspace")
+
+@pytest.mark.parametrize('quiet,source', [(False, DEMO_FASTAI), (True, DEMO_FASTAI), (False, LAZY_FASTAI)])
+def test_log_file_gets_one_line_per_epoch(tmp_path, quiet, source):
+    "Also when the experiment imports fastai only inside its function (hestseg_real does)."
+    (tmp_path/'demo_fit.py').write_text(source)
     code = ("import sys; import stlearn_nb.cli as c; c.EXPERIMENTS['fit'] = ('demo_fit', 'run_fit', ''); "
             "sys.exit(c.main(sys.argv[1:]))")
     with open(tmp_path/'log.txt', 'w') as log:   # stdout is a file, not a terminal

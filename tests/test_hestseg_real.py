@@ -218,3 +218,32 @@ def test_real_classical_baseline_in_published_range():
     tiles = [t for t in read_nuclei_tiles(mon, None) if t['split'] == 'test'][:3]
     pq = [pq_stats(t['inst'], classical_segment(t['image'], WORKING_MPP))['pq'] for t in tiles]
     assert all(0.25 < p < 0.7 for p in pq), pq
+
+def test_plot_pq_vs_severity_draws_curve_and_reference_lines():
+    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
+    noise = pd.DataFrame(dict(severity=[0, 1, 2], offset_um=[0, 1, 2], PQ_unseen=[0.5, 0.4, 0.2]))
+    ax = plot_pq_vs_severity(noise, {'clean': 0.5, 'classical': 0.45})
+    assert len(ax.lines) == 3 and list(ax.lines[0].get_ydata()) == [0.5, 0.4, 0.2] and ax.lines[2].get_ydata()[0] == 0.45
+    assert [t.get_text() for t in ax.get_legend().get_texts()][1:] == ['clean', 'classical']
+    plt.close('all')
+
+def test_read_he_image_tiff_png_and_grey(tmp_path):
+    import tifffile
+    from PIL import Image
+    img = np.random.default_rng(0).integers(0, 255, (9, 7, 3), dtype=np.uint8)
+    tifffile.imwrite(tmp_path/'a.tif', img); Image.fromarray(img).save(tmp_path/'a.png'); Image.fromarray(img[..., 0]).save(tmp_path/'g.png')
+    np.testing.assert_array_equal(read_he_image(tmp_path/'a.tif'), img); np.testing.assert_array_equal(read_he_image(tmp_path/'a.png'), img)
+    np.testing.assert_array_equal(read_he_image(tmp_path/'g.png'), np.repeat(img[..., :1], 3, 2))
+    tifffile.imwrite(tmp_path/'f.tif', img.astype(np.float32))
+    with pytest.raises(Exception, match='expected uint8'): read_he_image(tmp_path/'f.tif')
+
+def test_run_hestseg_monuseg_quick_on_real_data(tmp_path):
+    _real()
+    exp = run_hestseg_monuseg(quick=True, synth=False, severities=(1,), threads=1, progress=False)
+    methods = set(exp.tables['per_tile'].method)
+    assert methods == {'classical (haematoxylin, Otsu, watershed)', 'MobileHoVerNet, manual labels',
+                       'MobileHoVerNet, Xenium-like labels, severity 1', 'MobileHoVerNet, manual labels, breast only'}
+    assert set(exp.tables['per_tile'].organ) == set(UNSEEN_ORGANS) and exp.tables['per_tile'].PQ.between(0, 1).all()
+    assert set(exp.figures) == {'overlays', 'pq_vs_severity'}
+    (tmp_path/'model.pt').write_bytes(exp.files['model.pt']); m = load_segmenter(tmp_path/'model.pt')
+    assert m.config['mpp'] == WORKING_MPP and m.config['epochs'] == 1 and 'post' in m.config and m.config['crop'] == 128
