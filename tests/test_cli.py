@@ -2,6 +2,7 @@
 import subprocess, sys, shutil, os, textwrap
 import pandas as pd, pytest
 from pathlib import Path
+from stlearn_nb.data import shared_data_dir
 from stlearn_nb.cli import EXPERIMENTS, available_experiments, build_parser, main, experiment_options, check_out_dir, CommandLineError
 
 EXE = shutil.which('stlearn-nb')
@@ -190,3 +191,23 @@ def test_hestseg_monuseg_registered_and_options_checked(tmp_path):
     assert 'hestseg-monuseg' in EXPERIMENTS
     code, out, err = _cli('hestseg-monuseg', '--out', str(tmp_path/'o'), '--set', 'epochs=0')
     assert code == 2 and 'must be >= 1' in err and not (tmp_path/'o').exists()
+
+def test_stcontrast_her2st_missing_data_one_line_exit_2(tmp_path):
+    (tmp_path/'data').mkdir()
+    code, out, err = _cli('stcontrast-her2st', '--quick', '--data-dir', str(tmp_path/'data'), '--out', str(tmp_path/'o'))
+    last = err.strip().splitlines()[-1]   # (a dependency's FutureWarning may come before it)
+    assert code == 2 and last.startswith('stlearn-nb stcontrast-her2st: error:') and 'her2st data not found' in last and 'Traceback' not in err, err
+    assert not (tmp_path/'o').exists()
+
+def test_stcontrast_her2st_quick_writes_tables_and_figures(tmp_path):
+    if shared_data_dir('her2st') is None: pytest.skip('../shared/data/her2st not present')
+    code, out, err = _cli('stcontrast-her2st', '--quick', '--quiet', '--out', str(tmp_path/'o'))
+    assert code == 0, err
+    files = {p.name for p in (tmp_path/'o').iterdir()}
+    assert {'results.csv', 'per_seed.csv', 'confusion.csv', 'targets.csv', 'patient_mixing.csv', 'bars.png', 'confusion_C6.png', 'confusion_B4.png'} <= files
+    table = pd.read_csv(tmp_path/'o'/'results.csv')
+    assert len(table) == 10 and set(table.test) == {'C6', 'B4'}   # 5 arms x 2 test sections
+    conf = pd.read_csv(tmp_path/'o'/'confusion.csv')
+    # the confusion counts of each arm and test section add up to its labelled spots
+    n = conf.groupby(['arm', 'test']).n.sum().rename('n').reset_index().merge(table[['arm', 'test', 'n_labelled']])
+    assert (n.n == n.n_labelled).all()
