@@ -22,9 +22,9 @@ from .data import shared_data_dir, DataFormatError, ZeroCountsError, format_exam
 __all__ = ['STCONTRAST_ARMS', 'simulate_batch_counts', 'CountVAE', 'elbo_terms', 'NegativeELBO', 'KLWarmup', 'CountDataset',
            'count_vae_learner', 'fit_small', 'fit_count_vae', 'vae_latent', 'pca_latent', 'latent_mixing_scores',
            'fit_latents', 'plot_latents', 'gene_latent', 'info_nce', 'ContrastiveHead', 'ContrastiveLoss',
-           'SectionBatchDL', 'contrastive_learner', 'image_embedding', 'retrieval_accuracy', 'tissue_probe',
-           'class_scores', 'gene_targets', 'run_stcontrast_her2st', 'plot_stcontrast_bars', 'plot_embedding_umaps',
-           'plot_confusions']
+           'SectionBatchDL', 'contrastive_learner', 'image_embedding', 'retrieval_accuracy', 'simulate_patch_features',
+           'tissue_probe', 'class_scores', 'gene_targets', 'run_stcontrast_her2st', 'plot_stcontrast_bars',
+           'plot_embedding_umaps', 'plot_confusions']
 
 # %% ../nbs/50_stcontrast.ipynb #e5c5e9b9
 def simulate_batch_counts(n_patients:int=3,        # P patients (batches)
@@ -343,6 +343,21 @@ def retrieval_accuracy(image, gene, k:int=1) -> float: # share of spots whose ow
     u = F.normalize(torch.as_tensor(np.asarray(image, np.float32)), dim=-1); v = F.normalize(torch.as_tensor(np.asarray(gene, np.float32)), dim=-1)
     sim = u @ v.T
     return float((sim > sim.diagonal()[:, None]).sum(1).lt(k).float().mean())
+
+# %% ../nbs/50_stcontrast.ipynb #c3f430fd
+def simulate_patch_features(tissue_class,          # (N,) class of each spot
+                            patient,               # (N,) patient of each spot
+                            n_features:int=64,
+                            class_scale:float=1.,  # length scale of the class directions
+                            patient_scale:float=1.,# length scale of the patient (stain) directions
+                            noise:float=1.,        # sd of the per-spot noise
+                            seed:int=0,
+                           ) -> np.ndarray:        # (N, n_features) float32
+    "Stand-in frozen-encoder features: a random direction per class plus one per patient plus Gaussian noise."
+    rng = np.random.default_rng(seed)
+    c, p = pd.Categorical(np.asarray(tissue_class).astype(str)).codes, pd.Categorical(np.asarray(patient).astype(str)).codes
+    class_dirs, patient_dirs = rng.normal(0, class_scale, (c.max() + 1, n_features)), rng.normal(0, patient_scale, (p.max() + 1, n_features))
+    return (class_dirs[c] + patient_dirs[p] + rng.normal(0, noise, (len(c), n_features))).astype(np.float32)
 
 # %% ../nbs/50_stcontrast.ipynb #c4ed4622
 def tissue_probe(train_x, train_y, valid_x, valid_y, # embeddings and class labels of the fit and validation spots
