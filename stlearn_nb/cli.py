@@ -190,6 +190,20 @@ def progress_mode(quiet:bool=False, terminal:bool|None=None):
     finally: defaults.callbacks, fp.NO_BAR, fp.WRITER_FN = saved
 
 # %% ../nbs/90_cli.ipynb #ff0868e4
+def _one_line(e:BaseException) -> str:
+    return f"{type(e).__name__}: {' '.join(str(e).split())}"
+
+def _add_run_flags(parser:argparse.ArgumentParser, quiet:str='no progress output'):
+    "--quiet and --debug, as every long-running subcommand has them."
+    parser.add_argument('--quiet', action='store_true', help=quiet)
+    parser.add_argument('--debug', action='store_true', help='print the traceback of an error')
+
+def _error_exit(args, e:BaseException) -> int:
+    "Print `e` as one line naming the subcommand (the traceback too with --debug); the exit code 2."
+    if getattr(args, 'debug', False): traceback.print_exc()
+    print(f"stlearn-nb {args.command}: error: {_one_line(e)}", file=sys.stderr)
+    return 2
+
 def add_de_parser(sub) -> argparse.ArgumentParser:
     "The `de` subcommand: PPI++ differential expression on the user's own AnnData files."
     desc = ('PPI++ differential expression, target vs reference, from automated-only cells and curated cells '
@@ -238,8 +252,7 @@ def add_encode_parser(sub):
     e.add_argument('--patch-um', type=float, default=112., help='physical side of the stored patches in um (HEST-1k: 112)')
     e.add_argument('--bs', type=int, default=64, help='patches per forward pass')
     e.add_argument('--tta', action='store_true', help='average the 8 dihedral views of each patch')
-    e.add_argument('--quiet', action='store_true', help='no progress output')
-    e.add_argument('--debug', action='store_true', help='print the traceback of an error')
+    _add_run_flags(e)
     return e
 
 def run_encode(args) -> int:
@@ -258,9 +271,7 @@ def run_encode(args) -> int:
         if torch.cuda.is_available() and world > 1: torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', rank)) % torch.cuda.device_count())
         done = encode_hest_samples(args.hest, encoder, args.out, args.samples, args.patch_um, args.tta, args.bs,
                                    progress=False if args.quiet else None)
-    except Exception as e:
-        if args.debug: traceback.print_exc()
-        print(f"stlearn-nb encode: error: {_one_line(e)}", file=sys.stderr); return 2
+    except Exception as e: return _error_exit(args, e)
     counts = done.status.value_counts()
     print(f"encode [rank {rank}/{world}]: {len(done)} samples ({counts.get('encoded', 0)} encoded, {counts.get('cached', 0)} already done), "
           f"{int(done.n_patches.sum())} patches, {encoder} -> {Path(done.path.iloc[0]).parent if len(done) else args.out}")
@@ -276,8 +287,7 @@ def add_segment_parser(sub):
     s.add_argument('--model', type=Path, required=True, metavar='MODEL', help='model file: torch dict with state_dict and config')
     s.add_argument('--mpp', type=float, required=True, metavar='MPP', help='microns per pixel of the images (> 0)')
     s.add_argument('--out', type=Path, required=True, metavar='DIR', help='output folder (replaced only when every image is done)')
-    s.add_argument('--quiet', action='store_true', help='no per-image lines')
-    s.add_argument('--debug', action='store_true', help='print the traceback of an error')
+    _add_run_flags(s, 'no per-image lines')
     return s
 
 def run_segment(args) -> int:
@@ -288,9 +298,7 @@ def run_segment(args) -> int:
             raise CommandLineError(f"--out {args.out} is a non-empty folder without segment.csv; the run would replace it: choose a new or empty folder")
         from stlearn_nb.hestseg_real import segment_files   # the concept is imported only when `segment` runs
         table = segment_files(args.images, args.model, args.mpp, args.out, progress=not args.quiet)
-    except Exception as e:
-        if args.debug: traceback.print_exc()
-        print(f"stlearn-nb segment: error: {_one_line(e)}", file=sys.stderr); return 2
+    except Exception as e: return _error_exit(args, e)
     print(f"segment: {len(table)} images, {int(table.n_nuclei.sum())} nuclei; masks and overlays in {args.out}/")
     return 0
 
@@ -328,8 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
         e.add_argument('--seed', type=int, default=0, help='base random seed')
         e.add_argument('--data-dir', type=Path, default=None, help='shared data folder (default: find ../shared/data)')
         e.add_argument('--cpu', action='store_true', help='train on CPU even when a GPU is present')
-        e.add_argument('--quiet', action='store_true', help='no progress bars or per-epoch lines')
-        e.add_argument('--debug', action='store_true', help='print the traceback of an error')
+        _add_run_flags(e, 'no progress bars or per-epoch lines')
         e.add_argument('--set', dest='options', action='append', type=_parse_option, default=[], metavar='KEY=VALUE',
                        help='keyword argument for the experiment function (repeatable; listed below)')
     return p
@@ -357,9 +364,6 @@ def run_experiment(name:str, out:Path|None=None, quick:bool=False, seed:int=0, d
     return exp
 
 # %% ../nbs/90_cli.ipynb #c055e55e
-def _one_line(e:BaseException) -> str:
-    return f"{type(e).__name__}: {' '.join(str(e).split())}"
-
 def main(argv:list|None=None) -> int:
     "Entry point of the `stlearn-nb` console script: 0 on success, 2 on any error (one line; `--debug` adds the traceback)."
     parser = build_parser(); args = parser.parse_args(argv)
@@ -377,10 +381,7 @@ def main(argv:list|None=None) -> int:
         taken = [k for k in options if k in CLI_OWNED or k in ('name', 'out', 'quiet')]
         if taken: raise CommandLineError(f"--set {taken[0]}=...: use --{taken[0].replace('_', '-')} instead")
         run_experiment(args.command, args.out, args.quick, args.seed, args.data_dir, args.quiet, **options)
-    except Exception as e:
-        if args.debug: traceback.print_exc()
-        print(f"stlearn-nb {args.command}: error: {_one_line(e)}", file=sys.stderr)
-        return 2
+    except Exception as e: return _error_exit(args, e)
     return 0
 
 # %% ../nbs/90_cli.ipynb #d22d5f31

@@ -17,8 +17,8 @@ __all__ = ['HER2ST_UM_PER_PX', 'HER2ST_CLASSES', 'UM_PER_PX_TIMES_MAGNIFICATION'
            'write_toy_hest', 'read_her2st', 'her2st_tissue_classes', 'read_full_image', 'spot_patches',
            'read_10x_reference', 'write_toy_10x', 'transcripts_to_counts', 'read_cosmx', 'read_cosmx_masks',
            'local_to_pixel', 'read_merfish_spatial', 'read_merfish_reference', 'read_merfish_rctd', 'MaskShapeError',
-           'read_cpm15_magnifications', 'read_cpm15_mask', 'read_png', 'read_cpm15', 'monuseg_organ', 'resample_tile',
-           'plot_spatial']
+           'read_cpm15_magnifications', 'read_cpm15_mask', 'read_png', 'read_cpm15', 'monuseg_organ', 'resize_labels',
+           'resample_tile', 'plot_spatial']
 
 # %% ../nbs/01_data.ipynb #d9fe5b4f
 class DataFormatError(ValueError):
@@ -695,19 +695,27 @@ def monuseg_organ(name:str) -> str:
     return MONUSEG_ORGANS.get(parts[1], 'unknown')
 
 # %% ../nbs/01_data.ipynb #3e9b4025
-def resample_tile(image:np.ndarray, # (H, W, 3) uint8
-                  inst:np.ndarray,  # (H, W) instance mask
-                  mpp:float,        # its um/px
-                  target_mpp:float, # wanted um/px
-                 ) -> tuple[np.ndarray, np.ndarray]: # image bilinear anti-aliased, mask nearest, both (round(H * mpp / target), ...)
+def resize_labels(labels:np.ndarray, # (H, W) label map
+                  shape:tuple,       # (h, w) wanted
+                 ) -> np.ndarray:    # (h, w), each output pixel takes the label under its centre
+    "Nearest-neighbour resize of a label map to exactly `shape` (labels are never blended)."
+    H, W = labels.shape[:2]; h, w = shape
+    rows = np.minimum(((np.arange(h) + 0.5) * H / h).astype(int), H - 1); cols = np.minimum(((np.arange(w) + 0.5) * W / w).astype(int), W - 1)
+    return np.asarray(labels)[rows[:, None], cols[None]]
+
+def resample_tile(image:np.ndarray,     # (H, W, 3) uint8
+                  inst:np.ndarray|None, # (H, W) instance mask, or None for the image alone
+                  mpp:float,            # its um/px
+                  target_mpp:float,     # wanted um/px
+                 ) -> tuple[np.ndarray, np.ndarray|None]: # image bilinear anti-aliased, mask nearest, both (round(H * mpp / target), ...)
     "Image and mask resampled to `target_mpp` (same output grid for both)."
     if not (mpp > 0 and target_mpp > 0): raise ValueError(f"pixel sizes must be > 0, got {mpp} and {target_mpp}")
-    H, W = inst.shape; h, w = max(1, round(H * mpp / target_mpp)), max(1, round(W * mpp / target_mpp))
-    if (h, w) == (H, W): return image, np.asarray(inst, np.int32)
+    H, W = image.shape[:2]; h, w = max(1, round(H * mpp / target_mpp)), max(1, round(W * mpp / target_mpp))
+    mask = None if inst is None else np.asarray(inst, np.int32)
+    if (h, w) == (H, W): return image, mask
     t = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)[None].float()
     t = torch.nn.functional.interpolate(t, size=(h, w), mode='bilinear', antialias=h < H, align_corners=False)
-    rows = np.minimum(((np.arange(h) + 0.5) * H / h).astype(int), H - 1); cols = np.minimum(((np.arange(w) + 0.5) * W / w).astype(int), W - 1)
-    return t[0].round().clamp(0, 255).byte().permute(1, 2, 0).numpy(), np.asarray(inst, np.int32)[rows[:, None], cols[None]]
+    return t[0].round().clamp(0, 255).byte().permute(1, 2, 0).numpy(), None if mask is None else resize_labels(mask, (h, w))
 
 # %% ../nbs/01_data.ipynb #8d135b33
 def plot_spatial(adata:ad.AnnData,        # spots with .obsm['spatial'] and .uns['spatial'][library_id]

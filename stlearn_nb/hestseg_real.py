@@ -10,7 +10,8 @@ import numpy as np, pandas as pd, torch, torch.nn as nn, torch.nn.functional as 
 from scipy import ndimage as ndi
 from .core import seed_everything, default_device, Experiment, cpu_threads, atomic_dir
 from .data import (DataFormatError, UnreadableFileError, shared_data_dir, require_file, read_cpm15, read_cpm15_magnifications,
-                   monuseg_organ, resample_tile, read_png, read_tiff, format_examples)
+                   monuseg_organ, resample_tile, resize_labels, read_png, read_tiff, format_examples)
+from .features import IMAGENET_MEAN, IMAGENET_STD
 from .hestseg import (read_monuseg, hv_targets, HoVerLoss, hover_postprocess, instance_classes, pq_stats, aji_score,
                       aji_plus_score, dice_score, IGNORE, _relabel, _remove_small, msge_loss, soft_dice_loss)
 
@@ -128,8 +129,8 @@ class MobileHoVerNet(nn.Module):
         self.np_head, self.hv_head = _head(32, 2), _head(32, 2)
         self.tp_head = _head(32, n_classes) if n_classes else None
         self.n_classes, self.mpp, self.config = n_classes, mpp, dict(n_classes=n_classes, mpp=mpp)
-        self.register_buffer('mean', torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-        self.register_buffer('std', torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+        self.register_buffer('mean', torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer('std', torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
     def forward(self, x):
         skips = []; h = (x - self.mean) / self.std
         for stage in self.encoder: h = stage(h); skips.append(h)
@@ -243,12 +244,6 @@ def predict_maps(model:nn.Module,    # returns (B, 4 + K, h, w) for (B, 3, h, w)
     return out[:, :H, :W]
 
 # %% ../nbs/21_hestseg_real.ipynb #67573cc0
-def _nearest(labels:np.ndarray, shape:tuple) -> np.ndarray:
-    "Nearest-neighbour resize of a label map to exactly `shape`."
-    h, w = labels.shape; H, W = shape
-    rows = np.minimum(((np.arange(H) + 0.5) * h / H).astype(int), h - 1); cols = np.minimum(((np.arange(W) + 0.5) * w / W).astype(int), w - 1)
-    return labels[rows[:, None], cols[None]]
-
 def segment_nuclei(image:np.ndarray,     # (H, W, 3) uint8 RGB H&E
                    model,                # a MobileHoVerNet-like module with .mpp and .config, or a model file
                    mpp:float,            # the image's um/px
@@ -259,12 +254,12 @@ def segment_nuclei(image:np.ndarray,     # (H, W, 3) uint8 RGB H&E
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3: raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
     if not mpp > 0: raise ValueError(f"mpp must be > 0, got {mpp}")
-    small, _ = resample_tile(image, np.zeros(image.shape[:2], np.int32), mpp, model.mpp)
+    small, _ = resample_tile(image, None, mpp, model.mpp)
     maps = predict_maps(model, small, tile, overlap)
     inst = hover_postprocess(maps[0], maps[1:3], **{**POST_REAL, **model.config.get('post', {}), **post})
-    inst = _nearest(inst, image.shape[:2]).astype(np.int32)
+    inst = resize_labels(inst, image.shape[:2]).astype(np.int32)
     if maps.shape[0] == 3: return inst
-    ids, cls = instance_classes(inst, _nearest(maps[3:].argmax(0), image.shape[:2]), maps.shape[0] - 3)
+    ids, cls = instance_classes(inst, resize_labels(maps[3:].argmax(0), image.shape[:2]), maps.shape[0] - 3)
     lut = np.zeros(inst.max() + 1, np.int32); lut[ids] = cls
     return inst, lut[inst]
 

@@ -320,15 +320,15 @@ def contrastive_learner(features,                # (N, D) frozen patch features
     device = device or default_device()
     order = np.random.default_rng(seed).permutation(len(features)); n_valid = max(2, int(valid_frac * len(features)))
     fit, valid = order[n_valid:], order[:n_valid]
-    standardise = lambda a: (a - a[fit].mean(0)) / (a[fit].std(0) + 1e-6)
-    x, y = torch.as_tensor(standardise(features)), torch.as_tensor(standardise(targets))
+    mean, sd = features[fit].mean(0), features[fit].std(0) + 1e-6
+    x, y = torch.as_tensor((features - mean) / sd), torch.as_tensor((targets - targets[fit].mean(0)) / (targets[fit].std(0) + 1e-6))
     ds = lambda idx: torch.utils.data.TensorDataset(x[idx], y[idx])
     train_dl = (SectionBatchDL(ds(fit), np.asarray(section)[fit], bs=bs, seed=seed, device=device) if batch_mode == 'section'
                 else DataLoader(ds(fit), bs=bs, shuffle=True, drop_last=True, device=device))
     dls = DataLoaders(train_dl, DataLoader(ds(valid), bs=len(valid), device=device), device=device)
     head = ContrastiveHead(x.shape[1], y.shape[1], n_hidden, temperature)
     learn = Learner(dls, head, loss_func=ContrastiveLoss(head), lr=lr)
-    learn.standardise = (features[fit].mean(0), features[fit].std(0) + 1e-6)
+    learn.standardise = (mean, sd)
     return learn
 
 @torch.no_grad()
@@ -385,35 +385,35 @@ def class_scores(true, pred) -> dict: # balanced accuracy and macro-F1 over the 
 STCONTRAST_ARMS = ('ImageNet features', 'contrastive: PCA', 'contrastive: plain VAE', 'contrastive: batch-aware VAE',
                    'contrastive: batch-aware VAE, one-section batches')
 
+def _log_normalised(counts): return np.log1p(1e4 * counts / np.maximum(counts.sum(1, keepdims=True), 1e-12))
+
 def gene_targets(counts, section, kind:str, n_latent:int=10, epochs:int=150, seed:int=0, progress=None):
     "A fitted target: (training spots' latent (N, L), function counts -> latent). kind: 'PCA', 'plain VAE' or 'batch-aware VAE'."
     if kind == 'PCA':
         from sklearn.decomposition import PCA
-        logn = lambda c: np.log1p(1e4 * c / np.maximum(c.sum(1, keepdims=True), 1))
-        pca = PCA(n_latent, random_state=seed).fit(logn(counts))
-        return pca.transform(logn(counts)), lambda c: pca.transform(logn(c))
+        pca = PCA(n_latent, random_state=seed).fit(_log_normalised(counts))
+        return pca.transform(_log_normalised(counts)), lambda c: pca.transform(_log_normalised(c))
     if kind not in ('plain VAE', 'batch-aware VAE'): raise ValueError(f"unknown target {kind!r}")
     seed_everything(seed)
     learn = fit_count_vae(count_vae_learner(counts, section, kind == 'batch-aware VAE', n_latent, seed=seed), epochs, progress=progress)
     return vae_latent(learn.model, counts), lambda c: vae_latent(learn.model, c)
 
 # %% ../nbs/50_stcontrast.ipynb #1e23f9a7
-def _log_normalised(counts): return np.log1p(1e4 * counts / np.maximum(counts.sum(1, keepdims=True), 1e-12))
-
-def _arm_readouts(emb:dict, data:dict, split:dict, labelled:np.ndarray, n_ridge_genes:int) -> tuple: # rows, confusion rows
+def _arm_readouts(x:np.ndarray, data:dict, labelled:np.ndarray, n_ridge_genes:int) -> tuple: # rows, confusion rows
     from stlearn_nb.core import spearman_per_gene, partial_spearman_per_gene, correlation_summary
-    from stlearn_nb.features import ridge_probe
+    from stlearn_nb.features import ridge_probe, HER2ST_SPLIT
+    split = HER2ST_SPLIT
     sec, y = data['section'], data['tissue_class']
     rows_of = lambda names, only_labelled=False: np.isin(sec, names) & (labelled if only_labelled else True)
     tr, va = rows_of(split['train'], True), rows_of(split['valid'], True)
-    probe = tissue_probe(emb['x'][tr], y[tr], emb['x'][va], y[va])
+    probe = tissue_probe(x[tr], y[tr], x[va], y[va])
     target = _log_normalised(data['counts'][:, :n_ridge_genes])
-    ridge = ridge_probe(emb['x'][rows_of(split['train'])], target[rows_of(split['train'])], emb['x'][rows_of(split['valid'])], target[rows_of(split['valid'])])
+    ridge = ridge_probe(x[rows_of(split['train'])], target[rows_of(split['train'])], x[rows_of(split['valid'])], target[rows_of(split['valid'])])
     rows, conf = [], []
     for test in split['test']:
         lab, every = rows_of([test], True), rows_of([test])
-        pred = probe.predict(emb['x'][lab])
-        r = ridge.predict(emb['x'][every])
+        pred = probe.predict(x[lab])
+        r = ridge.predict(x[every])
         partial = partial_spearman_per_gene(r, target[every], data['library'][every])
         rows.append(dict(test=test, n_labelled=int(lab.sum()), **class_scores(y[lab], pred), probe_C=probe.C_,
                          spearman=correlation_summary(spearman_per_gene(r, target[every]))['mean'],
@@ -439,9 +439,8 @@ def run_stcontrast_her2st(quick:bool=False, seed:int=0, data_dir=None,
     vae_epochs, head_epochs = vae_epochs or (20 if quick else 150), head_epochs or (20 if quick else 150)
     encoder = default_encoder('stain' if quick and arch is None else arch, weights)
     data = her2st_dataset(root, n_genes=n_genes, encoder=encoder, patch_um=patch_um, patch_px=patch_px or (112 if quick else 224), cache_dir=cache_dir)
-    split = dict(train=HER2ST_SPLIT['train'], valid=HER2ST_SPLIT['valid'], test=HER2ST_SPLIT['test'])
-    fit_sections = split['train'] + split['valid']
-    y = data['tissue_class']
+    fit_sections = HER2ST_SPLIT['train'] + HER2ST_SPLIT['valid']
+    y, patient = data['tissue_class'], np.array([s[0] for s in data['section']])   # her2st sections are named <patient><n>
     if y is None: raise FileNotFoundError(f"{root}/clusters/motivation.csv is needed for the tissue classes")
     classes = sorted(set(y[np.isin(data['section'], fit_sections) & pd.notna(y)]))
     labelled = pd.notna(y) & np.isin(y.astype(str), classes)
@@ -453,17 +452,17 @@ def run_stcontrast_her2st(quick:bool=False, seed:int=0, data_dir=None,
         for kind in ('PCA', 'plain VAE', 'batch-aware VAE'):
             z_fit, to_latent = gene_targets(counts_fit, sec_fit, kind, n_latent, vae_epochs, s, progress)
             z_all = to_latent(data['counts'])
-            target_rows += [dict(seed=s, target=kind, **r) for r in _arm_readouts({'x': z_all}, data, split, labelled, n_ridge_genes)[0]]
+            target_rows += [dict(seed=s, target=kind, **r) for r in _arm_readouts(z_all, data, labelled, n_ridge_genes)[0]]
             for mode in (('mixed', 'section') if kind == 'batch-aware VAE' else ('mixed',)):
                 seed_everything(s)
                 learn = fit_small(contrastive_learner(data['features'][fit_rows], z_fit, sec_fit, mode, bs=bs, seed=s), head_epochs, 1e-3, progress)
                 name = f'contrastive: {kind}' + (', one-section batches' if mode == 'section' else '')
                 embeddings[name] = image_embedding(learn, data['features'])
         for arm, x in embeddings.items():
-            rows, conf = _arm_readouts({'x': x}, data, split, labelled, n_ridge_genes)
+            rows, conf = _arm_readouts(x, data, labelled, n_ridge_genes)
             per_seed += [dict(arm=arm, seed=s, **r) for r in rows]; confusion += [c.assign(arm=arm, seed=s) for c in conf]
-            mixing.append(dict(arm=arm, seed=s, **latent_mixing_scores(x[labelled], y[labelled], [q[0] for q in data['section'][labelled]], seed=s)))
-            if (umap if umap is not None else not quick) and s == seed: umaps.append(_umap_rows(x, data, arm, s))
+            mixing.append(dict(arm=arm, seed=s, **latent_mixing_scores(x[labelled], y[labelled], patient[labelled], seed=s)))
+            if (umap if umap is not None else not quick) and s == seed: umaps.append(_umap_rows(x, data, patient, arm, s))
     per_seed = pd.DataFrame(per_seed)
     metrics = ['balanced_accuracy', 'macro_f1', 'spearman', 'depth_adjusted']
     table = per_seed.groupby(['arm', 'test'], sort=False)[metrics].agg(['mean', 'std'])
@@ -473,17 +472,17 @@ def run_stcontrast_her2st(quick:bool=False, seed:int=0, data_dir=None,
     tables = {'per_seed': per_seed, 'confusion': conf, 'targets': pd.DataFrame(target_rows), 'patient_mixing': pd.DataFrame(mixing),
               'qc': data['qc'].reset_index(names='section')}
     if umaps: tables['umap'] = pd.concat(umaps)
-    figures = {'bars': plot_stcontrast_bars(table)[0].figure, **{f'confusion_{t}': plot_confusions(conf, t)[0].figure for t in split['test']}}
+    figures = {'bars': plot_stcontrast_bars(table)[0].figure, **{f'confusion_{t}': plot_confusions(conf, t)[0].figure for t in HER2ST_SPLIT['test']}}
     if umaps: figures['umap'] = plot_embedding_umaps(tables['umap'])[0][0].figure
     for f in figures.values(): f.tight_layout()
     notes = (f"encoder {encoder!r}; {n_seeds} seeds; targets {n_latent}-d on {n_genes} genes; heads {head_epochs} epochs, bs {bs}; "
              f"VAEs {vae_epochs} epochs, batch = section; classes {classes}; fitted on {list(fit_sections)}.")
     return Experiment(table, tables=tables, figures=figures, notes=notes)
 
-def _umap_rows(x, data, arm, seed) -> pd.DataFrame:
+def _umap_rows(x, data, patient, arm, seed) -> pd.DataFrame:
     from umap import UMAP
     xy = UMAP(n_neighbors=15, random_state=seed).fit_transform(np.asarray(x))
-    return pd.DataFrame({'arm': arm, 'section': data['section'], 'patient': [s[0] for s in data['section']],
+    return pd.DataFrame({'arm': arm, 'section': data['section'], 'patient': patient,
                          'tissue_class': pd.Series(data['tissue_class']).fillna('none').to_numpy(), 'x': xy[:, 0].round(2), 'y': xy[:, 1].round(2)})
 
 # %% ../nbs/50_stcontrast.ipynb #b1526048

@@ -1,10 +1,9 @@
 "Tests for stlearn_nb.hestseg_real: tiling and stitching, label-noise functions, model files, the segment tool, real data."
 import numpy as np, pandas as pd, pytest, torch
 from scipy import ndimage as ndi
-from stlearn_nb.data import shared_data_dir, resample_tile
+from stlearn_nb.data import shared_data_dir, resample_tile, resize_labels
 from stlearn_nb.hestseg import hv_targets, pq_stats, simulate_tile, _relabel, aji_score
 from stlearn_nb.hestseg_real import *
-from stlearn_nb.hestseg_real import _nearest
 
 torch.set_num_threads(1)
 
@@ -56,7 +55,14 @@ def test_segment_nuclei_refuses_bad_input():
 
 def test_nearest_matches_scipy_zoom_order0():
     lab = np.random.default_rng(0).integers(0, 9, (10, 14))
-    np.testing.assert_array_equal(_nearest(lab, (20, 28)), np.kron(lab, np.ones((2, 2), int)))
+    np.testing.assert_array_equal(resize_labels(lab, (20, 28)), np.kron(lab, np.ones((2, 2), int)))
+
+def test_resample_tile_image_alone_is_the_same_image():
+    rng = np.random.default_rng(1)
+    img, lab = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8), rng.integers(0, 5, (40, 60))
+    both, alone = resample_tile(img, lab, 0.25, 0.5), resample_tile(img, None, 0.25, 0.5)
+    np.testing.assert_array_equal(alone[0], both[0]); assert alone[1] is None
+    np.testing.assert_array_equal(both[1], resize_labels(lab, (20, 30)))
 
 # ---------------------------------------------------------------- label noise: each function's stated effect
 def _squares():
