@@ -12,13 +12,13 @@ import numpy as np, pandas as pd, scipy.sparse as sp, anndata as ad, torch
 # %% auto #0
 __all__ = ['HER2ST_UM_PER_PX', 'HER2ST_CLASSES', 'UM_PER_PX_TIMES_MAGNIFICATION', 'MONUSEG_ORGANS', 'DataFormatError',
            'BarcodeMismatchError', 'PatchOutOfBoundsError', 'ZeroCountsError', 'UnreadableFileError', 'format_examples',
-           'require_file', 'reading', 'read_table', 'read_tiff', 'check_unique', 'check_finite', 'shared_data_dir',
-           'check_counts', 'crop_patches', 'resize_patches', 'read_hest_patches', 'read_hest_patch_index', 'read_hest',
-           'write_toy_hest', 'read_her2st', 'her2st_tissue_classes', 'read_full_image', 'spot_patches',
-           'read_10x_reference', 'write_toy_10x', 'transcripts_to_counts', 'read_cosmx', 'read_cosmx_masks',
-           'local_to_pixel', 'read_merfish_spatial', 'read_merfish_reference', 'read_merfish_rctd', 'MaskShapeError',
-           'read_cpm15_magnifications', 'read_cpm15_mask', 'read_png', 'read_cpm15', 'monuseg_organ', 'resize_labels',
-           'resample_tile', 'plot_spatial']
+           'require_file', 'reading', 'read_table', 'read_tiff', 'check_pixel_size', 'check_unique', 'check_finite',
+           'shared_data_dir', 'check_counts', 'crop_patches', 'resize_patches', 'read_hest_patches',
+           'read_hest_patch_index', 'read_hest', 'write_toy_hest', 'read_her2st', 'her2st_tissue_classes',
+           'read_full_image', 'spot_patches', 'read_10x_reference', 'write_toy_10x', 'transcripts_to_counts',
+           'read_cosmx', 'read_cosmx_masks', 'local_to_pixel', 'read_merfish_spatial', 'read_merfish_reference',
+           'read_merfish_rctd', 'MaskShapeError', 'read_cpm15_magnifications', 'read_cpm15_mask', 'read_png',
+           'read_cpm15', 'monuseg_organ', 'resize_labels', 'resample_tile', 'plot_spatial']
 
 # %% ../nbs/01_data.ipynb #d9fe5b4f
 class DataFormatError(ValueError):
@@ -44,6 +44,11 @@ def require_file(path:Path, what:str) -> Path:
     return path
 
 # %% ../nbs/01_data.ipynb #31c7c0ec
+def _kind_words(path) -> str:
+    from stlearn_nb.filekind import file_kind, _article
+    try: return _article(file_kind(path))
+    except OSError as e: return f'an unreadable file ({type(e).__name__})'
+
 @contextmanager
 def reading(path:str|Path, # the file being read
             what:str,      # what it should hold, e.g. 'her2st counts'
@@ -53,7 +58,7 @@ def reading(path:str|Path, # the file being read
     except (DataFormatError, FileNotFoundError, MemoryError, KeyboardInterrupt): raise
     except Exception as e:
         raise UnreadableFileError(f"{path}: cannot read the {what} ({type(e).__name__}: {e}); "
-                                  f"is the file truncated, empty or of another format?") from e
+                                  f"is the file truncated, empty or of another format? (it starts like {_kind_words(path)})") from e
 
 # %% ../nbs/01_data.ipynb #ac128311
 def _first_line(path:Path, n:int=2000) -> str:
@@ -104,6 +109,16 @@ def read_tiff(path:str|Path, # a TIFF image or label mask
     with reading(path, f'{what} (TIFF, via Pillow)'), Image.open(path) as im: return np.asarray(im)
 
 # %% ../nbs/01_data.ipynb #37597bc3
+def check_pixel_size(value,        # a pixel size as read from a file or given by a user
+                     source:str,   # the file and field it comes from, for the message
+                    ) -> float:    # the size in um/px
+    "A pixel size as a float > 0 (um/px); `DataFormatError` for a string with a unit ('0.5um'), zero, negative, NaN or a bool."
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise DataFormatError(f"{source}: the pixel size must be a number in um/px, got {value!r}"
+                              + (' (write the number without its unit)' if isinstance(value, str) else ''))
+    if not (np.isfinite(value) and value > 0): raise DataFormatError(f"{source}: the pixel size must be > 0 um/px, got {value!r}")
+    return float(value)
+
 def check_unique(ids,            # identifiers that must be distinct
                  source,         # the file they come from, for the message
                  what:str,       # what they are, e.g. 'spot barcodes'
@@ -180,26 +195,28 @@ def crop_patches(image:np.ndarray,   # (H, W, 3) uint8 image
                  size:int,           # patch side in image pixels
                  pad:bool=False,     # fill outside with white instead of raising
                 ) -> tuple[np.ndarray, np.ndarray]: # (n, size, size, 3) uint8 patches, (n, 2) top-left (x, y)
-    "Cut square patches around `centers`, vectorised with one fancy index."
+    "Cut square patches around `centers`, vectorised with one fancy index; with `pad`, pixels outside the image are white."
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3: raise DataFormatError(f"image must be (H, W, 3), got {image.shape}")
     if image.dtype != np.uint8: raise DataFormatError(f"image must be uint8, got {image.dtype}")
     if int(size) != size or size < 1: raise DataFormatError(f"patch size must be a positive integer, got {size}")
+    if np.ndim(centers) != 2 or np.shape(centers)[1] != 2: raise DataFormatError(f"centres must be (n, 2) (x, y), got {np.shape(centers)}")
+    size = int(size)
+    if len(centers) == 0: return np.zeros((0, size, size, 3), np.uint8), np.zeros((0, 2), int)
     centers = check_finite(centers, 'crop_patches', 'patch centres', None)
-    if centers.shape[1] != 2: raise DataFormatError(f"centres must be (n, 2) (x, y), got {centers.shape}")
-    size = int(size); top_left = np.floor(centers - size / 2).astype(int)
+    if np.abs(centers).max() > 2**40: raise PatchOutOfBoundsError(f"patch centres up to {np.abs(centers).max():.3g} px: not pixel coordinates of any image")
+    top_left = np.floor(centers - size / 2).astype(np.int64)
     H, W = image.shape[:2]
     outside = (top_left[:, 0] < 0) | (top_left[:, 1] < 0) | (top_left[:, 0] + size > W) | (top_left[:, 1] + size > H)
     if outside.any() and not pad:
         raise PatchOutOfBoundsError(f"{outside.sum()} patches of {size}px reach outside the {W}x{H} image, "
                                     f"e.g. centres {format_examples(centers[outside].round(1).tolist(), 3)}; pass pad=True to pad")
-    offset = 0
-    if outside.any():  # pad by exactly as much as the farthest patch needs: no index may wrap around
-        offset = int(max(0, -top_left.min(), (top_left[:, 0] + size - W).max(), (top_left[:, 1] + size - H).max()))
-        image = np.pad(image, ((offset, offset), (offset, offset), (0, 0)), constant_values=255)
-    rows = top_left[:, 1, None] + offset + np.arange(size)
-    cols = top_left[:, 0, None] + offset + np.arange(size)
-    return image[rows[:, :, None], cols[:, None, :]], top_left
+    rows, cols = top_left[:, 1, None] + np.arange(size), top_left[:, 0, None] + np.arange(size)   # (n, size) each
+    patches = image[rows.clip(0, H - 1)[:, :, None], cols.clip(0, W - 1)[:, None, :]]           # memory: the patches only
+    if outside.any():   # pixels outside the image are white, never wrapped or repeated from the border
+        inside = ((rows >= 0) & (rows < H))[:, :, None] & ((cols >= 0) & (cols < W))[:, None, :]
+        patches[~inside] = 255
+    return patches, top_left
 
 # %% ../nbs/01_data.ipynb #63fd4132
 def resize_patches(patches:np.ndarray, # (n, h, w, 3) uint8
@@ -265,7 +282,7 @@ def read_hest(root:str|Path,         # HEST-1k folder with st/, patches/, metada
     adata = _drop_zero(adata, drop_zero, source=st)
     adata.layers['counts'] = adata.X.copy()
     scale = {'spatial_unit': 'level-0 pixels'}
-    if meta.get('pixel_size_um_estimated') is not None: scale['pixel_size_um'] = meta['pixel_size_um_estimated']
+    if meta.get('pixel_size_um_estimated') is not None: scale['pixel_size_um'] = check_pixel_size(meta['pixel_size_um_estimated'], f"{meta_path}: pixel_size_um_estimated")
     adata.uns['spatial'] = {sample_id: {'metadata': {k: v for k, v in meta.items() if v is not None}, 'scalefactors': scale}}
     if not patches: return adata
     ppath = root/'patches'/f'{sample_id}.h5'
@@ -404,6 +421,7 @@ def her2st_tissue_classes(path:str|Path, # clusters/motivation.csv
 # %% ../nbs/01_data.ipynb #483ad20e
 def read_full_image(adata:ad.AnnData, library_id:str|None=None) -> np.ndarray:
     "Load the full-resolution image whose path `adata.uns['spatial'][library_id]` records."
+    if not isinstance(adata, ad.AnnData): raise TypeError(f"read_full_image needs an AnnData (read_her2st), got a {type(adata).__name__}")
     from PIL import Image
     Image.MAX_IMAGE_PIXELS = None
     library_id = library_id or next(iter(adata.uns['spatial']))
@@ -420,6 +438,8 @@ def spot_patches(adata:ad.AnnData,    # spots with .obsm['spatial'] in full-reso
                  copy:bool=False,
                 ) -> ad.AnnData|None:
     "Cut a `patch_um` patch around every spot into `.obsm['patches']` (n, out_px, out_px, 3) uint8."
+    if not isinstance(adata, ad.AnnData): raise TypeError(f"spot_patches needs an AnnData (read_her2st, read_hest), got a {type(adata).__name__}")
+    if adata.n_obs == 0: raise DataFormatError("spot_patches: the AnnData has no spots (0 observations)")
     out = adata.copy() if copy else adata
     if 'spatial' not in out.obsm or not out.uns.get('spatial'):
         raise DataFormatError("spot_patches needs .obsm['spatial'] and .uns['spatial'][library_id] (as read_her2st writes them)")

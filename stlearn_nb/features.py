@@ -10,6 +10,7 @@ import numpy as np, pandas as pd, torch, anndata as ad
 from torch import nn
 from .core import atomic_file, default_device
 from .data import DataFormatError, format_examples, require_file, shared_data_dir
+from .filekind import expect_file_kind, FileKindError, TORCH_FILE_KINDS
 
 # %% auto #0
 __all__ = ['STAIN_FEATURES', 'SHARED_WEIGHTS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'HER2ST_SPLIT', 'stain_features', 'check_patches',
@@ -141,6 +142,8 @@ def load_encoder(arch:str='mobilenet_v2', # torchvision classification model nam
         if weights == 'random': digest = 'random-init'
         else:
             path = require_file(Path(weights), f'{arch} weights file')
+            try: expect_file_kind(path, TORCH_FILE_KINDS, f"a {arch} state-dict file written by torch.save (.pth/.pt)")
+            except FileKindError as e: raise EncoderWeightsError(str(e)) from None
             try: state = torch.load(path, map_location='cpu', weights_only=True)
             except Exception as e: raise EncoderWeightsError(f"{path}: cannot be read as a torch state dict ({type(e).__name__}: {e})") from None
             if not isinstance(state, dict): raise EncoderWeightsError(f"{path}: holds a {type(state).__name__}, not a state dict")

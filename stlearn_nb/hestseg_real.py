@@ -12,6 +12,7 @@ from .core import seed_everything, default_device, Experiment, cpu_threads, atom
 from .data import (DataFormatError, UnreadableFileError, shared_data_dir, require_file, read_cpm15, read_cpm15_magnifications,
                    monuseg_organ, resample_tile, resize_labels, read_png, read_tiff, format_examples)
 from .features import IMAGENET_MEAN, IMAGENET_STD
+from .filekind import expect_file_kind, FileKindError, TORCH_FILE_KINDS
 from .hestseg import (read_monuseg, hv_targets, HoVerLoss, hover_postprocess, instance_classes, pq_stats, aji_score,
                       aji_plus_score, dice_score, IGNORE, _relabel, _remove_small, msge_loss, soft_dice_loss)
 
@@ -202,6 +203,8 @@ def save_segmenter(model:MobileHoVerNet, path:str|Path) -> Path:
 def load_segmenter(path:str|Path) -> MobileHoVerNet:
     "A `MobileHoVerNet` from a file written by `save_segmenter`, in eval mode, on the CPU."
     path = require_file(path, 'segmentation model file')
+    try: expect_file_kind(path, TORCH_FILE_KINDS, "a segmentation model file (the model.pt that save_segmenter and `stlearn-nb hestseg-monuseg` write)")
+    except FileKindError as e: raise SegmenterFileError(str(e)) from None
     try: obj = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e: raise SegmenterFileError(f"{path}: cannot be read as a torch file ({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
     if not isinstance(obj, dict) or any(k not in obj for k in MODEL_KEYS):

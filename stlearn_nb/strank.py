@@ -397,6 +397,7 @@ def toy_learner(datasets:list,      # dicts from `simulate_toy`, indexed by `gri
                     loss_func=ToyEnsembleLoss(grid.loss.tolist(), model_data, seed=seed),
                     opt_func=opt, lr=lr, cbs=[WarmRestartsLR(lr), evaluator])
     learn.toy_eval = evaluator
+    learn.label = f"{len(grid)} models ({', '.join(dict.fromkeys(grid.loss))}) seed {seed}"   # what the CLI's epoch lines name
     return learn
 
 # %% ../nbs/10_strank.ipynb #11bc35e6
@@ -563,6 +564,7 @@ def her2st_learner(data:dict, loss:str, split=HER2ST_SPLIT, bs:int=128, lr:float
                     opt_func=partial(Adam, mom=0.9, sqr_mom=0.999, eps=1e-8, wd=0.01),
                     cbs=[KeepBestWeights(), EarlyStoppingCallback(patience=patience)])
     learn.standardise = (mean, sd)
+    learn.label = f"{loss} seed {seed}" + ('' if offset == 'selected' else f" offset {offset}")   # what the CLI's epoch lines name
     return learn
 
 # %% ../nbs/10_strank.ipynb #898b3c64
