@@ -15,7 +15,7 @@ from fastai.learner import Learner
 import fastai.callback.schedule, fastai.callback.progress  # fit_one_cycle, progress bars
 from .core import (cpu_threads, seed_everything, default_device, nb_log_prob, pearson_per_gene, spearman_per_gene,
                              correlation_summary, type_palette, Experiment, versions)
-from .data import DataFormatError, shared_data_dir
+from .data import DataFormatError, shared_data_dir, check_anndata
 
 # %% auto #0
 __all__ = ['HER2ST_TYPE_MAP', 'mean_prototypes', 'fit_prototype_regression', 'regression_prototypes', 'simulate_prototypes',
@@ -43,7 +43,7 @@ def mean_prototypes(adata:ad.AnnData,  # cells x genes, raw counts in `layer` (o
                     layer:str|None='counts', # raw counts layer; None: .X
                    ) -> pd.DataFrame:  # (K, G) mean library-normalised expression, rows sum to 1
     "Prototype (a): the per-type mean of library-normalised counts."
-    counts = _dense_counts(adata, layer if layer in adata.layers else None)
+    counts = _dense_counts(check_anndata(adata, 'reference cells'), layer if layer in adata.layers else None)
     lib = counts.sum(1, keepdims=True)
     if (lib == 0).any(): raise DataFormatError(f"{int((lib == 0).sum())} cells have zero counts")
     codes, names = _codes(adata.obs[label_key])
@@ -95,7 +95,7 @@ def regression_prototypes(adata:ad.AnnData, # cells x genes, raw counts in `laye
                           **kwargs,          # passed to `fit_prototype_regression`
                          ) -> pd.DataFrame:  # (K, G) prototypes in expected counts per cell
     "Prototype (b) on an AnnData reference: batch-aware NB regression of counts on type and batch."
-    counts = _dense_counts(adata, layer if layer in adata.layers else None)
+    counts = _dense_counts(check_anndata(adata, 'reference cells'), layer if layer in adata.layers else None)
     if (counts < 0).any(): raise DataFormatError("reference counts contain negative values")
     labels, names = _codes(adata.obs[label_key])
     batches = None if batch_key is None else torch.from_numpy(_codes(adata.obs[batch_key])[0])

@@ -12,13 +12,14 @@ import numpy as np, pandas as pd, scipy.sparse as sp, anndata as ad, torch
 # %% auto #0
 __all__ = ['HER2ST_UM_PER_PX', 'HER2ST_CLASSES', 'UM_PER_PX_TIMES_MAGNIFICATION', 'MONUSEG_ORGANS', 'DataFormatError',
            'BarcodeMismatchError', 'PatchOutOfBoundsError', 'ZeroCountsError', 'UnreadableFileError', 'format_examples',
-           'require_file', 'reading', 'read_table', 'read_tiff', 'check_pixel_size', 'check_unique', 'check_finite',
-           'shared_data_dir', 'check_counts', 'crop_patches', 'resize_patches', 'read_hest_patches',
-           'read_hest_patch_index', 'read_hest', 'write_toy_hest', 'read_her2st', 'her2st_tissue_classes',
-           'read_full_image', 'spot_patches', 'read_10x_reference', 'write_toy_10x', 'transcripts_to_counts',
-           'read_cosmx', 'read_cosmx_masks', 'local_to_pixel', 'read_merfish_spatial', 'read_merfish_reference',
-           'read_merfish_rctd', 'MaskShapeError', 'read_cpm15_magnifications', 'read_cpm15_mask', 'read_png',
-           'read_cpm15', 'monuseg_organ', 'resize_labels', 'resample_tile', 'plot_spatial']
+           'require_file', 'reading', 'check_text_complete', 'read_table', 'read_tiff', 'check_anndata',
+           'check_pixel_size', 'check_unique', 'check_finite', 'shared_data_dir', 'check_counts', 'crop_patches',
+           'resize_patches', 'read_hest_patches', 'read_hest_patch_index', 'read_hest', 'write_toy_hest', 'read_her2st',
+           'her2st_tissue_classes', 'read_full_image', 'spot_patches', 'read_10x_reference', 'write_toy_10x',
+           'transcripts_to_counts', 'read_cosmx', 'read_cosmx_masks', 'local_to_pixel', 'read_merfish_spatial',
+           'read_merfish_reference', 'read_merfish_rctd', 'MaskShapeError', 'read_cpm15_magnifications',
+           'read_cpm15_mask', 'read_png', 'read_cpm15', 'monuseg_organ', 'resize_labels', 'resample_tile',
+           'plot_spatial']
 
 # %% ../nbs/01_data.ipynb #d9fe5b4f
 class DataFormatError(ValueError):
@@ -66,6 +67,22 @@ def _first_line(path:Path, n:int=2000) -> str:
     with reading(path, 'file'), opener(path, 'rb') as f: head = f.read(n)
     return head.decode('utf-8', errors='replace').splitlines()[0] if head else ''
 
+def check_text_complete(path:str|Path, # a text file (.gz allowed)
+                        what:str,       # what it holds, for messages
+                       ) -> None:
+    "`DataFormatError` when a text file ends inside a line: every writer ends its last line, a file cut short does not."
+    path = Path(path)
+    with reading(path, what):
+        if path.suffix == '.gz':
+            with gzip.open(path, 'rb') as f:
+                last = b''
+                while chunk := f.read(1 << 22): last = chunk[-1:]
+        else:
+            with open(path, 'rb') as f: f.seek(max(0, path.stat().st_size - 1)); last = f.read(1)
+    if last and last not in (b'\n', b'\r'):
+        raise DataFormatError(f"{path}: the {what} ends inside a line (no final line break): cut short? "
+                              f"If the file is complete, end it with a line break")
+
 def read_table(path:str|Path,     # a delimited text file (.gz allowed)
                what:str,          # what it holds, for messages
                need:list=(),      # columns that must be present (read by name)
@@ -77,6 +94,7 @@ def read_table(path:str|Path,     # a delimited text file (.gz allowed)
     path = require_file(path, what)
     if path.stat().st_size == 0: raise UnreadableFileError(f"{path}: the {what} is an empty file (0 bytes)")
     with reading(path, what): df = pd.read_csv(path, sep=sep, **kwargs)
+    check_text_complete(path, what)
     n_cols = df.shape[1] + (df.index.nlevels if kwargs.get('index_col') is not None else 0)
     first = _first_line(path)
     others = [d for d in ',;\t|' if d != sep and d in first]
@@ -109,6 +127,17 @@ def read_tiff(path:str|Path, # a TIFF image or label mask
     with reading(path, f'{what} (TIFF, via Pillow)'), Image.open(path) as im: return np.asarray(im)
 
 # %% ../nbs/01_data.ipynb #37597bc3
+def check_anndata(adata,            # what the caller was given
+                  what:str,         # what it should hold, for the message, e.g. 'spot_patches input'
+                  min_obs:int=1,    # fewest observations that make sense
+                 ) -> ad.AnnData:
+    "`adata` when it is an AnnData with at least `min_obs` observations; `TypeError` (a DataFrame, an array) or `DataFormatError`."
+    if not isinstance(adata, ad.AnnData):
+        hint = ': wrap it as anndata.AnnData(df) with cells as rows, or read it with a read_* function' if isinstance(adata, pd.DataFrame) else ''
+        raise TypeError(f"{what}: expected an AnnData, got a {type(adata).__name__}{hint}")
+    if adata.n_obs < min_obs: raise DataFormatError(f"{what}: the AnnData has {adata.n_obs} observations (cells or spots), needs at least {min_obs}")
+    return adata
+
 def check_pixel_size(value,        # a pixel size as read from a file or given by a user
                      source:str,   # the file and field it comes from, for the message
                     ) -> float:    # the size in um/px
@@ -406,6 +435,7 @@ def her2st_tissue_classes(path:str|Path, # clusters/motivation.csv
     "Each her2st patient's expression clusters, the authors' name for each, and that name reduced to cancer / immune / other."
     path = require_file(path, 'her2st cluster motivation table')
     with reading(path, 'her2st cluster motivation table'): lines = Path(path).read_text().splitlines()
+    if lines: check_text_complete(path, 'her2st cluster motivation table')
     if not lines or not lines[0].lower().startswith('patient,cluster'):
         raise DataFormatError(f"{path}: expected a header 'patient,cluster,annotated as,...', got {lines[0][:60] if lines else 'an empty file'!r}")
     rows = [line.split(',', 2) for line in lines[1:] if line.strip()]
@@ -421,7 +451,7 @@ def her2st_tissue_classes(path:str|Path, # clusters/motivation.csv
 # %% ../nbs/01_data.ipynb #483ad20e
 def read_full_image(adata:ad.AnnData, library_id:str|None=None) -> np.ndarray:
     "Load the full-resolution image whose path `adata.uns['spatial'][library_id]` records."
-    if not isinstance(adata, ad.AnnData): raise TypeError(f"read_full_image needs an AnnData (read_her2st), got a {type(adata).__name__}")
+    check_anndata(adata, 'read_full_image input', min_obs=0)
     from PIL import Image
     Image.MAX_IMAGE_PIXELS = None
     library_id = library_id or next(iter(adata.uns['spatial']))
@@ -438,16 +468,14 @@ def spot_patches(adata:ad.AnnData,    # spots with .obsm['spatial'] in full-reso
                  copy:bool=False,
                 ) -> ad.AnnData|None:
     "Cut a `patch_um` patch around every spot into `.obsm['patches']` (n, out_px, out_px, 3) uint8."
-    if not isinstance(adata, ad.AnnData): raise TypeError(f"spot_patches needs an AnnData (read_her2st, read_hest), got a {type(adata).__name__}")
-    if adata.n_obs == 0: raise DataFormatError("spot_patches: the AnnData has no spots (0 observations)")
+    check_anndata(adata, 'spot_patches input (spots with .obsm[\'spatial\'])')
     out = adata.copy() if copy else adata
     if 'spatial' not in out.obsm or not out.uns.get('spatial'):
         raise DataFormatError("spot_patches needs .obsm['spatial'] and .uns['spatial'][library_id] (as read_her2st writes them)")
     library_id = library_id or next(iter(out.uns['spatial']))
     if library_id not in out.uns['spatial']: raise DataFormatError(f"no library {library_id!r} in .uns['spatial']; has {format_examples(out.uns['spatial'])}")
-    mpp = out.uns['spatial'][library_id].get('scalefactors', {}).get('microns_per_pixel')
-    if not isinstance(mpp, (int, float, np.number)) or not mpp > 0:
-        raise DataFormatError(f".uns['spatial'][{library_id!r}]['scalefactors']['microns_per_pixel'] must be a positive number, got {mpp!r}")
+    mpp = check_pixel_size(out.uns['spatial'][library_id].get('scalefactors', {}).get('microns_per_pixel'),
+                           f".uns['spatial'][{library_id!r}]['scalefactors']['microns_per_pixel']")
     if not patch_um > 0 or int(out_px) != out_px or out_px < 1: raise DataFormatError(f"patch_um must be > 0 and out_px a positive integer, got {patch_um}, {out_px}")
     image = read_full_image(out, library_id) if image is None else image
     size = int(round(patch_um / mpp))
@@ -561,17 +589,29 @@ def read_cosmx(folder:str|Path,   # folder with one *_tx_file.csv and CellLabels
     adata.obsm['spatial'] = g[['x_local_px', 'y_local_px']].mean().reindex(adata.obs_names).to_numpy()
     adata.layers['counts'] = adata.X.copy()
     adata.uns['cosmx'] = {'spatial_unit': 'local pixels', 'transcript_file': str(path)}
-    if masks: adata.uns['cosmx']['masks'] = read_cosmx_masks(folder)
+    if masks:
+        adata.uns['cosmx']['masks'] = read_cosmx_masks(folder)
+        _check_masks_fit(adata.uns['cosmx']['masks'], tx, path)
     return adata
+
+def _check_masks_fit(masks:dict, tx:pd.DataFrame, path:Path):
+    "Each FOV's transcripts (local px) lie on its label mask (1 px tolerance): else a mask of another FOV or scale."
+    xy = tx.assign(fov=tx['fov'].astype(str)).groupby('fov')[['x_local_px', 'y_local_px']].max()
+    for fov, m in masks.items():
+        if fov not in xy.index: continue
+        (h, w), (x, y) = m['mask'].shape, xy.loc[fov]
+        if x > w + 1 or y > h + 1:
+            mask = next((p for p in (path.parent/'CellLabels').glob('CellLabels_F*.tif') if p.stem.split('_F')[-1].lstrip('0') == fov.lstrip('0')), fov)
+            raise DataFormatError(f"{mask}: the FOV {fov} mask is {w}x{h} px but its transcripts in {path.name} "
+                                  f"reach x={x:g}, y={y:g} (local px): the mask of another FOV or scale?")
 
 # %% ../nbs/01_data.ipynb #434ef559
 def _geotransform(aux:Path) -> tuple:
-    import re
-    with reading(aux, 'GDAL aux.xml'): text = aux.read_text()
-    m = re.search(r'<GeoTransform>([^<]+)</GeoTransform>', text)
-    if m is None: raise DataFormatError(f"{aux}: no <GeoTransform>")
-    try: t = tuple(float(v) for v in m.group(1).split(','))
-    except ValueError: raise DataFormatError(f"{aux}: GeoTransform is not 6 numbers: {m.group(1).strip()[:80]!r}") from None
+    import xml.etree.ElementTree as ET
+    with reading(aux, 'GDAL aux.xml'): node = ET.parse(aux).getroot().find('.//GeoTransform')   # a cut file is not well-formed
+    if node is None or not node.text: raise DataFormatError(f"{aux}: no <GeoTransform>")
+    try: t = tuple(float(v) for v in node.text.split(','))
+    except ValueError: raise DataFormatError(f"{aux}: GeoTransform is not 6 numbers: {node.text.strip()[:80]!r}") from None
     if len(t) != 6 or not np.isfinite(t).all() or t[1] == 0 or t[5] == 0:
         raise DataFormatError(f"{aux}: GeoTransform must be 6 finite numbers with non-zero pixel sizes, got {t}")
     return t
@@ -660,6 +700,7 @@ def read_cpm15_magnifications(readme:str|Path) -> dict: # image stem -> objectiv
     import re
     readme = require_file(readme, 'CPM-15 README')
     with reading(readme, 'CPM-15 README (text)'): text = readme.read_text()
+    check_text_complete(readme, 'CPM-15 README')
     mags = {name: int(m) for name, m in re.findall(r'(image\d+)\.png\s+(\d+)x', text)}
     if not mags: raise DataFormatError(f"{readme}: no magnification table ('imageNN.png  20x' lines)")
     return mags

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch, anndata as ad
 from torch import nn
 from .core import atomic_file, default_device
-from .data import DataFormatError, format_examples, require_file, shared_data_dir
+from .data import DataFormatError, format_examples, require_file, shared_data_dir, check_anndata
 from .filekind import expect_file_kind, FileKindError, TORCH_FILE_KINDS
 
 # %% auto #0
@@ -205,6 +205,7 @@ def add_patch_features(adata:ad.AnnData,   # spots/cells with `.obsm[patches_key
                        key_added:str|None=None, # default 'X_<arch>'
                        copy:bool=False, **kwargs) -> ad.AnnData|None:
     "Write `.obsm[key_added]` (n, D) features and `.uns[key_added]['params']` (encoder, weights hash, patch size)."
+    check_anndata(adata, 'add_patch_features input')
     out = adata.copy() if copy else adata
     if patches_key not in out.obsm: raise KeyError(f"adata.obsm has no {patches_key!r} (has {list(out.obsm)}); cut patches first (data.spot_patches)")
     key = key_added or f'X_{encoder.arch}'

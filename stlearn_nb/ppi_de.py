@@ -10,7 +10,7 @@ import numpy as np, pandas as pd, torch, scipy.sparse
 from scipy.stats import norm, t as student_t
 from fastcore.basics import patch
 from .core import Experiment, seed_everything, nb_log_prob, poisson_log_prob, atomic_file
-from .data import DataFormatError
+from .data import DataFormatError, check_anndata
 
 # %% auto #0
 __all__ = ['CHUNK_BYTES', 'SIM_ARMS', 'glm_design', 'glm_terms', 'reduce_cells', 'group_sums', 'estimate_inv_dispersion',
@@ -882,6 +882,13 @@ def _obs_column(adata, key, what):
     if key not in adata.obs: raise DEInputError(f"{what}: .obs has no column {key!r}; columns: {list(adata.obs.columns)[:20]}")
     return adata.obs[key]
 
+def _label_column(adata, key, what) -> pd.Series:
+    "A label column as strings; `DEInputError` naming the cells whose label is missing (NaN would become a class 'nan')."
+    labels = _obs_column(adata, key, what); missing = labels.isna().to_numpy()
+    if missing.any(): raise DEInputError(f"{what}: {int(missing.sum())} of {len(labels)} cells have no {key!r} label (NaN), "
+                                         f"e.g. {list(adata.obs_names[missing][:3])}: label them or leave them out")
+    return labels.astype(str)
+
 def _positive_column(adata, key, what) -> np.ndarray:
     v = pd.to_numeric(_obs_column(adata, key, what), errors='coerce').to_numpy(float)
     bad = ~(np.isfinite(v) & (v > 0))
@@ -893,6 +900,7 @@ def _positive_column(adata, key, what) -> np.ndarray:
 # %% ../nbs/40_ppi_de.ipynb #f34c18d0
 def _check_de_input(adata_unlabeled, adata_curated, label_key, curated_key, reference, target, method, family, alpha):
     "Every check of `ppi_de` that needs no pass over the counts; returns the curated gene order (or None)."
+    check_anndata(adata_unlabeled, 'ppi_de automated cells (adata_unlabeled)'); check_anndata(adata_curated, 'ppi_de curated cells (adata_curated)')
     if method not in ('ppi++', 'ppi', 'classical', 'naive'): raise DEInputError(f"method must be 'ppi++', 'ppi', 'classical' or 'naive', got {method!r}")
     if family not in ('poisson', 'nb'): raise DEInputError(f"family must be 'poisson' or 'nb', got {family!r}")
     if not (isinstance(alpha, (int, float)) and 0 < alpha < 1): raise DEInputError(f"alpha must lie in (0, 1), got {alpha!r}")
@@ -907,9 +915,9 @@ def _check_de_input(adata_unlabeled, adata_curated, label_key, curated_key, refe
     both = pd.Index(adata_unlabeled.obs_names).intersection(adata_curated.obs_names) if method in ('ppi', 'ppi++') else []
     if len(both): raise DEInputError(f"{len(both)} cells are in both the automated and the curated set: {list(both[:5])}")
     seen = {}
-    if method != 'naive': seen[('curated', curated_key)] = _obs_column(adata_curated, curated_key, 'curated').astype(str)
-    if method != 'classical': seen[('automated', label_key)] = _obs_column(adata_unlabeled, label_key, 'automated').astype(str)
-    if method in ('ppi', 'ppi++'): _obs_column(adata_curated, label_key, 'curated')
+    if method != 'naive': seen[('curated', curated_key)] = _label_column(adata_curated, curated_key, 'curated')
+    if method != 'classical': seen[('automated', label_key)] = _label_column(adata_unlabeled, label_key, 'automated')
+    if method in ('ppi', 'ppi++'): _label_column(adata_curated, label_key, 'curated')
     for (what, key), labels in seen.items():
         for group in (reference, target):
             k = int((labels == str(group)).sum())
