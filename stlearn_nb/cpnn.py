@@ -15,7 +15,7 @@ from fastai.learner import Learner
 import fastai.callback.schedule, fastai.callback.progress  # fit_one_cycle, progress bars
 from .core import (cpu_threads, seed_everything, default_device, nb_log_prob, pearson_per_gene, spearman_per_gene,
                              correlation_summary, type_palette, Experiment, versions)
-from .data import DataFormatError, shared_data_dir, check_anndata
+from .data import DataFormatError, shared_data_dir, check_anndata, format_examples
 
 # %% auto #0
 __all__ = ['HER2ST_TYPE_MAP', 'mean_prototypes', 'fit_prototype_regression', 'regression_prototypes', 'simulate_prototypes',
@@ -28,7 +28,9 @@ __all__ = ['HER2ST_TYPE_MAP', 'mean_prototypes', 'fit_prototype_regression', 're
 
 # %% ../nbs/30_cpnn.ipynb #5fdf7c81
 def _codes(values) -> tuple[np.ndarray, list]:
-    "Integer codes and the ordered category names of a label vector."
+    "Integer codes and the ordered category names of a label vector; `DataFormatError` when labels are missing (NaN would become a type 'nan')."
+    missing = pd.isna(pd.Series(np.asarray(values, dtype=object))).to_numpy()
+    if missing.any(): raise DataFormatError(f"{int(missing.sum())} of {len(missing)} cells have no label (NaN), e.g. rows {np.flatnonzero(missing)[:3].tolist()}: label them or leave them out")
     cat = pd.Categorical(np.asarray(values).astype(str))
     return cat.codes.astype(np.int64), list(cat.categories)
 
@@ -450,7 +452,9 @@ HER2ST_TYPE_MAP = {'Plasmablasts': 'Plasma Cells', 'Cancer Epithelial': 'Epithel
 
 def her2st_reference_prototypes(ref:ad.AnnData, genes, label_key:str='celltype_major', **kwargs) -> pd.DataFrame:
     "Regression prototypes of the Wu et al. reference on `genes`, labels mapped to her2st's stereoscope major tier."
-    ref = ref[:, list(genes)].copy()
+    absent = pd.Index(genes).difference(ref.var_names)
+    if len(absent): raise DataFormatError(f"{len(absent)} of {len(genes)} genes are not in the reference: {format_examples(list(absent))}")
+    ref = ref[:, list(genes)].copy()   # the query's genes, in the query's order
     ref.obs['her2st_type'] = ref.obs[label_key].astype(str).replace(HER2ST_TYPE_MAP)
     ref = ref[np.asarray(ref.layers['counts'].sum(1)).ravel() > 0].copy()
     return regression_prototypes(ref, 'her2st_type', **kwargs)

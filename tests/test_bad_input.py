@@ -5,7 +5,7 @@ names the damaged file and the problem; a case whose honest answer is 'read it' 
 `FAULTS` maps each reader to its cases; `test_fault_kind_counts` prints how many kinds each reader covers.
 Cases built from copies of the real files in ../shared/data run when they are present (skipped otherwise).
 """
-import gzip, json, shutil, warnings
+import gzip, json, re, shutil, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, anndata as ad, scipy.sparse as sp, h5py
 from stlearn_nb.data import (DataFormatError, BarcodeMismatchError, PatchOutOfBoundsError, ZeroCountsError, UnreadableFileError,
@@ -920,3 +920,107 @@ def test_ppi_de_genes_in_another_order_give_the_same_table():
     same = ppi_de(U, C, 'auto', 'cur', 'A', 'B', layer=None)
     other = ppi_de(U, C[:, ['g3', 'g1', 'g0', 'g2']].copy(), 'auto', 'cur', 'A', 'B', layer=None)
     pd.testing.assert_frame_equal(same.sort_index(), other.sort_index())
+
+# ---------------------------------------------------------------- curation log: ids and labels (issue 19)
+def _curation_log():
+    try: from stlearn_nb.ppi_curation import CurationLog, CurationLogError   # where it lives once split from ppi_de
+    except ImportError: from stlearn_nb.ppi_de import CurationLog, CurationLogError
+    return CurationLog, CurationLogError
+
+def test_curation_log_ids_with_tab_round_trip(tmp_path):
+    CurationLog, _ = _curation_log()
+    ids = ['a\tb', 'c,d', 'e"f']
+    with CurationLog(tmp_path/'log.csv', ids, [0, 1, 2]) as log:
+        for c in ids: log.record(c, 'accept')
+    with CurationLog(tmp_path/'log.csv', ids, [0, 1, 2]) as log: assert list(log.decisions) == ids and log.pending == []
+
+def test_curation_log_refuses_ids_with_line_breaks(tmp_path):
+    CurationLog, _ = _curation_log()
+    with pytest.raises(ValueError, match='1 cell ids contain a line break'): CurationLog(tmp_path/'log.csv', ['a', 'b\nc'], [0, 1])
+    assert not (tmp_path/'log.csv').exists() and not (tmp_path/'log.csv.lock').exists()
+
+def test_curation_log_reopened_with_other_automated_labels(tmp_path):
+    CurationLog, CurationLogError = _curation_log()
+    with CurationLog(tmp_path/'log.csv', ['a', 'b'], [0, 1]) as log: log.record('a', 'accept'); log.record('b', 'reject')
+    with pytest.raises(CurationLogError, match="2 cells were logged with other automated labels than given now, e.g. a: 0 in the log, 1 now"):
+        CurationLog(tmp_path/'log.csv', ['a', 'b'], [1, 0])
+    with CurationLog(tmp_path/'log.csv', ['a', 'b'], [0, 1]) as log: assert log.curated_labels().tolist() == [0, 2]   # the same labels: read
+
+@pytest.mark.parametrize('labels,words', [([0, 1], 'one label per cell'), (['cancer', 'B', 'A'], "['cancer'] are neither codes"),
+                                          ([0, 3, 1], '1 auto_labels lie outside 0..2'), ([0.5, 1, 0], 'integer codes'), ([-1, 0, 1], 'outside 0..2')])
+def test_curation_log_labels_wrong(tmp_path, labels, words):
+    CurationLog, _ = _curation_log()
+    with pytest.raises(ValueError, match=re.escape(words)): CurationLog(tmp_path/'log.csv', ['a', 'b', 'c'], labels, class_names=('A', 'B', 'other'))
+
+def test_curation_log_label_names_are_their_codes(tmp_path):
+    CurationLog, _ = _curation_log()
+    with CurationLog(tmp_path/'n.csv', ['a', 'b', 'c'], ['B', 'A', 'other'], class_names=('A', 'B', 'other')) as log:
+        assert log.auto.tolist() == [1, 0, 2]
+
+# ---------------------------------------------------------------- references: genes in another set or order, missing labels (cpnn, ppi_de)
+def _reference(seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.poisson(3, (30, 4)).astype(np.float32) + 1
+    return ad.AnnData(X, obs=pd.DataFrame({'celltype_major': rng.choice(['Cancer Epithelial', 'T-cells', 'B-cells'], 30)}, index=[f'r{i}' for i in range(30)]),
+                      var=pd.DataFrame(index=['G0', 'G1', 'G2', 'G3']), layers={'counts': X.copy()})
+
+def test_reference_genes_missing_from_the_reference():
+    from stlearn_nb.cpnn import her2st_reference_prototypes
+    with pytest.raises(DataFormatError, match=re.escape("1 of 3 genes are not in the reference: GX")): her2st_reference_prototypes(_reference(), ['G0', 'GX', 'G2'])
+
+def test_reference_genes_in_the_query_order():
+    "The prototypes follow the query's gene order, each column the same as in the reference's own order."
+    from stlearn_nb.cpnn import mean_prototypes
+    ref = _reference()
+    a, b = mean_prototypes(ref, 'celltype_major'), mean_prototypes(ref[:, ['G3', 'G1', 'G0', 'G2']].copy(), 'celltype_major')
+    assert list(b.columns) == ['G3', 'G1', 'G0', 'G2']; pd.testing.assert_frame_equal(a[b.columns], b)
+
+def test_reference_labels_missing():
+    from stlearn_nb.cpnn import mean_prototypes, regression_prototypes
+    ref = _reference(); ref.obs['celltype_major'] = ref.obs['celltype_major'].astype(object); ref.obs.iloc[2, 0] = np.nan
+    for f in (mean_prototypes, regression_prototypes):
+        with pytest.raises(DataFormatError, match=re.escape('1 of 30 cells have no label (NaN), e.g. rows [2]')): f(ref, 'celltype_major')
+
+def test_ppi_de_genes_differ_in_set():
+    from stlearn_nb.ppi_de import ppi_de, DEInputError
+    U, C = _de_data(); C.var_names = ['g0', 'g1', 'g2', 'other']
+    with pytest.raises(DEInputError, match=re.escape("different genes: 1 only in automated ['g3'], 1 only in curated ['other']")):
+        ppi_de(U, C, 'auto', 'cur', 'A', 'B', layer=None)
+
+# ---------------------------------------------------------------- the issue's classes of bad input: readers covered and tests (closing note of issue 19)
+BAD_INPUT_CLASSES = {
+    'file cut short anywhere (compressed or plain; counts, transcripts, tables, images)': (
+        [r for r, _, _ in CUT_FILES], ['test_file_cut_short_anywhere', 'test_text_table_cut_at_a_line_end_is_not_detectable', 'test_her2st_faults',
+                                       'test_hest_faults', 'test_10x_faults', 'test_cosmx_faults', 'test_real_file_faults']),
+    'pixel size missing, zero, negative, NaN, bool, with a unit': (
+        ['read_hest', 'read_xenium', 'read_monuseg', 'spot_patches', 'stlearn-nb segment --mpp'],
+        ['test_check_pixel_size', 'test_pixel_size_hest_metadata', 'test_pixel_size_xenium', 'test_pixel_size_monuseg', 'test_pixel_size_spot_patches']),
+    'annotations or masks that do not fit their image': (
+        ['read_monuseg', 'read_cosmx', 'read_cpm15'], ['test_monuseg_outline_outside_the_image', 'test_monuseg_outline_a_few_px_past_the_edge_is_read',
+                                                       'test_cosmx_mask_smaller_than_its_transcripts', 'test_cpm15_faults']),
+    'empty or absent folder': ([n for n, _ in FOLDER_READERS], ['test_empty_or_absent_folder']),
+    'reference genes differ in set or order; missing (NaN) labels': (
+        ['cpnn.her2st_reference_prototypes', 'cpnn.mean_prototypes', 'cpnn.regression_prototypes', 'ppi_de'],
+        ['test_reference_genes_missing_from_the_reference', 'test_reference_genes_in_the_query_order', 'test_reference_labels_missing',
+         'test_ppi_de_genes_differ_in_set', 'test_ppi_de_genes_in_another_order_give_the_same_table', 'test_ppi_de_missing_curated_labels']),
+    'labels as names where codes are expected (and vice versa); ids and labels of different lengths': (
+        ['CurationLog'], ['test_curation_log_labels_wrong', 'test_curation_log_label_names_are_their_codes']),
+    'curation log reopened with other automated labels; ids with a tab or newline': (
+        ['CurationLog'], ['test_curation_log_reopened_with_other_automated_labels', 'test_curation_log_ids_with_tab_round_trip',
+                          'test_curation_log_refuses_ids_with_line_breaks']),
+    'patches centred far outside the image with padding': (
+        ['crop_patches', 'spot_patches'], ['test_crop_patches_far_outside_with_pad_is_white_and_small', 'test_crop_patches_absurd_or_no_centres',
+                                           'test_crop_patches_pad_is_white_never_wrapped']),
+    'AnnData with zero observations; DataFrame where AnnData is expected': (
+        [n for n, _ in ANNDATA_TAKERS], ['test_anndata_with_zero_observations', 'test_dataframe_where_anndata_expected', 'test_check_anndata']),
+    'alignment matrix of the wrong shape': (
+        ['read_alignment', 'read_xenium(alignment=array)'], ['test_alignment_file_wrong_shape', 'test_alignment_array_wrong_shape',
+                                                              'test_alignment_array_equals_file', 'test_alignment_faults']),
+}
+
+def test_bad_input_classes_listed(capsys):
+    "Every test the class list names exists here (so the list cannot go stale), and the list is printed for the issue's closing note."
+    for cls, (readers, tests) in BAD_INPUT_CLASSES.items():
+        assert readers and all(callable(globals().get(t)) for t in tests), (cls, [t for t in tests if t not in globals()])
+    with capsys.disabled():
+        print('\nbad-input classes:'); [print(f'- {c}: {", ".join(r)} ({len(t)} tests)') for c, (r, t) in BAD_INPUT_CLASSES.items()]
