@@ -276,3 +276,17 @@ def test_mistakes_refused_before_heavy_imports(tmp_path):
     assert heavy == []
     for (rc, text), (_, words) in zip(results, MISTAKES):
         assert rc == 2 and len(text.strip().splitlines()) == 1 and words.format(d=tmp_path) in text, (rc, text, words)
+
+def test_epoch_lines_name_the_learner_label(capsys):
+    "An experiment that names its Learner (`learn.label`, as strank's learners do) gets that name in each epoch line."
+    import torch
+    from torch.utils.data import TensorDataset, DataLoader
+    from fastai.learner import Learner
+    from fastai.data.core import DataLoaders
+    from stlearn_nb.cli import progress_mode
+    x = torch.linspace(0, 1, 16)[:, None]; ds = TensorDataset(x, 2 * x)
+    with progress_mode(terminal=False, prefix='demo'):
+        learn = Learner(DataLoaders(DataLoader(ds, batch_size=8), DataLoader(ds, batch_size=8)), torch.nn.Linear(1, 1), loss_func=torch.nn.MSELoss())
+        learn.label = 'arm B seed 3'; learn.fit(2, 0.1)
+    lines = [l for l in capsys.readouterr().out.splitlines() if ' epoch ' in l]
+    assert [l.split(':')[0] for l in lines] == ['demo arm B seed 3 epoch 1/2', 'demo arm B seed 3 epoch 2/2']
