@@ -9,13 +9,13 @@ import matplotlib.pyplot as plt
 from torch import nn, Tensor
 import torch.nn.functional as F
 from scipy.optimize import nnls
+from .core import (cpu_threads, seed_everything, default_device, nb_log_prob, pearson_per_gene, spearman_per_gene,
+                             correlation_summary, type_palette, Experiment, versions)
+from .data import DataFormatError, shared_data_dir
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from fastai.learner import Learner
 import fastai.callback.schedule, fastai.callback.progress  # fit_one_cycle, progress bars
-from .core import (cpu_threads, seed_everything, default_device, nb_log_prob, pearson_per_gene, spearman_per_gene,
-                             correlation_summary, type_palette, Experiment, versions)
-from .data import DataFormatError, shared_data_dir
 
 # %% auto #0
 __all__ = ['HER2ST_TYPE_MAP', 'mean_prototypes', 'fit_prototype_regression', 'regression_prototypes', 'simulate_prototypes',

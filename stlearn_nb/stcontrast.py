@@ -10,13 +10,13 @@ import numpy as np, pandas as pd, torch, anndata as ad
 import matplotlib.pyplot as plt
 from torch import nn, Tensor
 import torch.nn.functional as F
+from .core import cpu_threads, seed_everything, default_device, nb_log_prob, type_palette, versions
+from .data import shared_data_dir, DataFormatError, ZeroCountsError, format_examples
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from fastai.learner import Learner
 from fastai.callback.core import Callback
 import fastai.callback.schedule, fastai.callback.progress  # fit_one_cycle, progress bars
-from .core import cpu_threads, seed_everything, default_device, nb_log_prob, type_palette, versions
-from .data import shared_data_dir, DataFormatError, ZeroCountsError, format_examples
 
 # %% auto #0
 __all__ = ['STCONTRAST_ARMS', 'simulate_batch_counts', 'CountVAE', 'elbo_terms', 'NegativeELBO', 'KLWarmup', 'CountDataset',
