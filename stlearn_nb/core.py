@@ -15,7 +15,7 @@ __all__ = ['seed_everything', 'default_device', 'cpu_threads', 'pearson_per_gene
            'partial_spearman_per_gene', 'correlation_summary', 'poisson_log_prob', 'nb_log_prob', 'zinb_log_prob',
            'type_palette', 'Experiment', 'markdown_table', 'write_experiment', 'atomic_dir', 'atomic_file', 'versions']
 
-# %% ../nbs/00_core.ipynb #9ea1b89d
+# %% ../nbs/00_core.ipynb #a594e852
 warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)
 
 # %% ../nbs/00_core.ipynb #d9d1218c
