@@ -595,15 +595,17 @@ def read_cosmx(folder:str|Path,   # folder with one *_tx_file.csv and CellLabels
     return adata
 
 def _check_masks_fit(masks:dict, tx:pd.DataFrame, path:Path):
-    "Each FOV's transcripts (local px) lie on its label mask (1 px tolerance): else a mask of another FOV or scale."
-    xy = tx.assign(fov=tx['fov'].astype(str)).groupby('fov')[['x_local_px', 'y_local_px']].max()
+    "Each FOV's transcripts, mapped by its GeoTransform, lie on its label mask (1 px tolerance): else a mask of another FOV or scale."
+    fovs = tx['fov'].astype(str)
     for fov, m in masks.items():
-        if fov not in xy.index: continue
-        (h, w), (x, y) = m['mask'].shape, xy.loc[fov]
-        if x > w + 1 or y > h + 1:
+        xy = tx.loc[(fovs == fov).to_numpy(), ['x_local_px', 'y_local_px']].to_numpy(float)
+        if not len(xy): continue
+        (h, w), rc = m['mask'].shape, local_to_pixel(xy, m['transform'])
+        off = (rc[:, 0] < -1) | (rc[:, 0] > h) | (rc[:, 1] < -1) | (rc[:, 1] > w)
+        if off.any():
             mask = next((p for p in (path.parent/'CellLabels').glob('CellLabels_F*.tif') if p.stem.split('_F')[-1].lstrip('0') == fov.lstrip('0')), fov)
-            raise DataFormatError(f"{mask}: the FOV {fov} mask is {w}x{h} px but its transcripts in {path.name} "
-                                  f"reach x={x:g}, y={y:g} (local px): the mask of another FOV or scale?")
+            raise DataFormatError(f"{mask}: {int(off.sum())} of {len(xy)} FOV {fov} transcripts of {path.name} fall outside its {w}x{h} px mask "
+                                  f"(mask pixels up to row {rc[:, 0].max()}, column {rc[:, 1].max()}): the mask of another FOV or scale?")
 
 # %% ../nbs/01_data.ipynb #434ef559
 def _geotransform(aux:Path) -> tuple:

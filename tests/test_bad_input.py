@@ -813,7 +813,7 @@ def test_monuseg_outline_a_few_px_past_the_edge_is_read(tmp_path):
 def test_cosmx_mask_smaller_than_its_transcripts(tmp_path):
     write_cosmx(tmp_path); _tif(np.ones((4, 4), np.uint16))(tmp_path/'CellLabels'/'CellLabels_F001.tif')
     with pytest.raises(DataFormatError) as e: read_cosmx(tmp_path)
-    _check(e, tmp_path/'CellLabels'/'CellLabels_F001.tif', ('mask is 4x4 px but its transcripts', 'x=7.5'))
+    _check(e, tmp_path/'CellLabels'/'CellLabels_F001.tif', ('FOV 1 transcripts of Run_tx_file.csv fall outside its 4x4 px mask',))
 
 # (also: CPM-15 mask of another size, CPM15_FAULTS 'mask shape differs from image'; HEST patches missing spots, HEST_FAULTS)
 

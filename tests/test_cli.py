@@ -174,9 +174,9 @@ def test_segment_writes_mask_and_overlay(tmp_path):
 
 @pytest.mark.parametrize('change,words', [
     (lambda a, t: a.__setitem__(0, str(t/'absent.png')), '1 of 1 images not found'),
-    (lambda a, t: a.__setitem__(a.index('--mpp') + 1, '0'), '--mpp must be > 0'),
-    (lambda a, t: a.__setitem__(a.index('--mpp') + 1, '-0.25'), '--mpp must be > 0'),
-    (lambda a, t: [(t/'bad.pt').write_bytes(b'not torch'), a.__setitem__(a.index('--model') + 1, str(t/'bad.pt'))], 'cannot be read as a torch file'),
+    (lambda a, t: a.__setitem__(a.index('--mpp') + 1, '0'), '--mpp 0.0: must be a pixel size > 0'),
+    (lambda a, t: a.__setitem__(a.index('--mpp') + 1, '-0.25'), '--mpp -0.25: must be a pixel size > 0'),
+    (lambda a, t: [(t/'bad.pt').write_bytes(b'not torch'), a.__setitem__(a.index('--model') + 1, str(t/'bad.pt'))], 'bad.pt: expected a segmentation model file (the model.pt that `stlearn-nb hestseg-monuseg` writes), found text'),
     (lambda a, t: [__import__('torch').save({'state_dict': {}}, t/'nokeys.pt'), a.__setitem__(a.index('--model') + 1, str(t/'nokeys.pt'))], "keys ['state_dict', 'config']"),
     (lambda a, t: [(t/'file').write_text('x'), a.__setitem__(a.index('--out') + 1, str(t/'file'))], 'is a file, not a folder'),
     (lambda a, t: [(t/'full').mkdir(), (t/'full'/'x.txt').write_text('x'), a.__setitem__(a.index('--out') + 1, str(t/'full'))], 'non-empty folder without segment.csv'),
