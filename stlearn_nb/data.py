@@ -46,8 +46,8 @@ def require_file(path:Path, what:str) -> Path:
 
 # %% ../nbs/01_data.ipynb #31c7c0ec
 def _kind_words(path) -> str:
-    from stlearn_nb.filekind import file_kind, _article
-    try: return _article(file_kind(path))
+    from stlearn_nb.filekind import file_kind, kind_phrase
+    try: return kind_phrase(file_kind(path))
     except OSError as e: return f'an unreadable file ({type(e).__name__})'
 
 @contextmanager

@@ -8,7 +8,7 @@ import zipfile
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['SIGNATURES', 'TORCH_FILE_KINDS', 'IMAGE_KINDS', 'file_kind', 'FileKindError', 'expect_file_kind']
+__all__ = ['SIGNATURES', 'TORCH_FILE_KINDS', 'IMAGE_KINDS', 'file_kind', 'FileKindError', 'kind_phrase', 'expect_file_kind']
 
 # %% ../nbs/03_filekind.ipynb #83242cc5
 SIGNATURES = [  # (leading bytes, kind), most specific first
@@ -53,7 +53,9 @@ class FileKindError(ValueError):
 TORCH_FILE_KINDS = ('torch file', 'torch file (legacy pickle)')   # what torch.save writes
 IMAGE_KINDS = ('PNG image', 'JPEG image', 'TIFF image')              # what the H&E readers take
 
-def _article(kind:str) -> str: return kind if kind in ('text', 'missing') else ('an ' if kind[0].lower() in 'aeiouh' else 'a ') + kind
+def kind_phrase(kind:str) -> str:
+    "`file_kind`'s answer as a phrase for messages: 'a PNG image', 'an HDF5 file', 'text'."
+    return kind if kind in ('text', 'missing', 'unknown binary data') else ('an ' if kind[0].lower() in 'aeiouh' else 'a ') + kind
 
 def expect_file_kind(path:str|Path, # the file given
                      kinds:tuple,   # acceptable results of `file_kind`, e.g. ('torch file', 'torch file (legacy pickle)')
@@ -62,5 +64,5 @@ def expect_file_kind(path:str|Path, # the file given
     "`path` when `file_kind(path)` is one of `kinds`; else `FileNotFoundError` or `FileKindError` saying expected and found."
     path, kind = Path(path), file_kind(path)
     if kind == 'missing': raise FileNotFoundError(f"{path}: not found (expected {what})")
-    if kind not in kinds: raise FileKindError(f"{path}: expected {what}, found {_article(kind)}")
+    if kind not in kinds: raise FileKindError(f"{path}: expected {what}, found {kind_phrase(kind)}")
     return path
