@@ -167,7 +167,11 @@ def test_model_file_roundtrip_and_errors(tmp_path):
     assert back.config == m.config and back.mpp == 0.5
     x = torch.rand(1, 3, 32, 32); torch.testing.assert_close(back(x), m.eval()(x))
     (tmp_path/'junk.pt').write_bytes(b'not a torch file')
-    with pytest.raises(SegmenterFileError, match='cannot be read'): load_segmenter(tmp_path/'junk.pt')
+    with pytest.raises(SegmenterFileError, match='junk.pt: expected a segmentation model file .*, found text'): load_segmenter(tmp_path/'junk.pt')
+    (tmp_path/'x.png').write_bytes(b'\x89PNG\r\n\x1a\n' + bytes(16))     # what torch would answer with its weights_only advice
+    with pytest.raises(SegmenterFileError, match='x.png: expected a segmentation model file .*, found a PNG image$'): load_segmenter(tmp_path/'x.png')
+    b = (tmp_path/'m.pt').read_bytes(); (tmp_path/'cut.pt').write_bytes(b[:len(b) // 2])
+    with pytest.raises(SegmenterFileError, match='found a damaged zip archive'): load_segmenter(tmp_path/'cut.pt')
     torch.save({'state_dict': {'w': torch.zeros(1)}, 'config': {'mpp': 0.5, 'n_classes': 0}}, tmp_path/'wrong.pt')
     with pytest.raises(SegmenterFileError, match='do not fit'): load_segmenter(tmp_path/'wrong.pt')
     with pytest.raises(FileNotFoundError): load_segmenter(tmp_path/'absent.pt')
