@@ -13,12 +13,13 @@ from .core import Experiment, seed_everything, nb_log_prob, poisson_log_prob, at
 from .data import DataFormatError
 
 # %% auto #0
-__all__ = ['CHUNK_BYTES', 'SIM_ARMS', 'glm_design', 'glm_terms', 'reduce_cells', 'group_sums', 'estimate_inv_dispersion',
-           'ppi_glm_pointestimate', 'ppi_glm_stats', 'ppi_glm_lambda', 'ppi_glm_cov', 'ppi_glm_fit', 'ppi_glm_df',
-           'classical_glm_fit', 'naive_glm_fit', 'glm_ci', 'ppi_glm_ci', 'classical_glm_ci', 'bh_adjust', 'de_table',
-           'sample_curation', 'simulate_de_genes', 'simulate_cells', 'ppi_sim_replicates', 'ppi_sim_summary',
-           'plot_sim_coverage', 'plot_sim_width', 'CurationLogError', 'CurationLogLockedError', 'CurationLog',
-           'curation_widget', 'DEInputError', 'ppi_de', 'plot_volcano', 'plot_forest', 'de_files', 'run_ppi_sim']
+__all__ = ['CHUNK_BYTES', 'FIT_STATUS', 'SIM_ARMS', 'glm_design', 'glm_terms', 'reduce_cells', 'group_sums',
+           'estimate_inv_dispersion', 'ppi_glm_pointestimate', 'ppi_glm_stats', 'ppi_glm_lambda', 'ppi_glm_cov',
+           'ppi_glm_fit', 'ppi_glm_df', 'classical_glm_fit', 'naive_glm_fit', 'glm_ci', 'ppi_glm_ci',
+           'classical_glm_ci', 'bh_adjust', 'de_table', 'sample_curation', 'simulate_de_genes', 'simulate_cells',
+           'ppi_sim_replicates', 'ppi_sim_summary', 'plot_sim_coverage', 'plot_sim_width', 'CurationLogError',
+           'CurationLogLockedError', 'CurationLog', 'curation_widget', 'DEInputError', 'DEUndefinedError', 'ppi_de',
+           'plot_volcano', 'plot_forest', 'de_files', 'run_ppi_sim']
 
 # %% ../nbs/40_ppi_de.ipynb #2ae7dd78
 def glm_design(labels, # (..., c) integer labels in 0..n_classes-1; 0 is the reference group
@@ -420,6 +421,28 @@ def ppi_glm_cov(stats:dict, lam) -> torch.Tensor: # (..., G, K, K) covariance of
     Hinv = torch.linalg.inv(stats['H'])
     return Hinv @ V @ Hinv.transpose(-1, -2) / stats['n']
 
+# %% ../nbs/40_ppi_de.ipynb #a1f7e0c1
+FIT_STATUS = ('ok', 'empty group', 'all-zero gene', 'zero in reference', 'zero in target', 'singular design', 'non-finite fit')
+
+def _fit_status(p:dict, fit:dict, coord:int=1) -> torch.Tensor: # (..., G) codes into FIT_STATUS
+    "Why beta or its SE is undefined, per gene: 0 ('ok') where both are finite and se > 0."
+    K = p['K']
+    cells = _onehot(p['y'], K).sum(-2)[..., None, :]                  # (..., 1, K) cells per class (labels of the fit)
+    totals = _pair_view(p)['Q1'].sum(-1)                             # (..., G, K) weighted counts per class
+    beta, se = fit['beta'].numpy(), fit['se'].numpy()
+    H = fit['hessian'].numpy()
+    with np.errstate(all='ignore'):
+        singular = ~np.isfinite(H).all((-1, -2)) | (np.linalg.cond(np.nan_to_num(H)) > 1e12)
+    zero_ref, zero_tgt = totals[..., 0] <= 0, totals[..., coord] <= 0
+    reasons = {'empty group': (cells[..., 0] == 0) | (cells[..., coord] == 0),   # a compared group without cells
+               'singular design': (cells == 0).any(-1),                         # a class of the design without cells
+               'all-zero gene': zero_ref & zero_tgt, 'zero in reference': zero_ref, 'zero in target': zero_tgt,
+               'singular design ': singular, 'non-finite fit': True}              # H not invertible; anything else
+    shape = np.broadcast_shapes(beta.shape, cells.shape[:-1])
+    code = np.select([np.broadcast_to(v, shape) for v in reasons.values()], [FIT_STATUS.index(k.strip()) for k in reasons])
+    ok = np.isfinite(beta) & np.isfinite(se) & (se > 0)
+    return torch.from_numpy(np.where(ok, 0, code))
+
 # %% ../nbs/40_ppi_de.ipynb #51754753
 def ppi_glm_fit(counts, labels, labels_hat=None, counts_unlabeled=None, labels_hat_unlabeled=None,
                 lam=None,        # None: PPI++ (per-gene lambda*); 1: PPI; 0: classical; or (..., G)
@@ -427,7 +450,7 @@ def ppi_glm_fit(counts, labels, labels_hat=None, counts_unlabeled=None, labels_h
                 family:str='poisson', inv_dispersion=None, n_classes:int=3, method:str='auto',
                 with_df:bool=False,   # also the Satterthwaite degrees of freedom (`ppi_glm_df`, one pass over curated cells)
                 chunk_bytes:int|None=None,
-               ) -> dict: # theta (..., G, K), cov (..., G, K, K), lam, beta, se (..., G), hessian; df when asked
+               ) -> dict: # theta (..., G, K), cov (..., G, K, K), lam, beta, se, status (..., G), hessian; df when asked
     "Fit the PPI++ GLM for all genes: point estimate, per-gene lambda and sandwich covariance."
     if family not in ('poisson', 'nb'): raise ValueError(f"family must be 'poisson' or 'nb', got {family!r}")
     p = _ppi_parts(counts, labels, labels_hat, counts_unlabeled, labels_hat_unlabeled, weights, offset,
@@ -444,6 +467,7 @@ def ppi_glm_fit(counts, labels, labels_hat=None, counts_unlabeled=None, labels_h
     lam = torch.as_tensor(lam, dtype=torch.float64).expand(theta.shape[:-1])
     fit = {'theta': theta, 'cov': cov, 'lam': lam, 'beta': theta[..., coord], 'hessian': stats['H'],
            'se': cov[..., coord, coord].clamp_min(0).sqrt(), 'inv_dispersion': phi}
+    fit['status'] = _fit_status(p, fit, coord)
     if with_df: fit['df'] = ppi_glm_df(p, fit, coord, family)
     return fit
 
@@ -518,7 +542,7 @@ def de_table(fit:dict,        # from `ppi_glm_fit` / `classical_glm_fit` / `naiv
              genes=None,      # (G,) gene names for the index
              alpha:float=0.05,
              interval:str='z', # 'z', or 't' (p-values and intervals on Satterthwaite df; fit from `with_df=True`)
-            ) -> pd.DataFrame: # per gene: beta (log fold change), se, ci_low, ci_high, z, p_value, p_adj, lam, ok (and df)
+            ) -> pd.DataFrame: # per gene: beta (log fold change), se, ci_low, ci_high, z, p_value, p_adj, lam, ok, status (and df)
     "Per-gene DE results as a DataFrame indexed by gene."
     beta, se = fit['beta'].numpy(), fit['se'].numpy()
     if beta.ndim != 1: raise ValueError(f"de_table expects one fit (G,), got shape {beta.shape}")
@@ -530,7 +554,9 @@ def de_table(fit:dict,        # from `ppi_glm_fit` / `classical_glm_fit` / `naiv
     genes = pd.Index(genes if genes is not None else [f'gene_{g}' for g in range(len(beta))], name='gene')
     out = pd.DataFrame({'beta': np.where(ok, beta, np.nan), 'se': np.where(ok, se, np.nan), 'ci_low': np.where(ok, lo, np.nan),
                         'ci_high': np.where(ok, hi, np.nan), 'z': z, 'p_value': p, 'p_adj': bh_adjust(p),
-                        'lam': fit['lam'].numpy(), 'ok': ok}, index=genes)
+                        'lam': fit['lam'].numpy(), 'ok': ok,
+                        'status': np.asarray(FIT_STATUS)[np.where(ok, 0, fit['status'].numpy() if 'status' in fit else -1)]},
+                       index=genes)
     if 'df' in fit: out['df'] = fit['df'].numpy()
     return out
 
@@ -874,6 +900,9 @@ def curation_widget(log:CurationLog,  # where decisions go; the panel is bound t
 class DEInputError(DataFormatError):
     "Input to `ppi_de` / `stlearn-nb de` that cannot give a valid answer (one message per problem)."
 
+class DEUndefinedError(DEInputError):
+    "Every gene's log fold change is undefined: an all-NaN table is refused, not returned."
+
 def _codes(values, reference, target) -> np.ndarray:
     v = np.asarray(values).astype(str)
     return np.where(v == str(reference), 0, np.where(v == str(target), 1, 2))
@@ -928,6 +957,21 @@ def _matrix(adata, layer, columns=None):
     if _is_dask(x) or isinstance(x, np.ndarray) or scipy.sparse.issparse(x): return x[:, columns]
     return (x.to_memory() if hasattr(x, 'to_memory') else np.asarray(x[...]))[:, columns]   # backed: the small curated set
 
+def _n_classes(codes:dict, reference, target) -> int:
+    "2 when no cell is outside the two groups (an empty class makes every fit singular), else 3."
+    if not any((c == 2).any() for c in codes.values()): return 2
+    if 'yhc' in codes and not (codes['yc'] == 2).any():
+        k = int((codes['yhu'] == 2).sum() + (codes['yhc'] == 2).sum())
+        raise DEInputError(f"{k} cells have an automated label other than {reference!r} and {target!r} but no curated cell "
+                           "does: that class has no curated cell to fit it (singular design); curate some of them, or use method='classical'")
+    return 3
+
+def _defined(table:pd.DataFrame, method:str) -> pd.DataFrame:
+    "The table, unless no gene is defined (then a `DEUndefinedError` with the count of each reason)."
+    if table['ok'].any(): return table
+    reasons = ', '.join(f"{n} {s}" for s, n in table['status'].value_counts().items())
+    raise DEUndefinedError(f"{method}: none of the {len(table)} genes has a defined log fold change ({reasons})")
+
 def ppi_de(adata_unlabeled,            # AnnData, automated-only cells (N, G): in memory, sparse, backed='r' or Dask
            adata_curated,              # AnnData, curated cells (n, G); genes matched by name
            label_key:str,              # .obs column with the automated label (both objects)
@@ -939,7 +983,7 @@ def ppi_de(adata_unlabeled,            # AnnData, automated-only cells (N, G): i
            method:str='ppi++',         # 'ppi++', 'ppi', 'classical' or 'naive'
            family:str='poisson', alpha:float=0.05, clip:bool=True,
            interval:str='z',           # 'z' or 't' (Satterthwaite df: few heavily weighted curated cells)
-          ) -> pd.DataFrame:           # per gene (automated order): beta, se, ci_low, ci_high, z, p_value, p_adj, lam, ok
+          ) -> pd.DataFrame:           # per gene (automated order): beta, se, ci_low, ci_high, z, p_value, p_adj, lam, ok, status
     "Differential expression target vs reference with PPI++ (or the classical / naive / PPI baselines)."
     order = _check_de_input(adata_unlabeled, adata_curated, label_key, curated_key, reference, target, method, family, alpha)
     if interval not in ('z', 't'): raise DEInputError(f"interval must be 'z' or 't', got {interval!r}")
@@ -947,16 +991,16 @@ def ppi_de(adata_unlabeled,            # AnnData, automated-only cells (N, G): i
     w = None if weights_key is None else _positive_column(adata_curated, weights_key, 'curated')
     xu = _matrix(adata_unlabeled, layer) if method != 'classical' else None
     xc = _matrix(adata_curated, layer, order) if method != 'naive' else None
-    yc = _codes(adata_curated.obs[curated_key], reference, target)
-    kw = dict(family=family, with_df=interval == 't')
-    if method == 'naive':
-        fit = naive_glm_fit(xu, _codes(adata_unlabeled.obs[label_key], reference, target), off(adata_unlabeled, 'automated'), **kw)
-    elif method == 'classical': fit = classical_glm_fit(xc, yc, w, off(adata_curated, 'curated'), **kw)
+    codes = {k: _codes(a.obs[key], reference, target) for k, a, key, used in (
+        ('yc', adata_curated, curated_key, method != 'naive'), ('yhc', adata_curated, label_key, method in ('ppi', 'ppi++')),
+        ('yhu', adata_unlabeled, label_key, method != 'classical')) if used}
+    kw = dict(family=family, with_df=interval == 't', n_classes=_n_classes(codes, reference, target))
+    if method == 'naive': fit = naive_glm_fit(xu, codes['yhu'], off(adata_unlabeled, 'automated'), **kw)
+    elif method == 'classical': fit = classical_glm_fit(xc, codes['yc'], w, off(adata_curated, 'curated'), **kw)
     else:
-        fit = ppi_glm_fit(xc, yc, _codes(adata_curated.obs[label_key], reference, target), xu,
-                          _codes(adata_unlabeled.obs[label_key], reference, target), lam=1.0 if method == 'ppi' else None,
-                          clip=clip, weights=w, offset=off(adata_curated, 'curated'), offset_unlabeled=off(adata_unlabeled, 'automated'), **kw)
-    return de_table(fit, adata_unlabeled.var_names, alpha, interval)
+        fit = ppi_glm_fit(xc, codes['yc'], codes['yhc'], xu, codes['yhu'], lam=1.0 if method == 'ppi' else None, clip=clip,
+                          weights=w, offset=off(adata_curated, 'curated'), offset_unlabeled=off(adata_unlabeled, 'automated'), **kw)
+    return _defined(de_table(fit, adata_unlabeled.var_names, alpha, interval), method)
 
 # %% ../nbs/40_ppi_de.ipynb #cf2dcda4
 def plot_volcano(table:pd.DataFrame, # from `de_table` / `ppi_de`
