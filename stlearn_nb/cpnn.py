@@ -14,7 +14,7 @@ from fastai.data.load import DataLoader
 from fastai.learner import Learner
 import fastai.callback.schedule, fastai.callback.progress  # fit_one_cycle, progress bars
 from .core import (cpu_threads, seed_everything, default_device, nb_log_prob, pearson_per_gene, spearman_per_gene,
-                             correlation_summary, type_palette, Experiment, versions)
+                             correlation_summary, type_palette, Experiment, versions, train_batch_size, check_train_steps)
 from .data import DataFormatError, shared_data_dir
 
 # %% auto #0
@@ -291,10 +291,13 @@ def bag_collate(items:list) -> tuple: # x (B, n_max, D), mask (B, n_max), counts
 def bag_dataloaders(train:BagDataset, valid:BagDataset, bs:int=8, device=None) -> DataLoaders:
     "fastai DataLoaders over bags (shuffled train, ordered valid), two inputs (x, mask)."
     device = device or default_device()
+    bs = train_batch_size(len(train), bs, 'CPNN bags')
     dls = [DataLoader(ds, bs=bs, shuffle=sh, drop_last=False, create_batch=bag_collate, device=device)
            for ds, sh in ((train, True), (valid, False))]
     for dl in dls: dl.n_inp = 2
-    return DataLoaders(*dls, device=device)
+    dls = DataLoaders(*dls, device=device)
+    check_train_steps(dls, 'CPNN bags')
+    return dls
 
 def cpnn_learner(dls:DataLoaders, prototypes, gene_scale=None, lam:float=1e3, hidden:tuple=(256, 128),
                  lr:float=1e-3) -> Learner:

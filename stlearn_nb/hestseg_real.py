@@ -8,7 +8,7 @@ import io, json, math, textwrap, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn as nn, torch.nn.functional as F
 from scipy import ndimage as ndi
-from .core import seed_everything, default_device, Experiment, cpu_threads, atomic_dir
+from .core import seed_everything, default_device, Experiment, cpu_threads, atomic_dir, train_batch_size, check_train_steps
 from .data import (DataFormatError, UnreadableFileError, shared_data_dir, require_file, read_cpm15, read_cpm15_magnifications,
                    monuseg_organ, resample_tile, resize_labels, read_png, read_tiff, format_examples)
 from .features import IMAGENET_MEAN, IMAGENET_STD
@@ -163,8 +163,10 @@ def nuclei_learner(train:list, valid:list, model:nn.Module|None=None, crop:int=2
     from fastai.learner import Learner
     seed_everything(seed)
     model = model if model is not None else mobile_hovernet()
+    bs = train_batch_size(n_crops, bs, f'MobileHoVerNet on {n_crops} crops per epoch')   # drop_last: bs <= crops
     dls = DataLoaders.from_dsets(NucleiCrops(train, crop, n_crops, True, seed), NucleiCrops(valid, crop, max(bs, 2 * len(valid)), False, seed + 1),
                                  bs=bs, device=device or default_device(), num_workers=0)
+    check_train_steps(dls, 'MobileHoVerNet')
     split = lambda m: [list(m.encoder.parameters()), [p for n, p in m.named_parameters() if not n.startswith('encoder.')]]
     return Learner(dls, model, loss_func=NpHvLoss(), splitter=split)
 
