@@ -33,6 +33,7 @@ def read_allowlist(path: Path = ALLOWLIST) -> list[tuple[re.Pattern, re.Pattern,
 
 def student_env(no_data: bool) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ('MPLBACKEND', 'PYTHONWARNINGS', 'STLEARN_NB_CPU')}
+    env['PYTHONPATH'] = os.pathsep.join([str(ROOT)] + [p for p in env.get('PYTHONPATH', '').split(os.pathsep) if p])  # this checkout's library
     if no_data: env['STLEARN_NB_DATA'] = str(ROOT / '.ci' / 'no_shared_data_here')   # a folder that does not exist
     return env
 
