@@ -123,18 +123,12 @@ def check_sidebar(name, entries) -> list:
     return [] if name in entries else [f'{name} is not in nbs/sidebar.yml']
 
 def check_documented(page, names) -> list:
-    "Functions and classes need their show_doc; constants their show_doc, defining source or a `name` in the prose."
+    "Functions and classes need their show_doc; constants their defining source (`#| exports`) or a mention on the page."
     shown = {m for c in page['cells'] for o in c.get('outputs', [])
              for m in re.findall(r'^#+\s+([\w.]+)\s*$', out_text(o), re.M)}
-    code = '\n'.join(src(c) for c in page['cells'] if c['cell_type'] == 'code')
-    prose = '\n'.join(src(c) for c in page['cells'] if c['cell_type'] == 'markdown')
-    problems = []
-    for name, kind in names.items():
-        if name in shown: continue
-        if kind == 'const' and (re.search(rf'^{name}\s*(:[^=]*)?=', code, re.M) or f'`{name}`' in prose
-                                or re.search(rf'\[`?{name}`?\]\(', prose)): continue
-        problems.append(f'{kind} {name} is exported but not documented on the page')
-    return problems
+    text = '\n'.join([src(c) for c in page['cells']] + [out_text(o) for c in page['cells'] for o in c.get('outputs', [])])
+    return [f'{kind} {name} is exported but not documented on the page' for name, kind in names.items()
+            if name not in shown and not (kind == 'const' and re.search(rf'\b{name}\b', text))]
 
 def check_lessons(nb, page) -> list:
     "The source of every `#| exports` cell is on the page."
