@@ -173,7 +173,7 @@ def check_warnings(caught) -> list:
     "nbdev's warnings (first line and the start of the cell it names) and processing failures."
     return [' / '.join(w.splitlines()[:1] + w.splitlines()[2:4]) for w in caught]
 
-# --- the real notebooks -------------------------------------------------------------------------------------
+# --- tiny notebooks, each broken on purpose for one check ---------------------------------------------------
 
 PNG = base64.b64encode(bytes.fromhex('89504e470d0a1a0a0000000d4948445200000001000000010806000000'
                                      '1f15c4890000000d49444154789c6360f8ffff3f0005fe02fea7d6a4e00000000049454e44ae426082')).decode()
@@ -196,10 +196,11 @@ def tiny(*extra, title=True):
             'nbformat': 4, 'nbformat_minor': 5}
 
 TINY_NAMES = {'lesson': 'def', 'plumbing': 'def'}
-BROKEN = {   # notebook -> (the check that must catch it, the notebook)
+BROKEN = {   # notebook -> (the check that must catch it, the notebook[, names its module would export])
     'no_title': ('title', tiny(title=False)),
     'two_titles': ('title', tiny(md('# A second title'))),
-    'undocumented': ('documented', tiny(code('#| export\nghost = lambda x: x'))),
+    'undocumented': ('documented', tiny(code('#| export\nghost = lambda x: x')), {'ghost': 'const'}),
+    'undocumented_def': ('documented', tiny(code('#| export\n#| hide\ndef secret(x): return x')), {'secret': 'def'}),
     'lesson_hidden': ('lessons', tiny(code('#| exports\n#| hide\ndef hidden_lesson(x): return x'))),
     'figure_hidden': ('figures', tiny(code('#| output: false\nlesson(2)', [FIGURE]))),   # Quarto drops the figure
     'scaffold_typo': ('scaffolding', tiny(code('#| hid\nfrom fastcore.test import test_close'))),
@@ -213,17 +214,27 @@ def all_checks(name, nb, page, caught, names, entries, nbs=NBS) -> dict:
             'lessons': check_lessons(nb, page), 'figures': check_figures(nb, page, nbs), 'scaffolding': check_scaffolding(nb, page),
             'warnings': check_warnings(caught)}
 
-@pytest.fixture(scope='module')
+# --- the real notebooks -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope='session')
 def pages(tmp_path_factory):
-    "Every notebook in nbs/ and the tiny ones, processed by nbdev in one pool: name -> (notebook, page, warnings)."
-    tmp = tmp_path_factory.mktemp('site')
-    (tmp/'nbs').mkdir(); (tmp/'proc').mkdir()
+    """Every notebook in nbs/ and the tiny ones, processed by nbdev in one pool: name -> (notebook, page, warnings).
+    Under pytest-xdist the first worker processes, the others wait on the lock and read its pages."""
+    from filelock import FileLock
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get('PYTEST_XDIST_WORKER'): base = base.parent
+    tmp = base/'site'
     jobs = [(NBS/n, tmp/'proc'/n) for n in NOTEBOOKS]
-    for name, nb in [('good', tiny())] + [(k, v[1]) for k, v in BROKEN.items()]:
-        (tmp/'nbs'/f'tiny_{name}.ipynb').write_text(json.dumps(nb))
-        jobs.append((tmp/'nbs'/f'tiny_{name}.ipynb', tmp/'proc'/f'tiny_{name}.ipynb'))
-    caught = process_all(jobs)
-    return {dst.name: (read(s), read(dst) if dst.exists() else {'cells': []}, caught[dst]) for s, dst in jobs}
+    jobs += [(tmp/'nbs'/f'tiny_{k}.ipynb', tmp/'proc'/f'tiny_{k}.ipynb') for k in ['good', *BROKEN]]
+    with FileLock(str(base/'site.lock')):
+        if not (tmp/'caught.json').exists():
+            (tmp/'nbs').mkdir(parents=True, exist_ok=True); (tmp/'proc').mkdir(exist_ok=True)
+            for name, nb in [('good', tiny())] + [(k, v[1]) for k, v in BROKEN.items()]:
+                (tmp/'nbs'/f'tiny_{name}.ipynb').write_text(json.dumps(nb))
+            caught = process_all(jobs)
+            (tmp/'caught.json').write_text(json.dumps({dst.name: w for dst, w in caught.items()}))
+    caught = json.loads((tmp/'caught.json').read_text())
+    return {dst.name: (read(s), read(dst) if dst.exists() else {'cells': []}, caught[dst.name]) for s, dst in jobs}
 
 def test_sidebar_lists_existing_pages():
     entries = sidebar_entries()
@@ -247,9 +258,9 @@ def test_each_check_can_fail(pages, tmp_path):
     entries = [f'tiny_{k}.ipynb' for k in ['good', *BROKEN] if k != 'no_sidebar']
     nb, page, caught = pages['tiny_good.ipynb']
     assert {k: v for k, v in all_checks('tiny_good.ipynb', nb, page, caught, TINY_NAMES, entries).items() if v} == {}
-    for name, (check, _) in BROKEN.items():
+    for name, (check, _, *more) in BROKEN.items():
         nb, page, caught = pages[f'tiny_{name}.ipynb']
-        names = {**TINY_NAMES, **({'ghost': 'const'} if name == 'undocumented' else {})}
+        names = {**TINY_NAMES, **(more[0] if more else {})}
         problems = all_checks(f'tiny_{name}.ipynb', nb, page, caught, names, entries)
         assert problems[check], f'{name}: check_{check} did not catch it ({problems})'
     # a figure whose image file is missing, a page that lost a show_doc: the same checks fail
