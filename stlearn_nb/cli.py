@@ -41,9 +41,11 @@ def available_experiments() -> dict:
 class CommandLineError(ValueError):
     "A command-line argument is invalid: raised before any work starts."
 
+# %% ../nbs/90_cli.ipynb #841c59dc
 CLI_OWNED = ('quick', 'seed', 'data_dir')  # parameters set by their own flags, not by --set
 _TYPES = {'int': int, 'float': float, 'bool': bool, 'str': str, 'tuple': tuple, 'list': list, 'None': type(None)}
 
+# %% ../nbs/90_cli.ipynb #3b48e006
 @dataclass
 class Option:
     "One `--set` key of an experiment: its default (as written in the source) and the types it accepts."

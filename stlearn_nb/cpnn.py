@@ -451,6 +451,7 @@ def run_cpnn_synth(quick:bool=False, seed:int=0, data_dir=None, n_seeds:int|None
 # %% ../nbs/30_cpnn.ipynb #42edce25
 HER2ST_TYPE_MAP = {'Plasmablasts': 'Plasma Cells', 'Cancer Epithelial': 'Epithelial', 'Normal Epithelial': 'Epithelial'}
 
+# %% ../nbs/30_cpnn.ipynb #dd1786e7
 def her2st_reference_prototypes(ref:ad.AnnData, genes, label_key:str='celltype_major', **kwargs) -> pd.DataFrame:
     "Regression prototypes of the Wu et al. reference on `genes`, labels mapped to her2st's stereoscope major tier."
     ref = ref[:, list(genes)].copy()

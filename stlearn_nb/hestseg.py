@@ -196,9 +196,11 @@ def detection_type_f1(true_xy:list, true_type:list, # per image: (n, 2) true cen
 class XeniumFormatError(DataFormatError):
     "A Xenium or HEST-1k file lacks a required column, or holds values of the wrong kind."
 
+# %% ../nbs/20_hestseg.ipynb #03557c0c
 CONTROL_PATTERN = r'^(NegControl|BLANK|Blank|Unassigned|Deprecated|Intergenic|antisense|NegPrb)'
 UNASSIGNED_IDS = ('-1', 'UNASSIGNED', '0', '')
 
+# %% ../nbs/20_hestseg.ipynb #5d415b35
 def _read_table(path:str|Path, need:list, what:str) -> pd.DataFrame:
     path = require_file(path, what)
     if path.suffix == '.parquet':
@@ -682,6 +684,7 @@ def simulate_dapi_polygons(tile:dict, seed:int=0,
 # %% ../nbs/20_hestseg.ipynb #b5fa5209
 FINE_TYPES = {1: ['tumour'], 2: ['epithelium'], 3: ['T_cell', 'B_cell', 'macrophage'], 4: ['fibroblast', 'endothelial']}
 
+# %% ../nbs/20_hestseg.ipynb #3c47905a
 def simulate_expression(classes:np.ndarray,     # (N,) true class of each cell (1..4)
                         markers:dict=MARKERS, n_other:int=20, library:float=30., contamination:float=0.5,
                         seed:int=0) -> tuple[np.ndarray, list, np.ndarray]: # (N, G) counts, genes, (N,) fine types
@@ -726,6 +729,7 @@ def st_label_tile(vertices_um:pd.DataFrame, # cell_id, vertex_x, vertex_y in mic
 XENIUM_PIXEL_SIZE = 0.2125
 SYNTH_ALIGNMENT = np.array([[2.35, 0.02, 15.], [-0.02, 2.35, -7.], [0, 0, 1]])  # H&E px (0.5 um) -> morphology px
 
+# %% ../nbs/20_hestseg.ipynb #7a75c6c7
 def simulate_section(style:str, n_tiles:int, size:int=64, seed:int=0, **dapi) -> dict:
     "Tiles of one organ style with exact labels and ST-derived labels (Xenium-like polygons in um + expression)."
     imgs, true_i, true_t, st_i, st_t, cells = [], [], [], [], [], []

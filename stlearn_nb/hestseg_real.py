@@ -31,6 +31,7 @@ MONUSEG_MPP = 0.25                     # 40x, for the one MoNuSeg XML without Mi
 UNSEEN_ORGANS = ('bladder', 'brain')   # MoNuSeg test organs absent from MoNuSeg train and CPM-15
 VALID_TILES = ('TCGA-E2-A1B5', 'TCGA-B0-5711', 'CPM-15 image07', 'CPM-15 image15')  # held out for validation
 
+# %% ../nbs/21_hestseg_real.ipynb #3ccd7e40
 def read_nuclei_tiles(monuseg:str|Path|None=None, # folder with train/ and test/ MoNuSeg tiles (.tif + .xml)
                       cpm15:str|Path|None=None,   # CPM-15 folder (imageNN.png, imageNN_mask.txt, README_training.txt)
                       mpp:float=WORKING_MPP,      # working resolution, um/px
@@ -188,6 +189,7 @@ def fit_segmenter(learn, epochs:int=10, lr:float=2e-3, freeze_epochs:int=1, prog
 POST_REAL = dict(ksize=11, min_size=10, open_radius=1, energy_threshold=0.4)   # hover_postprocess at 0.5 um/px (HoVer-Net: 21, 10, 2 at 0.25)
 MODEL_KEYS, CONFIG_KEYS = ('state_dict', 'config'), ('mpp', 'n_classes')
 
+# %% ../nbs/21_hestseg_real.ipynb #cde32c3f
 class SegmenterFileError(DataFormatError):
     "A model file lacks the keys `segment_nuclei` needs, or its weights do not fit the architecture."
 
@@ -358,8 +360,10 @@ def score_tile(true:np.ndarray, pred:np.ndarray) -> dict:
     return dict(PQ=s['pq'], DQ=s['dq'], SQ=s['sq'], AJI=aji_score(true, pred), **{'AJI+': aji_plus_score(true, pred)},
                 Dice=dice_score(true, pred), n_true=len(np.unique(true)) - 1, n_pred=len(np.unique(pred)) - 1)
 
+# %% ../nbs/21_hestseg_real.ipynb #86f28d29
 METRICS = ['PQ', 'AJI', 'AJI+', 'Dice', 'DQ', 'SQ']
 
+# %% ../nbs/21_hestseg_real.ipynb #7aae68a4
 def score_methods(tiles:list, preds:dict) -> pd.DataFrame: # one row per method and tile
     "Per-tile scores of every method (`preds`: method -> list of instance masks, one per tile)."
     return pd.DataFrame([dict(method=m, tile=t['name'], organ=t['organ'], unseen=t['organ'] in UNSEEN_ORGANS, **score_tile(t['inst'], p))
@@ -375,6 +379,7 @@ def organ_table(per_tile:pd.DataFrame) -> pd.DataFrame:
 # %% ../nbs/21_hestseg_real.ipynb #b34003e7
 POST_GRID = [dict(ksize=k, energy_threshold=e) for k in (7, 11, 15) for e in (0.3, 0.4, 0.5)]
 
+# %% ../nbs/21_hestseg_real.ipynb #1511648b
 def tune_postprocess(model:nn.Module, tiles:list, grid:list=POST_GRID) -> dict:
     "The `hover_postprocess` setting (POST_REAL updated by one grid entry) with the best mean PQ on `tiles`."
     maps = [predict_maps(model, t['image']) for t in tiles]   # the network runs once per tile
@@ -385,6 +390,7 @@ def tune_postprocess(model:nn.Module, tiles:list, grid:list=POST_GRID) -> dict:
 # %% ../nbs/21_hestseg_real.ipynb #2d1561c3
 OUTLINE_COLOURS = {'manual outline': (1.0, 0.85, 0.0), 'predicted': (0.0, 0.9, 1.0)}
 
+# %% ../nbs/21_hestseg_real.ipynb #465df1d0
 def plot_outlines(image:np.ndarray, true:np.ndarray, pred:np.ndarray, ax=None, title:str='', pred_label:str='predicted'):
     "Tile with manual and predicted nucleus outlines and a legend naming the two colours."
     import matplotlib.pyplot as plt

@@ -621,6 +621,7 @@ def simulate_cells(genes:pd.DataFrame, # from `simulate_de_genes`
 # %% ../nbs/40_ppi_de.ipynb #2b929704
 SIM_ARMS = ('naive', 'classical', 'ppi', 'ppi++')
 
+# %% ../nbs/40_ppi_de.ipynb #b6ae1a16
 def ppi_sim_replicates(n_reps:int=100, n_unlabeled:int=20_000, n_curated:int=500, seed:int=0,
                        genes:pd.DataFrame|None=None, target_fraction:float=1/3, chunk:int=20,
                        arms=SIM_ARMS, # also: 'classical_unweighted', 'classical_pi_weights' (wrong on purpose)

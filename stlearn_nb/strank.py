@@ -540,8 +540,10 @@ class KeepBestWeights(TrackerCallback):
     def after_fit(self):
         if self.state is not None: self.model.load_state_dict(self.state)
 
+# %% ../nbs/10_strank.ipynb #612d4a6a
 HER2ST_OFFSETS = ('selected', 'all', 'none')
 
+# %% ../nbs/10_strank.ipynb #5fe4c58d
 def her2st_offset(data:dict, kind:str='selected', train=HER2ST_SPLIT['train']) -> np.ndarray: # (n, 1) log offset
     "Per-spot log library offset: over the selected genes (the paper), the spot's all-gene total (rescaled), or none."
     counts = torch.as_tensor(data['counts'])
