@@ -421,9 +421,10 @@ def ppi_glm_cov(stats:dict, lam) -> torch.Tensor: # (..., G, K, K) covariance of
     Hinv = torch.linalg.inv(stats['H'])
     return Hinv @ V @ Hinv.transpose(-1, -2) / stats['n']
 
-# %% ../nbs/40_ppi_de.ipynb #a1f7e0c1
-FIT_STATUS = ('ok', 'empty group', 'all-zero gene', 'zero in reference', 'zero in target', 'singular design', 'non-finite fit')
+# %% ../nbs/40_ppi_de.ipynb #83da0159
+FIT_STATUS = ('ok', 'empty group', 'all-zero gene', 'zero in reference', 'zero in target', 'singular design', 'non-finite fit')  # the `status` column's values, 0 = 'ok'
 
+# %% ../nbs/40_ppi_de.ipynb #a1f7e0c1
 def _fit_status(p:dict, fit:dict, coord:int=1) -> torch.Tensor: # (..., G) codes into FIT_STATUS
     "Why beta or its SE is undefined, per gene: 0 ('ok') where both are finite and se > 0."
     K = p['K']
