@@ -396,15 +396,16 @@ def evaluate_slides(res:dict, sim:dict) -> tuple[pd.DataFrame, dict]:
 # %% ../nbs/30_cpnn.ipynb #c863bacf
 def plot_weight_recovery(pred, # (n, K) predicted weights
                          true, # (n, K) true weights
-                         names=None, ax=None):
-    "Predicted vs true compositions, one colour per type."
-    if ax is None: _, ax = plt.subplots(figsize=(4, 4))
-    pred, true = np.asarray(pred), np.asarray(true)
-    names = names or [f'type{k}' for k in range(pred.shape[1])]; pal = type_palette(names)
-    for k, n in enumerate(names): ax.scatter(true[:, k], pred[:, k], s=4, alpha=0.4, color=pal[n], label=n)
-    ax.plot([0, 1], [0, 1], 'k--', lw=0.8)
-    ax.set(xlabel='true weight', ylabel='predicted weight', xlim=(0, 1), ylim=(0, 1))
-    ax.legend(fontsize=7, markerscale=3); return ax
+                         ax=None, title:str='held-out patches'):
+    "Density (hexbin, log colour) of predicted against true weight over all n*K entries, titled with their pooled Pearson r."
+    if ax is None: _, ax = plt.subplots(figsize=(4.8, 4), layout='constrained')
+    pred, true = np.asarray(pred, float), np.asarray(true, float)
+    hb = ax.hexbin(true.ravel(), pred.ravel(), gridsize=30, extent=(0, 1, 0, 1), bins='log', mincnt=1, cmap='viridis')
+    ax.plot([0, 1], [0, 1], 'k--', lw=0.8, label='predicted = true')
+    ax.set(xlabel='true weight (share of the patch)', ylabel='predicted weight (share of the patch)', xlim=(0, 1), ylim=(0, 1), aspect='equal')
+    ax.set_title(f'{title}: Pearson r of predicted vs true\nweight, pooled over patches and {pred.shape[1]} types = {composition_recovery(pred, true):.2f}', fontsize=9)
+    ax.figure.colorbar(hb, ax=ax, label='patch-type pairs per hexagon')
+    ax.legend(fontsize=7, loc='upper left'); return ax
 
 # %% ../nbs/30_cpnn.ipynb #6187bdbe
 def train_spot_models(features,   # (n_spots, D) or (n_spots, n, D) patch features of the training spots
@@ -517,7 +518,7 @@ def plot_composition_map(adata:ad.AnnData, # one section with .obsm['spatial'] (
                     edgecolors='none')
     pad = 0.06 * np.ptp(xy, 0).max()   # frame the spots, not the whole slide
     ax.set_xlim(xy[:, 0].min() - pad, xy[:, 0].max() + pad); ax.set_ylim(xy[:, 1].max() + pad, xy[:, 1].min() - pad)
-    if colorbar: ax.figure.colorbar(sc, ax=ax, fraction=0.046, pad=0.02, label='share')
+    if colorbar: ax.figure.colorbar(sc, ax=ax, fraction=0.046, pad=0.02, label=f'{cell_type} share of the spot')
     ax.set_title(f'{lib}: {cell_type}', fontsize=9); ax.axis('off')
     return ax
 
@@ -530,8 +531,8 @@ def plot_composition_comparison(adata:ad.AnnData, predicted, reference, names:li
         vmax = float(np.percentile(np.r_[p, q], 99))
         for ax, w, lab in zip(row, (predicted, reference), labels):
             plot_composition_map(adata, w, names, t, ax=ax, vmax=vmax, colorbar=False)
-            ax.set_title(f'{t}: {lab}' + (f' (r = {np.corrcoef(p, q)[0, 1]:.2f})' if lab == labels[0] else ''), fontsize=9)
-        row[-1].figure.colorbar(row[-1].collections[0], ax=list(row), fraction=0.04, pad=0.02, label=f'{t} share')
+            ax.set_title(f'{t}: {lab}' + (f'\nPearson r with {labels[1]} over spots = {np.corrcoef(p, q)[0, 1]:.2f}' if lab == labels[0] else ''), fontsize=9)
+        row[-1].figure.colorbar(row[-1].collections[0], ax=list(row), fraction=0.04, pad=0.02, label=f'{t} share of the spot (shared scale)')
     return axes
 
 # %% ../nbs/30_cpnn.ipynb #3e22fef0

@@ -817,20 +817,23 @@ def evaluate_segmentation(true_inst, true_type, pred_inst, pred_type, classes=(1
     return out
 
 # %% ../nbs/20_hestseg.ipynb #cb543a5f
-def plot_overlay(image:np.ndarray, inst:np.ndarray, types:np.ndarray, ax=None, title:str='', legend:bool=True):
-    "H&E tile with nucleus outlines coloured by class (grey = ignore or unclassified), and a legend of the colours."
+def plot_overlay(image:np.ndarray, inst:np.ndarray, # (H, W, 3) uint8 tile, (H, W) instance mask
+                 types:np.ndarray|None=None,          # (H, W) class per pixel (-1 = ignore); None: class-free masks, one outline colour
+                 ax=None, title:str='', legend:bool=True, outline_label:str='nucleus outline'):
+    "H&E tile with nucleus outlines coloured by class (grey = ignore or unclassified), and a legend of the colours beside it."
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
     from skimage.segmentation import find_boundaries
-    ax = ax or plt.subplots(figsize=(4, 4))[1]
-    pal = type_palette(list(CLASSES[1:]) + ['ignore'])
-    lut = np.array([(1., 1., 1.)] + [pal[c] for c in CLASSES[1:]] + [pal['ignore']])
-    edge = find_boundaries(inst, mode='inner')
-    t = np.where(np.asarray(types) < 0, len(CLASSES), np.asarray(types))
-    rgb = image.astype(float) / 255; rgb[edge] = lut[t[edge]]
+    ax = ax or plt.subplots(figsize=(5, 4), layout='constrained')[1]
+    edge = find_boundaries(inst, mode='inner'); rgb = image.astype(float) / 255
+    if types is None: names, lut = [outline_label], np.array([(1., 1., 1.), (1., 0.85, 0.)]); rgb[edge] = lut[1]
+    else:
+        names = list(CLASSES[1:]) + ['ignore']; pal = type_palette(names)
+        lut = np.array([(1., 1., 1.)] + [pal[c] for c in names])
+        t = np.where(np.asarray(types) < 0, len(CLASSES), np.asarray(types)); rgb[edge] = lut[t[edge]]
     ax.imshow(rgb); ax.set_title(title, fontsize=9); ax.set_axis_off()
-    if legend: ax.legend(handles=[Line2D([], [], color=lut[k], lw=2, label=n) for k, n in enumerate(list(CLASSES[1:]) + ['ignore'], 1)],
-                         loc='lower left', fontsize=5, framealpha=0.85, handlelength=1)
+    if legend: ax.legend(handles=[Line2D([], [], color=lut[k], lw=2, label=n) for k, n in enumerate(names, 1)],
+                         loc='upper left', bbox_to_anchor=(1.01, 1), fontsize=7, handlelength=1)   # beside the tile, not on it
     return ax
 
 # %% ../nbs/20_hestseg.ipynb #a17ddf00
@@ -899,12 +902,13 @@ def _hestseg_synth(quick, seed, data_dir, train_organs, test_organs, n_tiles, si
 # %% ../nbs/20_hestseg.ipynb #67485822
 def _overlay_figure(sec:dict, models:dict):
     import matplotlib.pyplot as plt
-    fig, axs = plt.subplots(1, len(models) + 1, figsize=(3.2 * (len(models) + 1), 3.4))
-    plot_overlay(sec['images'][0], sec['true_inst'][0], sec['true_type'][0], axs[0], f"truth ({sec['style']}, held out)")
+    fig, axs = plt.subplots(1, len(models) + 1, figsize=(3.2 * (len(models) + 1) + 1.2, 3.4), layout='constrained')
+    plot_overlay(sec['images'][0], sec['true_inst'][0], sec['true_type'][0], axs[0], f"truth ({sec['style']}, held out)", legend=False)
     for ax, (name, learn) in zip(axs[1:], models.items()):
         pi, pt = predict_instances(learn.model, sec['images'][:1])
-        plot_overlay(sec['images'][0], pi[0], pt[0], ax, name)
-    fig.tight_layout(); plt.close(fig)   # returned for the caller to show or save, not auto-displayed
+        plot_overlay(sec['images'][0], pi[0], pt[0], ax, f"predicted; trained on\n{name} labels", legend=ax is axs[-1])   # one legend, beside the last tile
+    fig.suptitle('nucleus outlines coloured by class', fontsize=10)
+    plt.close(fig)   # returned for the caller to show or save, not auto-displayed
     return fig
 
 # %% ../nbs/20_hestseg.ipynb #9b6981a4

@@ -237,6 +237,19 @@ def test_plot_pq_vs_severity_draws_curve_and_reference_lines():
     assert [t.get_text() for t in ax.get_legend().get_texts()][1:] == ['clean', 'classical']
     plt.close('all')
 
+def test_pq_vs_severity_styles_follow_names_and_references_have_one_order():
+    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
+    from stlearn_nb.hestseg_real import severity_references
+    noise = pd.DataFrame(dict(severity=[0, 2], offset_um=[0, 2], PQ_unseen=[0.5, 0.2]))
+    per_tile = pd.DataFrame(dict(method=['classical (haematoxylin)', 'MobileHoVerNet, manual labels, breast only', 'classical (haematoxylin)', 'x'],
+                                 unseen=[True, True, False, True], PQ=[0.4, 0.3, 0.9, 0.1]))
+    refs = severity_references(noise, per_tile)
+    assert refs == {'manual labels (clean)': 0.5, 'classical': 0.4, 'MobileHoVerNet, manual labels, breast only': 0.3}   # unseen tiles only
+    styles = lambda ax: {l.get_label(): (l.get_linestyle(), l.get_color()) for l in ax.lines[1:]}
+    a, b = plot_pq_vs_severity(noise, refs), plot_pq_vs_severity(noise, dict(reversed(list(refs.items()))))
+    assert styles(a) == styles(b) and len(set(styles(a).values())) == 3   # same name, same style, whatever the order
+    plt.close('all')
+
 def test_read_he_image_tiff_png_and_grey(tmp_path):
     import tifffile
     from PIL import Image
