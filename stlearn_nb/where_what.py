@@ -275,6 +275,7 @@ def where_what_arms(data:dict,          # from `simulate_where_sections` or `her
     fit = np.isin(data['section'], split['train'])
     patch = _components(data['patch'][float(field_um)], fit, n_pcs)
     position = section_coordinates(data['spatial_um'], data['section'])
+    position = np.c_[position, np.hypot(*position.T)]                    # x, y and the distance from the tissue centre
     context = _components(data['context'], fit, n_pcs)
     neighbours = neighbour_mean(patch, data['spatial_um'], radius_um, data['section'])
     return {'patch': patch, 'patch + position': np.c_[patch, position], 'patch + context': np.c_[patch, context],
@@ -343,7 +344,8 @@ def sampling_errors(coords,          # (n, 2) normalised coordinates of the sect
         seq_prior = None if prior is None else sequential_sampler(u, y, k_max, prior, binary, length_scale, seed=s)
         for k in budgets:
             grid = grid_sampler(u, k, s)
-            est = {SAMPLERS[0]: float(y[rand[:k]].mean()), SAMPLERS[1]: belief(rand[:k]), SAMPLERS[2]: belief(grid),
+            est = {SAMPLERS[0]: float(y[np.sort(rand[:k])].mean()),   # in spot order: at k = n exactly the section mean
+                   SAMPLERS[1]: belief(rand[:k]), SAMPLERS[2]: belief(grid),
                    SAMPLERS[3]: belief(seq[:k])}
             if prior is not None: est[SAMPLERS[4]] = belief(seq_prior[:k], prior)
             rows += [dict(sampler=name, k=k, seed=s, estimate=e) for name, e in est.items()]
