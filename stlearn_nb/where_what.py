@@ -283,9 +283,9 @@ def where_what_arms(data:dict,          # from `simulate_where_sections` or `her
             'position only': position, 'context only': context}
 
 # %% ../nbs/60_where_what.ipynb #dce63cb0
-def _fit_score(x, data, task, train, valid, tests, seed, epochs, progress):
+def _fit_score(x, data, task, train, valid, tests, seed, epochs, progress, bs=64):
     y = data['tissue_class'] if task == 'class' else data['genes']
-    learn = fit_features(feature_learner(x[train], y[train], x[valid], y[valid], task, seed=seed), epochs, progress=progress)
+    learn = fit_features(feature_learner(x[train], y[train], x[valid], y[valid], task, bs=bs, seed=seed), epochs, progress=progress)
     rows = []
     for name, m in tests.items():
         if task == 'class':
@@ -298,7 +298,7 @@ def _fit_score(x, data, task, train, valid, tests, seed, epochs, progress):
     return rows, learn
 
 def evaluate_where_what(data:dict, fields_um=(28., 56., 112., 224.), n_seeds:int=3, seed:int=0, epochs:int=40,
-                        radius_um:float=300., n_pcs:int=32, prior_field_um:float=112., split=WHERE_SPLIT, progress:bool=False,
+                        radius_um:float=300., n_pcs:int=32, prior_field_um:float=112., split=WHERE_SPLIT, bs:int=64, progress:bool=False,
                        ) -> tuple: # per-seed scores (DataFrame), priors {section: {'cancer': (n_s,), gene: (n_s,)}}
     "Train every arm at every field of view (and the references once) for each seed; score on the test sections."
     sec = data['section']
@@ -315,7 +315,7 @@ def evaluate_where_what(data:dict, fields_um=(28., 56., 112., 224.), n_seeds:int
             for arm in names:
                 for task, m in masks.items():
                     seed_everything(s)
-                    r, learn = _fit_score(arms[arm], data, task, m['train'], m['valid'], m['tests'], s, epochs, progress)
+                    r, learn = _fit_score(arms[arm], data, task, m['train'], m['valid'], m['tests'], s, epochs, progress, bs)
                     rows += [dict(arm=arm, field_um=np.nan if arm in WHERE_REFERENCES else float(field), seed=s, **x) for x in r]
                     if s == seed and arm == 'patch + all' and float(field) == float(prior_field_um):
                         for t in split['test']:
@@ -417,7 +417,7 @@ def run_where_what_her2st(quick:bool=False, seed:int=0, data_dir=None,
                           n_sampling_seeds:int|None=None, # seeds per sampler and budget (default 3 quick, 10 full)
                           arch:str|None=None, weights=None, patch_px:int|None=None, cache_dir=None,
                           radius_um:float=300., context_factor:int=12, context_px:int=128, length_scale:float=0.3,
-                          prior_field_um:float=112., synthetic:bool=False, progress:bool=False) -> 'Experiment':
+                          prior_field_um:float=112., bs:int=64, synthetic:bool=False, progress:bool=False) -> 'Experiment':
     "Parts 1-3 on her2st (or the synthetic sections): accuracy vs field of view per context arm; sampling error vs budget per sampler."
     import time
     from stlearn_nb.core import Experiment
@@ -432,7 +432,7 @@ def run_where_what_her2st(quick:bool=False, seed:int=0, data_dir=None,
         encoder = default_encoder('stain' if quick and arch is None else arch, weights)
         data = her2st_where_dataset(root, fields_um, encoder, patch_px or (112 if quick else 224), context_factor, context_px, cache_dir)
     t_features = time.time() - t0
-    per_seed, priors = evaluate_where_what(data, fields_um, n_seeds, seed, epochs, radius_um, prior_field_um=prior_field_um, progress=progress)
+    per_seed, priors = evaluate_where_what(data, fields_um, n_seeds, seed, epochs, radius_um, prior_field_um=prior_field_um, bs=bs, progress=progress)
     table = per_seed.pivot_table(index=['arm', 'field_um', 'test', 'seed'], columns='metric', values='value', dropna=False).reset_index()
     table = table.groupby(['arm', 'field_um', 'test'], dropna=False, sort=False)[['balanced_accuracy', 'spearman']].agg(['mean', 'std'])
     table.columns = [f'{m}_{"sd" if a == "std" else a}' for m, a in table.columns]
@@ -451,7 +451,7 @@ def run_where_what_her2st(quick:bool=False, seed:int=0, data_dir=None,
     summary['k_frac'] = summary.k / summary.n_spots
     paths = pd.concat(paths)
     info = pd.DataFrame([dict(encoder=repr(encoder), n_spots=len(data['section']), feature_s=round(t_features, 1),
-                              wall_s=round(time.time() - t0, 1), n_seeds=n_seeds, epochs=epochs, n_sampling_seeds=n_sampling_seeds,
+                              wall_s=round(time.time() - t0, 1), n_seeds=n_seeds, epochs=epochs, bs=bs, n_sampling_seeds=n_sampling_seeds,
                               synthetic=synthetic, quick=quick)])
     figures = {'accuracy_vs_field': plot_field_curves(table)[0][0].figure}
     for t in WHERE_SPLIT['test']:
