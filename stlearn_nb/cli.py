@@ -386,5 +386,5 @@ def main(argv:list|None=None) -> int:
     return 0
 
 # %% ../nbs/90_cli.ipynb #d22d5f31
-#| eval: false
-if __name__ == '__main__': sys.exit(main())   # `python -m stlearn_nb.cli ...`, e.g. under torchrun
+if __name__ == '__main__' and '__file__' in globals():   # `python -m stlearn_nb.cli ...` (e.g. under torchrun); a notebook kernel has no __file__
+    sys.exit(main())

@@ -13,7 +13,11 @@ import numpy as np, pandas as pd, torch
 # %% auto #0
 __all__ = ['seed_everything', 'default_device', 'cpu_threads', 'pearson_per_gene', 'average_ranks', 'spearman_per_gene',
            'partial_spearman_per_gene', 'correlation_summary', 'poisson_log_prob', 'nb_log_prob', 'zinb_log_prob',
-           'type_palette', 'Experiment', 'markdown_table', 'write_experiment', 'atomic_dir', 'atomic_file', 'versions']
+           'type_palette', 'Experiment', 'markdown_table', 'write_experiment', 'atomic_dir', 'atomic_file', 'versions',
+           'check_answer']
+
+# %% ../nbs/00_core.ipynb #a594e852
+warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)
 
 # %% ../nbs/00_core.ipynb #d9d1218c
 def seed_everything(seed:int=0, # seed for `random`, `numpy` and `torch` (CPU and CUDA)
@@ -228,3 +232,19 @@ def versions() -> dict:
     out['device'] = str(default_device())
     if torch.cuda.is_available(): out['gpu'] = torch.cuda.get_device_name(0)
     return out
+
+# %% ../nbs/00_core.ipynb #aaee6f26
+def check_answer(answer,                 # the student's value (number or array-like)
+                 expected,               # the value the notebook computes
+                 what:str='your answer', # how to name it in the verdict
+                 rtol:float=0.01, atol:float=1e-3,
+                ) -> bool:               # True when it matches
+    "Print whether `answer` matches `expected` (too high / too low / wrong shape), without revealing `expected`."
+    a, e = np.asarray(answer, dtype=float), np.asarray(expected, dtype=float)
+    if a.shape != e.shape: print(f"Not yet: {what} should have shape {e.shape}, not {a.shape}."); return False
+    if not np.isfinite(a).all(): print(f"Not yet: {what} contains NaN or infinity."); return False
+    ok = bool(np.allclose(a, e, rtol=rtol, atol=atol))
+    if ok: print(f"Right: {what} matches the notebook's value.")
+    elif a.ndim == 0: print(f"Not yet: {what} is too {'high' if a > e else 'low'}.")
+    else: print(f"Not yet: {int((~np.isclose(a, e, rtol=rtol, atol=atol)).sum())} of {a.size} entries of {what} are off.")
+    return ok

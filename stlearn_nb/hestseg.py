@@ -26,7 +26,8 @@ __all__ = ['CONTROL_PATTERN', 'UNASSIGNED_IDS', 'CLASSES', 'IGNORE', 'HIERARCHY'
            'soft_dice_loss', 'msge_loss', 'HoVerLoss', 'hover_postprocess', 'instance_classes', 'simulate_tile',
            'simulate_dapi_polygons', 'simulate_expression', 'st_derived_classes', 'st_label_tile', 'simulate_section',
            'pack_targets', 'images_to_tensor', 'hovernet_learner', 'predict_instances', 'evaluate_segmentation',
-           'plot_overlay', 'run_hestseg_synth', 'read_monuseg', 'monuseg_tiles', 'evaluate_on_monuseg']
+           'plot_overlay', 'run_hestseg_synth', 'read_monuseg', 'monuseg_tiles', 'evaluate_on_monuseg',
+           'check_pq_exercise']
 
 # %% ../nbs/20_hestseg.ipynb #2f330026
 class LabelMapError(DataFormatError):
@@ -936,3 +937,16 @@ def evaluate_on_monuseg(model:nn.Module, tiles:list, **post) -> pd.DataFrame:
         rows.append(dict(image=t['name'], n_true=len(txy), n_pred=len(pxy), bPQ=s['pq'], DQ=s['dq'], SQ=s['sq'],
                          AJI=aji_score(t['inst'], pi[0]), Dice=dice_score(t['inst'], pi[0]), F1_det=f1))
     return pd.DataFrame(rows)
+
+# %% ../nbs/20_hestseg.ipynb #a88f0b5c
+def check_pq_exercise(dq:float, sq:float, pq:float) -> bool:
+    "Exercise: DQ, SQ, PQ of a tile with 10 true nuclei, 8 found at IoU 0.8, 2 missed, 2 false."
+    from stlearn_nb.core import check_answer
+    true, pred = np.zeros((40, 120), np.int32), np.zeros((40, 120), np.int32)
+    for k in range(10):                       # 10 true 10x10 nuclei on a 2 x 5 grid
+        r, c = 20 * (k // 5) + 5, 24 * (k % 5) + 5
+        true[r:r + 10, c:c + 10] = k + 1
+        if k < 8: pred[r:r + 8, c:c + 10] = k + 1          # found: 80 of 100 pixels, IoU 0.8
+    pred[0:4, 17:21], pred[36:40, 17:21] = 9, 10             # two false nuclei in the background
+    s = pq_stats(true, pred)
+    return check_answer([dq, sq, pq], [s['dq'], s['sq'], s['pq']], '(DQ, SQ, PQ)')

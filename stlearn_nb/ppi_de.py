@@ -18,7 +18,8 @@ __all__ = ['CHUNK_BYTES', 'SIM_ARMS', 'glm_design', 'glm_terms', 'reduce_cells',
            'classical_glm_fit', 'naive_glm_fit', 'glm_ci', 'ppi_glm_ci', 'classical_glm_ci', 'bh_adjust', 'de_table',
            'sample_curation', 'simulate_de_genes', 'simulate_cells', 'ppi_sim_replicates', 'ppi_sim_summary',
            'plot_sim_coverage', 'plot_sim_width', 'CurationLogError', 'CurationLogLockedError', 'CurationLog',
-           'curation_widget', 'DEInputError', 'ppi_de', 'plot_volcano', 'plot_forest', 'de_files', 'run_ppi_sim']
+           'curation_widget', 'DEInputError', 'ppi_de', 'plot_volcano', 'plot_forest', 'de_files', 'run_ppi_sim',
+           'check_perfect_labels']
 
 # %% ../nbs/40_ppi_de.ipynb #2ae7dd78
 def glm_design(labels, # (..., c) integer labels in 0..n_classes-1; 0 is the reference group
@@ -1056,3 +1057,9 @@ def run_ppi_sim(quick:bool=False, seed:int=0, data_dir=None, # data_dir unused (
              f"and PPI++; width_vs_classical is the ratio of median CI widths; "
              f"interval_t.csv: the same arms with t intervals (Satterthwaite df).")
     return Experiment(table=table, tables={'per_gene': per_gene, 'interval_t': table_t}, figures={'ppi_sim': fig}, notes=notes)
+
+# %% ../nbs/40_ppi_de.ipynb #54bd033c
+def check_perfect_labels(lam:float, width_ratio:float, n:int=500, N:int=20_000) -> bool:
+    "Exercise: lambda* and PPI++/classical width ratio with perfect automated labels (n curated, N automated-only)."
+    from stlearn_nb.core import check_answer
+    return check_answer([lam, width_ratio], [1 / (1 + n / N), math.sqrt(n / (n + N))], '(lambda*, width ratio)')

@@ -10,13 +10,13 @@ import numpy as np, pandas as pd, torch, anndata as ad
 import matplotlib.pyplot as plt
 from torch import nn, Tensor
 import torch.nn.functional as F
+from .core import cpu_threads, seed_everything, default_device, nb_log_prob, type_palette, versions
+from .data import shared_data_dir, DataFormatError, ZeroCountsError, format_examples
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from fastai.learner import Learner
 from fastai.callback.core import Callback
 import fastai.callback.schedule, fastai.callback.progress  # fit_one_cycle, progress bars
-from .core import cpu_threads, seed_everything, default_device, nb_log_prob, type_palette, versions
-from .data import shared_data_dir, DataFormatError, ZeroCountsError, format_examples
 
 # %% auto #0
 __all__ = ['STCONTRAST_ARMS', 'simulate_batch_counts', 'CountVAE', 'elbo_terms', 'NegativeELBO', 'KLWarmup', 'CountDataset',
@@ -24,7 +24,7 @@ __all__ = ['STCONTRAST_ARMS', 'simulate_batch_counts', 'CountVAE', 'elbo_terms',
            'fit_latents', 'plot_latents', 'gene_latent', 'info_nce', 'ContrastiveHead', 'ContrastiveLoss',
            'SectionBatchDL', 'contrastive_learner', 'image_embedding', 'retrieval_accuracy', 'simulate_patch_features',
            'tissue_probe', 'class_scores', 'gene_targets', 'run_stcontrast_her2st', 'plot_stcontrast_bars',
-           'plot_embedding_umaps', 'plot_confusions']
+           'plot_embedding_umaps', 'plot_confusions', 'check_info_nce_chance']
 
 # %% ../nbs/50_stcontrast.ipynb #e5c5e9b9
 def simulate_batch_counts(n_patients:int=3,        # P patients (batches)
@@ -540,3 +540,10 @@ def plot_confusions(confusion:pd.DataFrame, # table 'confusion': arm, test, true
         ax.set_title(_short(arm), fontsize=8); ax.set_xlabel('predicted', fontsize=7)
     axes[0].set_ylabel(f'true ({test})', fontsize=7)
     return axes
+
+# %% ../nbs/50_stcontrast.ipynb #6a3442b3
+def check_info_nce_chance(answer:float, batch:int=64) -> bool:
+    "Exercise: symmetric InfoNCE of a batch whose cosine similarities are all equal."
+    from stlearn_nb.core import check_answer
+    same = torch.ones(batch, 8)
+    return check_answer(answer, info_nce(same, same, torch.tensor(math.log(1 / 0.07))).item(), 'the InfoNCE loss')

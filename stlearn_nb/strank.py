@@ -24,7 +24,8 @@ __all__ = ['TOY_FUNCTIONS', 'TOY_LOSSES', 'TOY_PAPER', 'IMBALANCED_WINDOW', 'TOY
            'WarmRestartsLR', 'ToyEvalCallback', 'ConcatEnsembles', 'toy_grid', 'toy_datasets', 'toy_learner', 'fit_toy',
            'summarise_toy', 'plot_toy_curves', 'plot_toy_bars', 'run_strank_toy', 'LinearHead', 'real_loss',
            'KeepBestWeights', 'her2st_offset', 'her2st_learner', 'her2st_predict', 'section_scores', 'her2st_scores',
-           'her2st_ridge', 'plot_her2st_bars', 'plot_gene_maps', 'her2st_depth_baseline', 'run_strank_her2st']
+           'her2st_ridge', 'plot_her2st_bars', 'plot_gene_maps', 'her2st_depth_baseline', 'run_strank_her2st',
+           'check_list_strank_uniform']
 
 # %% ../nbs/10_strank.ipynb #f62e3a82
 def library_offset(counts:Tensor, # (B, G) raw counts of the selected genes
@@ -461,7 +462,10 @@ def plot_toy_bars(summary:pd.DataFrame, config:str, ax=None):
         ax.bar(pos, s.spearman_mean, 0.38, yerr=s.spearman_sd.fillna(0), color=colour, alpha=0.8, label=f'{setting} (ours)')
         ax.scatter(pos, s.paper, marker='_', s=200, color='k', zorder=3, label='paper' if k == 0 else None)
     ax.set_xticks(np.arange(len(TOY_LOSSES)), TOY_LOSSES, fontsize=8)
-    ax.set(ylabel='test Spearman', ylim=(min(0, t.spearman_mean.min()), 1), title=config); ax.legend(fontsize=7)
+    low = min(0, (t.spearman_mean - t.spearman_sd.fillna(0)).min())
+    ax.axhline(0, color='grey', lw=0.8)
+    ax.set(ylabel='test Spearman', ylim=(low - 0.05, 1.08), title=config)   # headroom: bars at .997 stay visible
+    ax.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1))      # outside the bars
     return ax
 
 # %% ../nbs/10_strank.ipynb #2b5273c1
@@ -488,7 +492,7 @@ def run_strank_toy(quick:bool=False, seed:int=0, data_dir=None, # data_dir unuse
     figs = {}
     for c in chosen:
         import matplotlib.pyplot as plt
-        fig, axs = plt.subplots(1, 2, figsize=(12, 3.6))
+        fig, axs = plt.subplots(1, 2, figsize=(14, 3.6), layout='constrained')
         plot_toy_bars(main, c, ax=axs[0])
         plot_toy_curves(runs, learn.toy_eval.best_test, datasets, int(runs[runs.setting == 'Imbalanced'].dataset.iloc[0]), c, ax=axs[1])
         figs['toy_' + c.split()[0].lower()] = fig
@@ -708,3 +712,11 @@ def run_strank_her2st(quick:bool=False, seed:int=0, data_dir=None, n_genes:int=5
              f"spot's all-gene total. *_adj: mean per-gene partial Spearman given the spot's library size (depth removed). paper_hest1k: the paper's HEST-1k averages (context).")
     return Experiment(table, tables={'per_seed': runs, 'offsets': offsets, 'maps_C6': maps, 'per_gene_B4': pd.concat(per_gene), 'qc': qc.reset_index(names='section')},
                       figures=figs, notes=notes)
+
+# %% ../nbs/10_strank.ipynb #d6692fa1
+def check_list_strank_uniform(answer:float) -> bool:
+    "Exercise: ListSTRank loss of counts (0, 1, 3, 6) in one section under equal scores (mean over spots)."
+    from stlearn_nb.core import check_answer
+    counts = torch.tensor([[0.], [1.], [3.], [6.]])
+    expected = list_strank_loss(torch.zeros(4, 1), counts, torch.zeros(4, dtype=torch.long)).item()
+    return check_answer(answer, expected, 'the ListSTRank loss')
