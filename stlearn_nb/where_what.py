@@ -22,8 +22,9 @@ __all__ = ['WHERE_SECTIONS', 'WHERE_SPLIT', 'WHERE_ARMS', 'WHERE_REFERENCES', 'S
            'section_coordinates', 'neighbour_mean', 'reduce_image', 'context_crops', 'exponential_kernel', 'belief_map',
            'section_estimate', 'random_sampler', 'grid_sampler', 'sequential_sampler', 'FeatureMLP', 'KeepBestValid',
            'feature_learner', 'fit_features', 'predict_features', 'simulate_where_sections', 'where_what_arms',
-           'evaluate_where_what', 'sampling_errors', 'her2st_where_dataset', 'sampling_paths', 'run_where_what_her2st',
-           'plot_field_curves', 'plot_sampling_curves', 'plot_sampling_path', 'check_belief_variance']
+           'evaluate_where_what', 'sampling_errors', 'her2st_where_dataset', 'sampling_paths', 'summarise_where_what',
+           'run_where_what_her2st', 'plot_field_curves', 'plot_sampling_curves', 'plot_sampling_path',
+           'check_belief_variance']
 
 # %% ../nbs/60_where_what.ipynb #69dbcf28
 def tissue_coordinates(spatial, # (n, 2) spot centres of one section (pixels, microns or array units)
@@ -410,7 +411,17 @@ def sampling_paths(data, t, target_values, prior, mask, ks=(5, 10, 20), seed:int
     for k in ks: df[f'belief_k{k}'] = belief_map(u, order[:k], target_values[order[:k]], prior, length_scale)[0].round(4)
     return df
 
-# %% ../nbs/60_where_what.ipynb #4b1c54d6
+# %% ../nbs/60_where_what.ipynb #00d00e33
+def summarise_where_what(per_seed:pd.DataFrame, # from `evaluate_where_what`: arm, field_um, seed, test, metric, value
+                        ) -> pd.DataFrame:      # arm, field_um, test, <metric>_mean, <metric>_sd, n_seeds
+    "Mean and seed sd of each metric per arm, field of view (NaN for the references) and test section."
+    g = per_seed.groupby(['arm', 'field_um', 'test', 'metric'], dropna=False, sort=False).value.agg(['mean', 'std']).unstack('metric')
+    metrics = list(dict.fromkeys(per_seed.metric))
+    g = g[[(a, m) for m in metrics for a in ('mean', 'std')]]
+    g.columns = [f'{m}_{"sd" if a == "std" else a}' for a, m in g.columns]
+    return g.reset_index().assign(n_seeds=per_seed.seed.nunique())
+
+# %% ../nbs/60_where_what.ipynb #e7b5c2b3
 def run_where_what_her2st(quick:bool=False, seed:int=0, data_dir=None,
                           n_seeds:int|None=None,          # seeds per trained arm (default 1 quick, 3 full)
                           fields_um:tuple=(28., 56., 112., 224.), epochs:int|None=None, # default 15 quick, 40 full
@@ -433,10 +444,7 @@ def run_where_what_her2st(quick:bool=False, seed:int=0, data_dir=None,
         data = her2st_where_dataset(root, fields_um, encoder, patch_px or (112 if quick else 224), context_factor, context_px, cache_dir)
     t_features = time.time() - t0
     per_seed, priors = evaluate_where_what(data, fields_um, n_seeds, seed, epochs, radius_um, prior_field_um=prior_field_um, bs=bs, progress=progress)
-    table = per_seed.pivot_table(index=['arm', 'field_um', 'test', 'seed'], columns='metric', values='value', dropna=False).reset_index()
-    table = table.groupby(['arm', 'field_um', 'test'], dropna=False, sort=False)[['balanced_accuracy', 'spearman']].agg(['mean', 'std'])
-    table.columns = [f'{m}_{"sd" if a == "std" else a}' for m, a in table.columns]
-    table = table.reset_index().assign(n_seeds=n_seeds)
+    table = summarise_where_what(per_seed)
     sampling, paths = [], []
     for t in WHERE_SPLIT['test']:
         u_all = section_coordinates(data['spatial_um'], data['section'])[data['section'] == t]
@@ -463,7 +471,7 @@ def run_where_what_her2st(quick:bool=False, seed:int=0, data_dir=None,
              f"{n_sampling_seeds} sampling seeds; wall time {info.wall_s.iloc[0]:.0f} s.")
     return Experiment(table, tables={'sampling': summary, 'per_seed': per_seed, 'paths': paths, 'run_info': info}, figures=figures, notes=notes)
 
-# %% ../nbs/60_where_what.ipynb #b3fd61ea
+# %% ../nbs/60_where_what.ipynb #a7d62e59
 _ARM_STYLE = {'patch': ('black', 'o'), 'patch + position': ('tab:blue', 's'), 'patch + context': ('tab:green', '^'),
               'patch + neighbours': ('tab:orange', 'D'), 'patch + all': ('tab:red', 'v')}
 _METRIC_LABEL = {'balanced_accuracy': 'balanced accuracy (cancer vs immune)', 'spearman': 'mean per-gene Spearman'}
@@ -535,7 +543,7 @@ def plot_sampling_path(paths:pd.DataFrame, # from `sampling_paths`: section, x_p
     plt.colorbar(sc, ax=axes[-1], fraction=0.046)
     return axes
 
-# %% ../nbs/60_where_what.ipynb #60b0175b
+# %% ../nbs/60_where_what.ipynb #80a64df0
 def check_belief_variance(answer:float, distance:float=0.3, length_scale:float=0.3) -> bool:
     "Exercise: belief variance at `distance` from the one measured spot, exponential kernel of range `length_scale`."
     from stlearn_nb.core import check_answer
