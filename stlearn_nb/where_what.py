@@ -309,6 +309,7 @@ def evaluate_where_what(data:dict, fields_um=(28., 56., 112., 224.), n_seeds:int
                         tests={t: (sec == t) & lab for t in split['test']})
              for task, lab in (('class', labelled), ('regression', np.ones(len(sec), bool)))}
     rows, priors = [], {}
+    prior_field_um = min(fields_um, key=lambda f: abs(float(f) - prior_field_um))   # the nearest field evaluated
     for s in range(seed, seed + n_seeds):
         for field in fields_um:
             arms = where_what_arms(data, field, radius_um, n_pcs, split)
