@@ -76,10 +76,22 @@ def run_one(path: str, no_data: bool, timeout: int, write: bool = False) -> dict
     finally: devnull.close()
     wall = time.perf_counter() - t0
     problems = output_problems(nb, read_allowlist())
+    slowest = sorted(((cell_seconds(c), i) for i, c in enumerate(nb.cells) if c.cell_type == 'code'), reverse=True)[:3]
     if write and error is None:                                  # keep the outputs that teach (figures, tables)
         del nb.metadata['path']
+        for c in nb.cells: c.get('metadata', {}).pop('execution', None)
         nbformat.write(nb, path)
-    return dict(notebook=path.name, wall_s=round(wall, 1), error=error, problems=problems, ok=error is None and not problems)
+    return dict(notebook=path.name, wall_s=round(wall, 1), error=error, problems=problems, ok=error is None and not problems,
+                slowest_cells=[dict(cell=i, seconds=round(t, 1)) for t, i in slowest if t > 0])
+
+
+def cell_seconds(cell) -> float:
+    "Wall time of one executed cell, from the timestamps nbclient records (0 when it did not run)."
+    from datetime import datetime
+    ex = cell.get('metadata', {}).get('execution', {})
+    try: return (datetime.fromisoformat(ex['shell.execute_reply'].replace('Z', '+00:00'))
+                 - datetime.fromisoformat(ex['iopub.execute_input'].replace('Z', '+00:00'))).total_seconds()
+    except (KeyError, ValueError): return 0.0
 
 
 def main(argv=None) -> int:

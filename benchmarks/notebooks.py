@@ -8,12 +8,12 @@ The reference measured in the same run is the floor every notebook pays: a kerne
     python benchmarks/notebooks.py --no-data       # the synthetic fallbacks
     python benchmarks/notebooks.py nbs/10_strank.ipynb
 """
-import argparse, importlib.util, json, sys, tempfile, time
+import argparse, json, sys, tempfile, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location('run_notebooks', ROOT / '.ci' / 'run_notebooks.py')
-rn = importlib.util.module_from_spec(spec); spec.loader.exec_module(rn)
+sys.path.insert(0, str(ROOT / '.ci'))
+import run_notebooks as rn   # the CI runner: the same kernel, environment and checks
 PER_NOTEBOOK_S, TOTAL_S = 120, 600
 
 
@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     if a.no_data and not a.notebooks: nbs = [n for n in nbs if 'shared_data_dir' in n.read_text()]
     with tempfile.TemporaryDirectory() as d:
         floor = rn.run_one(str(floor_notebook(Path(d))), a.no_data, 600)['wall_s']
-    print(f'reference: kernel start + import stlearn_nb.core = {floor:.1f} s')
+    print(f'reference: kernel start + import stlearn_nb.core = {floor:.1f} s', flush=True)
     from concurrent.futures import ProcessPoolExecutor
     t0 = time.perf_counter()
     with ProcessPoolExecutor(a.jobs) as ex:
@@ -44,7 +44,8 @@ def main(argv=None) -> int:
     print(f"{'notebook':<26} {'Run All s':>9} {'/ floor':>8} {'/ 120 s':>8}  status")
     for r in sorted(rows, key=lambda r: -r['wall_s']):
         status = 'ok' if r['ok'] else ('error' if r['error'] else f"{len(r['problems'])} output problems")
-        print(f"{r['notebook']:<26} {r['wall_s']:9.1f} {r['wall_s'] / floor:8.1f} {r['wall_s'] / PER_NOTEBOOK_S:8.2f}  {status}")
+        cells = ', '.join(f"cell {c['cell']} {c['seconds']:.0f} s" for c in r.get('slowest_cells', []))
+        print(f"{r['notebook']:<26} {r['wall_s']:9.1f} {r['wall_s'] / floor:8.1f} {r['wall_s'] / PER_NOTEBOOK_S:8.2f}  {status}; slowest: {cells}")
     summed = sum(r['wall_s'] for r in rows)
     print(f"{'sum of notebooks':<26} {summed:9.1f} {summed / floor:8.1f} {summed / TOTAL_S:8.2f}  (budget {TOTAL_S} s; wall {total:.0f} s with {a.jobs} job(s))")
     over = [r['notebook'] for r in rows if r['wall_s'] > PER_NOTEBOOK_S]

@@ -42,9 +42,11 @@ def available_experiments() -> dict:
 class CommandLineError(ValueError):
     "A command-line argument is invalid: raised before any work starts."
 
+# %% ../nbs/90_cli.ipynb #841c59dc
 CLI_OWNED = ('quick', 'seed', 'data_dir')  # parameters set by their own flags, not by --set
 _TYPES = {'int': int, 'float': float, 'bool': bool, 'str': str, 'tuple': tuple, 'list': list, 'None': type(None)}
 
+# %% ../nbs/90_cli.ipynb #3b48e006
 @dataclass
 class Option:
     "One `--set` key of an experiment: its default (as written in the source) and the types it accepts."
@@ -284,7 +286,7 @@ def add_segment_parser(sub):
     desc = ('Segment nuclei in H&E images with a model file (the model.pt that `stlearn-nb hestseg-monuseg` writes); '
             'one <stem>_mask.npy (int32 instances) and <stem>_overlay.png per image, and segment.csv, into --out.')
     s = sub.add_parser('segment', help='nuclei masks of your own H&E images with a trained model file', description=desc)
-    s.add_argument('images', nargs='+', type=Path, metavar='IMAGE', help='H&E images (.tif, .png, .jpg), 8-bit RGB')
+    s.add_argument('images', nargs='+', type=Path, metavar='IMAGE', help='H&E images (.tif, .png, .jpg), 8-bit; greyscale, palette and alpha are converted to RGB, and said')
     s.add_argument('--model', type=Path, required=True, metavar='MODEL', help='model file: torch dict with state_dict and config')
     s.add_argument('--mpp', type=float, required=True, metavar='MPP', help='microns per pixel of the images (> 0)')
     s.add_argument('--out', type=Path, required=True, metavar='DIR', help='output folder (replaced only when every image is done)')

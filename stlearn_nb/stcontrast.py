@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 from torch import nn, Tensor
 import torch.nn.functional as F
 from .core import cpu_threads, seed_everything, default_device, nb_log_prob, type_palette, versions
+from .core import train_batch_size, check_train_steps, EmptyEpochError
 from .data import shared_data_dir, DataFormatError, ZeroCountsError, format_examples
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
@@ -132,9 +133,11 @@ def count_vae_learner(counts,                 # (N, G) raw counts, array
     onehot = F.one_hot(codes).float()
     order = np.random.default_rng(seed).permutation(len(counts)); n_valid = max(1, int(valid_frac * len(counts)))
     ds = lambda idx: CountDataset(counts[idx], onehot[idx])
+    bs = train_batch_size(len(order) - n_valid, bs, 'CountVAE spots')   # drop_last: bs <= training spots
     dls = DataLoaders(DataLoader(ds(order[n_valid:]), bs=bs, shuffle=True, drop_last=True, device=device),
                       DataLoader(ds(order[:n_valid]), bs=bs, device=device), device=device)
     for dl in dls: dl.n_inp = 2
+    check_train_steps(dls, 'CountVAE')
     model = CountVAE(counts.shape[1], onehot.shape[1] if batch_aware else 0, n_latent, n_hidden)
     return Learner(dls, model, loss_func=NegativeELBO(), lr=lr, cbs=KLWarmup(warmup_frac))
 
@@ -294,7 +297,7 @@ class SectionBatchDL(DataLoader):
     def __init__(self, dataset, section, bs:int=64, seed:int=0, **kwargs):
         self.codes = pd.Categorical(np.asarray(section).astype(str)).codes
         counts = np.bincount(self.codes)
-        if (counts < bs).all(): raise ValueError(f"bs={bs} exceeds every section's spot count {counts.tolist()}: no batch can be formed")
+        if (counts < bs).all(): raise EmptyEpochError(f"bs={bs} exceeds every section's spot count {counts.tolist()}: no batch can be formed")
         self.n_batches, self.order_rng = int((counts // bs).sum()), np.random.default_rng(seed)
         super().__init__(dataset, bs=bs, shuffle=False, drop_last=True, **kwargs)
     def __len__(self): return self.n_batches
@@ -323,9 +326,11 @@ def contrastive_learner(features,                # (N, D) frozen patch features
     mean, sd = features[fit].mean(0), features[fit].std(0) + 1e-6
     x, y = torch.as_tensor((features - mean) / sd), torch.as_tensor((targets - targets[fit].mean(0)) / (targets[fit].std(0) + 1e-6))
     ds = lambda idx: torch.utils.data.TensorDataset(x[idx], y[idx])
+    if batch_mode == 'mixed': bs = train_batch_size(len(fit), bs, 'contrastive head spots', min_bs=2)   # InfoNCE: >= 2 per batch
     train_dl = (SectionBatchDL(ds(fit), np.asarray(section)[fit], bs=bs, seed=seed, device=device) if batch_mode == 'section'
                 else DataLoader(ds(fit), bs=bs, shuffle=True, drop_last=True, device=device))
     dls = DataLoaders(train_dl, DataLoader(ds(valid), bs=len(valid), device=device), device=device)
+    check_train_steps(dls, 'contrastive head')
     head = ContrastiveHead(x.shape[1], y.shape[1], n_hidden, temperature)
     learn = Learner(dls, head, loss_func=ContrastiveLoss(head), lr=lr)
     learn.standardise = (mean, sd)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 from .core import (cpu_threads, seed_everything, default_device, spearman_per_gene, pearson_per_gene,
                              average_ranks, correlation_summary, partial_spearman_per_gene,
-                             poisson_log_prob, nb_log_prob, Experiment)
+                             poisson_log_prob, nb_log_prob, Experiment, train_batch_size, check_train_steps)
 from .features import HER2ST_SPLIT, her2st_dataset
 
 # %% auto #0
@@ -391,12 +391,14 @@ def toy_learner(datasets:list,      # dicts from `simulate_toy`, indexed by `gri
     stack = lambda key: torch.as_tensor(np.stack([d[key] for d in datasets]))
     parts = [EnsembleMLP(ds, n_losses, seed=seed + i, **configs[c]) for i, (c, ds, n_losses) in enumerate(_ensemble_blocks(grid))]
     model_data = torch.as_tensor(grid['dataset'].to_numpy())
+    bs = train_batch_size(min(len(d['x']) for d in datasets), bs, 'toy ensemble spots')
     batches = ToyBatches(stack('x'), stack('counts'), torch.as_tensor(np.stack([d['group'] for d in datasets])), bs=bs, seed=seed)
     evaluator = ToyEvalCallback(stack('x_val'), np.stack([d['mu_val'] for d in datasets]), stack('x_test'), model_data)
     opt = partial(Adam, mom=0.9, sqr_mom=0.999, eps=1e-8, wd=0.01)   # torch.optim.AdamW's defaults
     learn = Learner(DataLoaders(batches, batches), ConcatEnsembles(parts),
                     loss_func=ToyEnsembleLoss(grid.loss.tolist(), model_data, seed=seed),
                     opt_func=opt, lr=lr, cbs=[WarmRestartsLR(lr), evaluator])
+    check_train_steps(learn.dls, 'toy ensemble')
     learn.toy_eval = evaluator
     return learn
 
@@ -538,8 +540,10 @@ class KeepBestWeights(TrackerCallback):
     def after_fit(self):
         if self.state is not None: self.model.load_state_dict(self.state)
 
+# %% ../nbs/10_strank.ipynb #612d4a6a
 HER2ST_OFFSETS = ('selected', 'all', 'none')
 
+# %% ../nbs/10_strank.ipynb #5fe4c58d
 def her2st_offset(data:dict, kind:str='selected', train=HER2ST_SPLIT['train']) -> np.ndarray: # (n, 1) log offset
     "Per-spot log library offset: over the selected genes (the paper), the spot's all-gene total (rescaled), or none."
     counts = torch.as_tensor(data['counts'])
@@ -561,11 +565,13 @@ def her2st_learner(data:dict, loss:str, split=HER2ST_SPLIT, bs:int=128, lr:float
     codes = pd.Categorical(data['section']).codes.astype(np.float32)
     X = torch.as_tensor((data['features'] - mean) / sd)
     Y = torch.as_tensor(np.column_stack([data['counts'], her2st_offset(data, offset, split['train']), codes]).astype(np.float32))
+    bs = train_batch_size(int(train.sum()), bs, f"linear head on the training sections {list(split['train'])}")
     dl = lambda rows, shuffle: DataLoader(TensorDataset(X[rows], Y[rows]), batch_size=bs, shuffle=shuffle)
     head = LinearHead(X.shape[1], data['counts'].shape[1])
     learn = Learner(DataLoaders(dl(train, True), dl(valid, False)), head, loss_func=real_loss(loss, head), lr=lr,
                     opt_func=partial(Adam, mom=0.9, sqr_mom=0.999, eps=1e-8, wd=0.01),
                     cbs=[KeepBestWeights(), EarlyStoppingCallback(patience=patience)])
+    check_train_steps(learn.dls, 'linear head')
     learn.standardise = (mean, sd)
     return learn
 
