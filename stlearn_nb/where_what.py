@@ -26,7 +26,7 @@ __all__ = ['WHERE_SECTIONS', 'WHERE_SPLIT', 'WHERE_ARMS', 'WHERE_REFERENCES', 'S
            'run_where_what_her2st', 'plot_field_curves', 'plot_sampling_curves', 'plot_sampling_path',
            'check_belief_variance']
 
-# %% ../nbs/60_where_what.ipynb #69dbcf28
+# %% ../nbs/60_where_what.ipynb #9df37d8f
 def tissue_coordinates(spatial, # (n, 2) spot centres of one section (pixels, microns or array units)
                       ) -> np.ndarray: # (n, 2) minus the centroid, divided by the RMS distance to it
     "Spot positions relative to their tissue: centred on the spots' centroid, scaled by their root-mean-square radius."
@@ -90,7 +90,7 @@ def context_crops(image,             # (H, W, 3) uint8 full-resolution image
     small = reduce_image(image, factor)
     return crop_patches(small, np.asarray(centres, float) / factor, out_px, pad=True)[0]
 
-# %% ../nbs/60_where_what.ipynb #6e5675a0
+# %% ../nbs/60_where_what.ipynb #2d1f7ed5
 def exponential_kernel(a, b, # (n, 2), (m, 2) coordinates
                        length_scale:float, # kernel range, same unit
                       ) -> np.ndarray: # (n, m) exp(-|a_i - b_j| / length_scale)
@@ -124,7 +124,7 @@ def section_estimate(belief_mean, # (n,) belief map
     m = np.array(belief_mean, float); m[np.asarray(seen, int)] = values
     return float(m.mean())
 
-# %% ../nbs/60_where_what.ipynb #f2466e56
+# %% ../nbs/60_where_what.ipynb #2dfb7c6f
 def _check_budget(k:int, n:int):
     if int(k) != k or not 1 <= k <= n: raise ValueError(f"budget k must be an integer in 1..{n} (the spots), got {k}")
 
