@@ -4,16 +4,19 @@
 
 # %% ../nbs/90_cli.ipynb #53a099f5
 from __future__ import annotations
-import argparse, ast, difflib, importlib, importlib.util, inspect, os, re, sys, textwrap, time, traceback
+import argparse, ast, difflib, importlib, importlib.util, inspect, math, os, re, sys, textwrap, time, traceback, types, typing
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from .filekind import expect_file_kind, TORCH_FILE_KINDS, IMAGE_KINDS   # standard library only: no torch yet
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'CLI_OWNED', 'RANGE_RULES', 'available_experiments', 'CommandLineError', 'Option', 'experiment_options',
-           'check_option', 'validate_options', 'options_help', 'check_out_dir', 'progress_mode', 'add_de_parser',
-           'run_de', 'add_encode_parser', 'run_encode', 'add_segment_parser', 'run_segment', 'build_parser',
-           'experiment_function', 'run_experiment', 'main']
+__all__ = ['EXPERIMENTS', 'CLI_OWNED', 'RANGE_RULES', 'DATASET_FOLDERS', 'available_experiments', 'CommandLineError', 'Option',
+           'experiment_options', 'NotStatic', 'static_options', 'command_options', 'check_option', 'validate_options',
+           'options_help', 'check_out_dir', 'check_data_dir', 'training_label', 'progress_mode', 'add_de_parser',
+           'check_de_args', 'run_de', 'add_encode_parser', 'check_encode_args', 'run_encode', 'add_segment_parser',
+           'check_segment_args', 'run_segment', 'closest_flag', 'build_parser', 'experiment_function', 'run_experiment',
+           'main']
 
 # %% ../nbs/90_cli.ipynb #0c1ef7cc
 EXPERIMENTS = {  # subcommand -> (module, function, one-line description)
@@ -59,6 +62,9 @@ def _type_names(types:tuple) -> str: return ' | '.join('None' if t is type(None)
 
 def _types_of(annotation, default) -> tuple|None:
     if annotation is inspect.Parameter.empty: annotation = None
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        args = typing.get_args(annotation)
+        return args if all(a in _TYPES.values() for a in args) else None
     if isinstance(annotation, type): return (annotation,)
     if isinstance(annotation, str) and annotation:
         names = [t.strip() for t in annotation.split('|')]
@@ -84,6 +90,20 @@ def _signature_options(fn, skip:int=0, explicit=()) -> dict:
                            _types_of(p.annotation, p.default))
             for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in explicit}
 
+def _kwargs_options(fdef, var_kw:str, out:dict, forwarded) -> dict:
+    "Add to `out` the keys `fdef` reads from `**var_kw` and the parameters of the functions it forwards them to."
+    for node in ast.walk(fdef):
+        if not isinstance(node, ast.Call): continue
+        f = node.func
+        if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id == var_kw and f.attr in ('pop', 'get') \
+           and node.args and isinstance(node.args[0], ast.Constant):
+            value, text = _literal(node.args[1] if len(node.args) > 1 else None)
+            out[node.args[0].value] = Option(node.args[0].value, value, text, None if value is None else (type(value),))
+        elif isinstance(f, ast.Name) and any(k.arg is None and isinstance(k.value, ast.Name) and k.value.id == var_kw for k in node.keywords):
+            found = forwarded(f.id, len(node.args), {k.arg for k in node.keywords if k.arg})
+            out.update({k: v for k, v in found.items() if k not in out})
+    return out
+
 def experiment_options(fn) -> dict:
     "`--set` keys of experiment `fn`: named parameters, keys read from its `**options`, parameters of functions it forwards them to."
     out = {k: v for k, v in _signature_options(fn).items() if k not in CLI_OWNED}
@@ -91,19 +111,68 @@ def experiment_options(fn) -> dict:
     if var_kw is None: return out
     try: tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
     except (OSError, TypeError, SyntaxError): return out
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Call): continue
-        f = node.func
-        if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id == var_kw and f.attr in ('pop', 'get') \
-           and node.args and isinstance(node.args[0], ast.Constant):
-            value, text = _literal(node.args[1] if len(node.args) > 1 else None)
-            out[node.args[0].value] = Option(node.args[0].value, value, text, None if value is None else (type(value),))
-        elif any(k.arg is None and isinstance(k.value, ast.Name) and k.value.id == var_kw for k in node.keywords):
-            target = fn.__globals__.get(f.id) if isinstance(f, ast.Name) else None
-            if callable(target):
-                explicit = {k.arg for k in node.keywords if k.arg}
-                out.update({k: v for k, v in _signature_options(target, len(node.args), explicit).items() if k not in out})
+    def forwarded(name, skip, explicit):
+        target = fn.__globals__.get(name)
+        return _signature_options(target, skip, explicit) if callable(target) else {}
+    return _kwargs_options(tree, var_kw, out, forwarded)
+
+# %% ../nbs/90_cli.ipynb #a1b2c302
+class NotStatic(Exception):
+    "The options cannot be read exactly from the source alone (a default that is not a literal, a source-less module)."
+
+def _module_tree(module:str) -> ast.Module:
+    spec = importlib.util.find_spec(module) if module not in sys.modules or getattr(sys.modules[module], '__file__', None) else None
+    if spec is None or not spec.origin or not spec.origin.endswith('.py'): raise NotStatic(f"no source file for {module}")
+    return ast.parse(Path(spec.origin).read_text(encoding='utf-8'))
+
+def _constant(node):
+    "A default's value: a literal, or arithmetic on literals (`1/3`)."
+    try: return ast.literal_eval(node)
+    except ValueError: pass
+    if all(isinstance(n, (ast.BinOp, ast.UnaryOp, ast.Constant, ast.operator, ast.unaryop)) for n in ast.walk(node)):
+        return eval(compile(ast.Expression(node), '<default>', 'eval'), {'__builtins__': {}})
+    raise NotStatic(f"default {ast.unparse(node)!r} is not a literal")
+
+def _static_params(fdef, skip:int=0, explicit=()) -> dict:
+    a, empty = fdef.args, inspect.Parameter.empty
+    pos = [(p, True) for p in a.posonlyargs] + [(p, False) for p in a.args]
+    defaults = [None] * (len(pos) - len(a.defaults)) + list(a.defaults)
+    out = {}
+    for (arg, positional_only), d in list(zip(pos, defaults))[skip:] + [((p, False), d) for p, d in zip(a.kwonlyargs, a.kw_defaults)]:
+        if positional_only or arg.arg in explicit: continue
+        value = empty if d is None else _constant(d)
+        out[arg.arg] = Option(arg.arg, None if d is None else value, 'required' if d is None else repr(value),
+                              _types_of(empty if arg.annotation is None else ast.unparse(arg.annotation), value))
     return out
+
+# %% ../nbs/90_cli.ipynb #a1b2c303
+def _find_def(module:str, name:str, depth:int=0):
+    "The `def name` of `module` (top level), following `from .x import name`; (module, FunctionDef)."
+    tree = _module_tree(module)
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name: return module, node
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and depth < 3 and any((a.asname or a.name) == name for a in node.names):
+            real = next(a.name for a in node.names if (a.asname or a.name) == name)
+            base = module.rsplit('.', node.level)[0] if node.level else ''
+            return _find_def(f"{base}.{node.module}" if node.level and node.module else (node.module or base), real, depth + 1)
+    raise NotStatic(f"{name} is not a function defined in {module}")
+
+def static_options(module:str, function:str) -> dict:
+    "`experiment_options` of `module.function` read from its source file with `ast`, without importing it; else `NotStatic`."
+    module, fdef = _find_def(module, function)
+    out = {k: v for k, v in _static_params(fdef).items() if k not in CLI_OWNED}
+    if fdef.args.kwarg is None: return out
+    def forwarded(name, skip, explicit):
+        try: return _static_params(_find_def(module, name)[1], skip, explicit)
+        except NotStatic as e: raise NotStatic(f"{function} forwards its options to {name}: {e}") from None
+    return _kwargs_options(fdef, fdef.args.kwarg.arg, out, forwarded)
+
+def command_options(name:str) -> dict:
+    "The `--set` keys of experiment `name`: from its source when possible (fast), else by importing it."
+    if name not in EXPERIMENTS: raise CommandLineError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
+    try: return static_options(*EXPERIMENTS[name][:2])
+    except (NotStatic, SyntaxError, OSError, ValueError): return experiment_options(experiment_function(name))
 
 # %% ../nbs/90_cli.ipynb #2c987839
 RANGE_RULES = [  # (parameter-name pattern, test, wording): the package's naming conventions for numbers
@@ -126,29 +195,35 @@ def check_option(opt:Option, value):
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             raise CommandLineError(f"--set {opt.name}={value!r}: expected {_type_names(types)}, got {type(value).__name__}")
     rule = _range_rule(opt.name)
-    if rule and isinstance(value, (int, float)) and not isinstance(value, bool) and not rule[0](value):
+    if rule and isinstance(value, (int, float)) and not isinstance(value, bool) and (math.isnan(value) or not rule[0](value)):
         raise CommandLineError(f"--set {opt.name}={value!r}: must be {rule[1]}")
     return value
 
-def validate_options(fn, options:dict) -> dict:
-    "Every `--set` key known to experiment `fn` and every value of the right type and range; else `CommandLineError`."
-    valid = experiment_options(fn)
+def _options_of(experiment) -> tuple[dict, str]:
+    "(options, function name) of an experiment given by name (read from source) or as a function."
+    if isinstance(experiment, str): return command_options(experiment), EXPERIMENTS[experiment][1]
+    return experiment_options(experiment), experiment.__name__
+
+def validate_options(experiment, options:dict) -> dict:
+    "Every `--set` key known to `experiment` (a name or a function) and every value of the right type and range; else `CommandLineError`."
+    valid, owner = _options_of(experiment)
     for key in options:
         if key in CLI_OWNED: raise CommandLineError(f"--set {key}=...: use --{key.replace('_', '-')} instead")
         if key not in valid:
             close = difflib.get_close_matches(key, valid, 1)
             raise CommandLineError(f"unknown option --set {key}=...{f' (did you mean {close[0]!r}?)' if close else ''}; "
-                                   f"valid keys for {fn.__name__}: {', '.join(valid) or 'none'}")
+                                   f"valid keys for {owner}: {', '.join(valid) or 'none'}")
     return {k: check_option(valid[k], v) for k, v in options.items()}
 
-def options_help(fn) -> str:
-    "The `--set` keys of `fn` with defaults, types and ranges, for `<cmd> --help`."
+def options_help(experiment) -> str:
+    "The `--set` keys of `experiment` (a name or a function) with defaults, types and ranges, for `<cmd> --help`."
+    valid, owner = _options_of(experiment)
     rows = [f"  {o.name}={o.default_text}" + (f"  ({_type_names(o.types)}" if o.types else '  (any')
-            + (f", {_range_rule(o.name)[1]})" if _range_rule(o.name) else ')') for o in experiment_options(fn).values()]
-    return f"options (--set KEY=VALUE), from {fn.__name__}'s signature:\n" + ('\n'.join(rows) or '  none')
+            + (f", {_range_rule(o.name)[1]})" if _range_rule(o.name) else ')') for o in valid.values()]
+    return f"options (--set KEY=VALUE), from {owner}'s signature:\n" + ('\n'.join(rows) or '  none')
 
 # %% ../nbs/90_cli.ipynb #06e57f2a
-def check_out_dir(out:str|Path) -> Path:
+def check_out_dir(out:str|Path, marker:str='results.csv') -> Path:
     "`out` as a folder the run may create or replace; `CommandLineError` if it is a file, unwritable or someone else's folder."
     out = Path(out)
     if out.exists() and not out.is_dir(): raise CommandLineError(f"--out {out} is a file, not a folder")
@@ -156,13 +231,34 @@ def check_out_dir(out:str|Path) -> Path:
     while not parent.exists(): parent = parent.parent
     if not parent.is_dir(): raise CommandLineError(f"--out {out}: {parent} is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK): raise CommandLineError(f"--out {out}: cannot write in {parent}")
-    if out.is_dir() and any(out.iterdir()) and not (out/'results.csv').exists():
-        raise CommandLineError(f"--out {out} is a non-empty folder without results.csv; the run would replace it: choose a new or empty folder")
+    if out.is_dir() and any(out.iterdir()) and not (out/marker).exists():
+        raise CommandLineError(f"--out {out} is a non-empty folder without {marker}; the run would replace it: choose a new or empty folder")
     return out
 
+DATASET_FOLDERS = ('her2st', 'monuseg_subset', 'monuseg', 'cpm15', 'wu2021_brca_scrna_CID4465', 'cosmx_nsclc_lung12_mini',
+                   'xenium_mouse_brain_mini', 'merfish_hypothalamus_rctd', 'hest_metadata')   # the folders of ../shared/data
+
+def check_data_dir(data_dir:str|Path) -> Path:
+    "`data_dir` as the folder that holds the dataset folders; `CommandLineError` if absent, a file, or one dataset folder itself."
+    d = Path(data_dir)
+    if not d.is_dir(): raise CommandLineError(f"--data-dir {d} is not a folder" + (' (it is a file)' if d.exists() else ''))
+    if not any((d/n).is_dir() for n in DATASET_FOLDERS) and (d.name in DATASET_FOLDERS or (d/'PROVENANCE.txt').is_file()):
+        raise CommandLineError(f"--data-dir {d} is the {d.name!r} dataset folder itself; pass the folder that contains it: "
+                               f"--data-dir {d.parent}")
+    return d
+
 # %% ../nbs/90_cli.ipynb #b7fdcd16
-def _epoch_lines_callback():
-    "A fastai callback printing one line per epoch (for log files), in place of the progress bar."
+def _loss_name(loss) -> str:
+    for f in (loss, getattr(loss, 'func', None)):   # a function, a partial, or a module / fastai loss object
+        if getattr(f, '__name__', None): return f.__name__
+    return type(loss).__name__
+
+def training_label(learn) -> str:
+    "What a Learner trains, for log lines: its `label` attribute when the experiment set one, else model and loss."
+    return getattr(learn, 'label', None) or f"{type(learn.model).__name__} {_loss_name(learn.loss_func)}"
+
+def _epoch_lines_callback(prefix:str=''):
+    "A fastai callback printing one line per epoch (for log files), in place of the progress bar: '<prefix> <what> epoch i/n: ...'."
     from fastai.callback.core import Callback
     from fastcore.basics import noop
     class EpochLines(Callback):
@@ -174,20 +270,21 @@ def _epoch_lines_callback():
             names, values = list(self.recorder.metric_names), list(log)
             if len(names) != len(values): names = names[:len(values) - 1] + names[-1:]   # no validation: no valid_loss
             words = [f"{n} {v:.6g}" if isinstance(v, float) else f"{n} {v}" for n, v in zip(names, values)]
-            print(f"epoch {self.epoch + 1}/{self.n_epoch}: " + ', '.join(words[1:]), flush=True)
+            what = ' '.join(w for w in (prefix, training_label(self.learn)) if w)
+            print(f"{what} epoch {self.epoch + 1}/{self.n_epoch}: " + ', '.join(words[1:]), flush=True)
         def after_fit(self): self.learn.logger = self.old_logger
     return EpochLines
 
 @contextmanager
-def progress_mode(quiet:bool=False, terminal:bool|None=None):
-    "Bars on a terminal, one line per epoch otherwise, nothing when `quiet`; fastai and fastprogress restored on exit."
+def progress_mode(quiet:bool=False, terminal:bool|None=None, prefix:str=''):
+    "Bars on a terminal, one line per epoch otherwise (starting with `prefix`), nothing when `quiet`; fastai and fastprogress restored on exit."
     terminal = sys.stdout.isatty() if terminal is None else terminal
     if (terminal and not quiet) or not _module_exists('fastai'): yield; return   # fastai imported here if the experiment imports it lazily
     import fastprogress.fastprogress as fp
     from fastai.learner import defaults
     from fastai.callback.progress import ProgressCallback
     saved = list(defaults.callbacks), fp.NO_BAR, fp.WRITER_FN
-    defaults.callbacks = [c for c in defaults.callbacks if c is not ProgressCallback] + ([] if quiet else [_epoch_lines_callback()])
+    defaults.callbacks = [c for c in defaults.callbacks if c is not ProgressCallback] + ([] if quiet else [_epoch_lines_callback(prefix)])
     if quiet: fp.NO_BAR, fp.WRITER_FN = True, (lambda *a, **k: None)
     try: yield
     finally: defaults.callbacks, fp.NO_BAR, fp.WRITER_FN = saved
@@ -229,15 +326,25 @@ def add_de_parser(sub) -> argparse.ArgumentParser:
     a('--out', type=Path, required=True, metavar='DIR', help='output folder (replaced only when the run completes)')
     return d
 
+def check_de_args(args):
+    "The `de` arguments a user gets wrong most, checked before the PPI++ module is imported: files, --alpha, --out."
+    for flag in ('automated', 'curated'):
+        expect_file_kind(getattr(args, flag), ('HDF5 file',), f"an AnnData file (.h5ad) for --{flag}")
+    if Path(args.automated).resolve() == Path(args.curated).resolve():
+        raise CommandLineError(f"--automated and --curated are the same file ({args.automated}): the curated cells must be other cells")
+    if not 0 < args.alpha < 1: raise CommandLineError(f"--alpha {args.alpha:g}: must be in (0, 1)")
+    if args.reference == args.target: raise CommandLineError(f"--reference and --target are both {args.target!r}")
+    check_out_dir(args.out, 'de_results.csv')
+
 def run_de(args) -> int:
     "Run `stlearn-nb de`; bad input prints one line and returns 2."
-    from stlearn_nb.ppi_de import de_files   # the concept is imported only when `de` runs
     try:
+        check_de_args(args)
+        from stlearn_nb.ppi_de import de_files   # the concept is imported only when `de` runs
         table = de_files(args.automated, args.curated, args.out, args.label_key, args.curated_key, args.reference,
                          args.target, args.weights_key, args.size_factor_key, args.method, args.family,
                          None if args.layer == 'X' else args.layer, args.alpha, args.interval)
-    except (ValueError, KeyError, FileNotFoundError, NotADirectoryError) as e:   # DataFormatError is a ValueError
-        print(f"stlearn-nb de: error: {e}", file=sys.stderr); return 2
+    except (ValueError, KeyError, OSError) as e: return _error_exit(args, e)   # DataFormatError is a ValueError
     print(f"de: {int(table['ok'].sum())} of {len(table)} genes defined, {int((table['p_adj'] < args.alpha).sum())} "
           f"at BH {args.alpha:g}; results in {args.out}/")
     return 0
@@ -253,20 +360,30 @@ def add_encode_parser(sub):
     e.add_argument('--weights', default=None, help="state-dict file (default: the shared MobileNetV2 weights); 'random' for none")
     e.add_argument('--samples', nargs='+', default=None, help='sample ids (default: every patch file)')
     e.add_argument('--patch-um', type=float, default=112., help='physical side of the stored patches in um (HEST-1k: 112)')
-    e.add_argument('--bs', type=int, default=64, help='patches per forward pass')
+    e.add_argument('--bs', type=int, default=64, help='batch size: patches per forward pass')
     e.add_argument('--tta', action='store_true', help='average the 8 dihedral views of each patch')
     _add_run_flags(e)
     return e
 
+def check_encode_args(args):
+    "The `encode` arguments, checked before torch is imported: the HEST folder and its patch files, --out, numbers, the weights file."
+    patches = Path(args.hest)/'patches'
+    if not patches.is_dir():
+        hint = f"; it looks like the patches folder itself: pass --hest {Path(args.hest).parent}" if Path(args.hest).name == 'patches' else ''
+        raise FileNotFoundError(f"--hest {args.hest}: no patches/ folder{hint}")
+    if not any(patches.glob('*.h5')): raise FileNotFoundError(f"--hest {args.hest}: patches/ holds no .h5 patch file")
+    if args.out.exists() and not args.out.is_dir(): raise NotADirectoryError(f"--out {args.out} is a file, not a folder")
+    if args.bs < 1 or not args.patch_um > 0: raise CommandLineError(f"--bs must be >= 1 and --patch-um > 0 (got {args.bs}, {args.patch_um})")
+    missing = [s for s in args.samples or [] if not (patches/f'{s}.h5').is_file()]
+    if missing: raise FileNotFoundError(f"{len(missing)} sample(s) have no patch file in {patches}: {', '.join(missing[:5])}")
+    named = isinstance(args.weights, str) and re.fullmatch(r'[A-Z0-9_]+(\.[A-Z0-9_]+)?', args.weights)   # torchvision's own weights
+    if args.weights not in (None, 'random') and not named:
+        expect_file_kind(args.weights, TORCH_FILE_KINDS, f"a {args.arch} state-dict file written by torch.save (.pth/.pt)")
+
 def run_encode(args) -> int:
     "Run `stlearn-nb encode`; bad input prints one line and returns 2."
     try:
-        patches = Path(args.hest)/'patches'
-        if not patches.is_dir(): raise FileNotFoundError(f"--hest {args.hest}: no patches/ folder")
-        if args.out.exists() and not args.out.is_dir(): raise NotADirectoryError(f"--out {args.out} is a file, not a folder")
-        if args.bs < 1 or args.patch_um <= 0: raise ValueError(f"--bs must be >= 1 and --patch-um > 0 (got {args.bs}, {args.patch_um})")
-        missing = [s for s in args.samples or [] if not (patches/f'{s}.h5').is_file()]
-        if missing: raise FileNotFoundError(f"{len(missing)} sample(s) have no patch file in {patches}: {', '.join(missing[:5])}")
+        check_encode_args(args)
         import torch
         from stlearn_nb.features import load_encoder, encode_hest_samples, distributed_rank
         encoder = load_encoder(args.arch, args.weights)            # checks the weights against the architecture
@@ -288,17 +405,24 @@ def add_segment_parser(sub):
     s = sub.add_parser('segment', help='nuclei masks of your own H&E images with a trained model file', description=desc)
     s.add_argument('images', nargs='+', type=Path, metavar='IMAGE', help='H&E images (.tif, .png, .jpg), 8-bit; greyscale, palette and alpha are converted to RGB, and said')
     s.add_argument('--model', type=Path, required=True, metavar='MODEL', help='model file: torch dict with state_dict and config')
-    s.add_argument('--mpp', type=float, required=True, metavar='MPP', help='microns per pixel of the images (> 0)')
+    s.add_argument('--mpp', type=float, required=True, metavar='MPP', help='microns per pixel (pixel size) of the images (> 0)')
     s.add_argument('--out', type=Path, required=True, metavar='DIR', help='output folder (replaced only when every image is done)')
     _add_run_flags(s, 'no per-image lines')
     return s
 
+def check_segment_args(args):
+    "The `segment` arguments, checked before torch is imported: --out, --mpp, every image's kind, the model file's kind."
+    check_out_dir(args.out, 'segment.csv')
+    if not (math.isfinite(args.mpp) and args.mpp > 0): raise CommandLineError(f"--mpp {args.mpp}: must be a pixel size > 0 in um/px")
+    missing = [str(p) for p in args.images if not Path(p).is_file()]
+    if missing: raise FileNotFoundError(f"{len(missing)} of {len(args.images)} images not found: {', '.join(missing[:5])}")
+    for p in args.images: expect_file_kind(p, IMAGE_KINDS, 'an H&E image (PNG, JPEG or TIFF)')
+    expect_file_kind(args.model, TORCH_FILE_KINDS, "a segmentation model file (the model.pt that `stlearn-nb hestseg-monuseg` writes)")
+
 def run_segment(args) -> int:
     "Run `stlearn-nb segment`; bad input prints one line and returns 2."
     try:
-        if args.out.exists() and not args.out.is_dir(): raise NotADirectoryError(f"--out {args.out} is a file, not a folder")
-        if args.out.is_dir() and any(args.out.iterdir()) and not (args.out/'segment.csv').exists():
-            raise CommandLineError(f"--out {args.out} is a non-empty folder without segment.csv; the run would replace it: choose a new or empty folder")
+        check_segment_args(args)
         from stlearn_nb.hestseg_real import segment_files   # the concept is imported only when `segment` runs
         table = segment_files(args.images, args.model, args.mpp, args.out, progress=not args.quiet)
     except Exception as e: return _error_exit(args, e)
@@ -313,19 +437,54 @@ def _parse_option(text:str) -> tuple[str, object]:
     except (ValueError, SyntaxError): pass
     return key.strip().replace('-', '_'), value
 
-class _CommandParser(argparse.ArgumentParser):
-    "A subcommand parser whose help lists its experiment's options, importing the module only when help is shown."
+def closest_flag(flag:str, parser:argparse.ArgumentParser) -> str|None:
+    "The valid flag of `parser` a mistyped `flag` most likely meant: the flag whose name or help has its words, else by spelling."
+    name = flag.split('=')[0]
+    words = [w for w in re.split(r'[-_]+', name.lstrip('-').lower()) if w]
+    for a in parser._actions:
+        if a.option_strings and words and all(w in f"{' '.join(a.option_strings)} {a.help or ''}".lower() for w in words):
+            return a.option_strings[-1]
+    close = difflib.get_close_matches(name, [s for a in parser._actions for s in a.option_strings if s.startswith('--')], 1, 0.6)
+    return close[0] if close else None
+
+def _unknown_flag(parser:argparse.ArgumentParser, argv:list) -> str|None:
+    "The first `--flag` of `argv` that the subcommand it follows does not know (nor abbreviates), before argparse asks for required ones."
+    commands = next((a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)), {})
+    i = next((i for i, t in enumerate(argv) if t in commands), None)
+    if i is None: return None
+    sub = commands[argv[i]]; flags = [s for a in sub._actions for s in a.option_strings]
+    for t in argv[i + 1:]:
+        if t == '--': return None
+        name = t.split('=')[0]
+        if name.startswith('--') and name not in flags and len([f for f in flags if f.startswith(name)]) != 1:
+            hint = closest_flag(name, sub)
+            return f"{sub.prog}: error: unknown flag {name}" + (f" (did you mean {hint}?)" if hint else '') + f" (see {sub.prog} --help)"
+    return None
+
+class _Parser(argparse.ArgumentParser):
+    "An argument parser whose errors are one line (the usage is one `--help` away), with the closest valid command."
+    def error(self, message):
+        m = re.search(r"invalid choice: '([^']*)'", message)
+        commands = next((a.choices for a in self._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if m and commands:
+            close = difflib.get_close_matches(m.group(1), commands, 1, 0.5)
+            message = (f"unknown command {m.group(1)!r}" + (f" (did you mean {close[0]!r}?)" if close else '')
+                       + f"; commands: {', '.join(commands)}")
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+class _CommandParser(_Parser):
+    "A subcommand parser whose help lists its experiment's options, read from the experiment's source."
     experiment = None
     def format_help(self):
         if self.experiment and not getattr(self, '_options_listed', False):
-            try: self.epilog = options_help(experiment_function(self.experiment))
+            try: self.epilog = options_help(self.experiment)
             except Exception as e: self.epilog = f"(options could not be listed: {e})"
             self._options_listed = True
         return super().format_help()
 
 def build_parser() -> argparse.ArgumentParser:
     "The `stlearn-nb` argument parser: `info` plus one subcommand per available experiment."
-    p = argparse.ArgumentParser(prog='stlearn-nb', description='Run stlearn_nb experiments from the command line.')
+    p = _Parser(prog='stlearn-nb', description='Run stlearn_nb experiments from the command line.')
     sub = p.add_subparsers(dest='command', metavar='COMMAND', parser_class=_CommandParser)
     sub.add_parser('info', help='package versions and the device fastai will train on')
     add_de_parser(sub)
@@ -337,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
         e.add_argument('--out', type=Path, default=None, help='output folder, replaced only when the run completes (default: results/<experiment>)')
         e.add_argument('--quick', action='store_true', help='the fast setting the notebooks use')
         e.add_argument('--seed', type=int, default=0, help='base random seed')
-        e.add_argument('--data-dir', type=Path, default=None, help='shared data folder (default: find ../shared/data)')
+        e.add_argument('--data-dir', type=Path, default=None, help='shared data folder, the one that holds her2st/ etc. (default: find ../shared/data)')
         e.add_argument('--cpu', action='store_true', help='train on CPU even when a GPU is present')
         _add_run_flags(e, 'no progress bars or per-epoch lines')
         e.add_argument('--set', dest='options', action='append', type=_parse_option, default=[], metavar='KEY=VALUE',
@@ -352,16 +511,16 @@ def experiment_function(name:str):
     return getattr(importlib.import_module(module), function)
 
 def run_experiment(name:str, out:Path|None=None, quick:bool=False, seed:int=0, data_dir=None, quiet:bool=False, **options):
-    "Check `out` and `options`, run the experiment, write its results atomically into `out`; return the `Experiment`."
-    out = check_out_dir(Path(out) if out is not None else Path('results')/name)   # before any import or work
-    if data_dir is not None and not Path(data_dir).is_dir(): raise CommandLineError(f"--data-dir {data_dir} is not a folder")
+    "Check `out`, `data_dir` and `options` (no heavy import yet), run the experiment, write its results atomically into `out`; return the `Experiment`."
+    out = check_out_dir(Path(out) if out is not None else Path('results')/name)
+    if data_dir is not None: check_data_dir(data_dir)
+    options = validate_options(name, options)                 # read from the experiment's source: nothing imported
     from stlearn_nb.core import write_experiment, seed_everything, atomic_dir
     fn = experiment_function(name)
-    options = validate_options(fn, options)
     if quiet and 'progress' in inspect.signature(fn).parameters: options.setdefault('progress', False)
     seed_everything(seed)
     start = time.perf_counter()
-    with progress_mode(quiet): exp = fn(quick=quick, seed=seed, data_dir=data_dir, **options)
+    with progress_mode(quiet, prefix=name): exp = fn(quick=quick, seed=seed, data_dir=data_dir, **options)
     with atomic_dir(out) as tmp: md = write_experiment(exp, tmp)
     print(md); print(f"\n{name}: {time.perf_counter() - start:.1f} s, results in {out}/")
     return exp
@@ -369,7 +528,10 @@ def run_experiment(name:str, out:Path|None=None, quick:bool=False, seed:int=0, d
 # %% ../nbs/90_cli.ipynb #c055e55e
 def main(argv:list|None=None) -> int:
     "Entry point of the `stlearn-nb` console script: 0 on success, 2 on any error (one line; `--debug` adds the traceback)."
-    parser = build_parser(); args = parser.parse_args(argv)
+    parser = build_parser(); argv = sys.argv[1:] if argv is None else list(argv)
+    unknown = _unknown_flag(parser, argv)   # named with the closest valid flag, before argparse asks for a required one
+    if unknown: print(unknown, file=sys.stderr); return 2
+    args = parser.parse_args(argv)
     if args.command is None: parser.print_help(); return 0
     if args.command == 'info':
         from stlearn_nb.core import versions

@@ -220,6 +220,10 @@ def write_experiment(exp:Experiment, out:str|Path, dpi:int=100,
     return md
 
 # %% ../nbs/00_core.ipynb #b323f2f3
+def _umask() -> int:
+    "The process's file-creation mask (read by setting and restoring it)."
+    old = os.umask(0o022); os.umask(old); return old
+
 @contextmanager
 def atomic_dir(out:str|Path): # the folder to create or replace
     "Yield a fresh temporary folder beside `out`; it replaces `out` when the block completes, else it is removed."
@@ -227,6 +231,7 @@ def atomic_dir(out:str|Path): # the folder to create or replace
     if out.exists() and not out.is_dir(): raise NotADirectoryError(f"{out} is a file, not a folder")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.tmp-', dir=out.parent))
+    os.chmod(tmp, 0o777 & ~_umask())   # mkdtemp makes it private (0700): give it the user's usual permissions
     try: yield tmp
     except BaseException: shutil.rmtree(tmp, ignore_errors=True); raise
     old = out.with_name(f'.{out.name}.old-{os.getpid()}')
@@ -240,6 +245,7 @@ def atomic_file(path:str|Path): # the file to create or replace
     "Yield a temporary path beside `path`; it is renamed onto `path` when the block completes, else deleted."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent); os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())   # mkstemp makes it private (0600)
     try: yield Path(tmp)
     except BaseException: Path(tmp).unlink(missing_ok=True); raise
     os.replace(tmp, path)

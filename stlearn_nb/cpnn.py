@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from scipy.optimize import nnls
 from .core import (cpu_threads, seed_everything, default_device, nb_log_prob, pearson_per_gene, spearman_per_gene,
                              correlation_summary, type_palette, Experiment, versions, train_batch_size, check_train_steps)
-from .data import DataFormatError, shared_data_dir
+from .data import DataFormatError, shared_data_dir, check_anndata, format_examples
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from fastai.learner import Learner
@@ -28,7 +28,9 @@ __all__ = ['HER2ST_TYPE_MAP', 'mean_prototypes', 'fit_prototype_regression', 're
 
 # %% ../nbs/30_cpnn.ipynb #5fdf7c81
 def _codes(values) -> tuple[np.ndarray, list]:
-    "Integer codes and the ordered category names of a label vector."
+    "Integer codes and the ordered category names of a label vector; `DataFormatError` when labels are missing (NaN would become a type 'nan')."
+    missing = pd.isna(pd.Series(np.asarray(values, dtype=object))).to_numpy()
+    if missing.any(): raise DataFormatError(f"{int(missing.sum())} of {len(missing)} cells have no label (NaN), e.g. rows {np.flatnonzero(missing)[:3].tolist()}: label them or leave them out")
     cat = pd.Categorical(np.asarray(values).astype(str))
     return cat.codes.astype(np.int64), list(cat.categories)
 
@@ -43,7 +45,7 @@ def mean_prototypes(adata:ad.AnnData,  # cells x genes, raw counts in `layer` (o
                     layer:str|None='counts', # raw counts layer; None: .X
                    ) -> pd.DataFrame:  # (K, G) mean library-normalised expression, rows sum to 1
     "Prototype (a): the per-type mean of library-normalised counts."
-    counts = _dense_counts(adata, layer if layer in adata.layers else None)
+    counts = _dense_counts(check_anndata(adata, 'reference cells'), layer if layer in adata.layers else None)
     lib = counts.sum(1, keepdims=True)
     if (lib == 0).any(): raise DataFormatError(f"{int((lib == 0).sum())} cells have zero counts")
     codes, names = _codes(adata.obs[label_key])
@@ -95,7 +97,7 @@ def regression_prototypes(adata:ad.AnnData, # cells x genes, raw counts in `laye
                           **kwargs,          # passed to `fit_prototype_regression`
                          ) -> pd.DataFrame:  # (K, G) prototypes in expected counts per cell
     "Prototype (b) on an AnnData reference: batch-aware NB regression of counts on type and batch."
-    counts = _dense_counts(adata, layer if layer in adata.layers else None)
+    counts = _dense_counts(check_anndata(adata, 'reference cells'), layer if layer in adata.layers else None)
     if (counts < 0).any(): raise DataFormatError("reference counts contain negative values")
     labels, names = _codes(adata.obs[label_key])
     batches = None if batch_key is None else torch.from_numpy(_codes(adata.obs[batch_key])[0])
@@ -394,15 +396,16 @@ def evaluate_slides(res:dict, sim:dict) -> tuple[pd.DataFrame, dict]:
 # %% ../nbs/30_cpnn.ipynb #c863bacf
 def plot_weight_recovery(pred, # (n, K) predicted weights
                          true, # (n, K) true weights
-                         names=None, ax=None):
-    "Predicted vs true compositions, one colour per type."
-    if ax is None: _, ax = plt.subplots(figsize=(4, 4))
-    pred, true = np.asarray(pred), np.asarray(true)
-    names = names or [f'type{k}' for k in range(pred.shape[1])]; pal = type_palette(names)
-    for k, n in enumerate(names): ax.scatter(true[:, k], pred[:, k], s=4, alpha=0.4, color=pal[n], label=n)
-    ax.plot([0, 1], [0, 1], 'k--', lw=0.8)
-    ax.set(xlabel='true weight', ylabel='predicted weight', xlim=(0, 1), ylim=(0, 1))
-    ax.legend(fontsize=7, markerscale=3); return ax
+                         ax=None, title:str='held-out patches'):
+    "Density (hexbin, log colour) of predicted against true weight over all n*K entries, titled with their pooled Pearson r."
+    if ax is None: _, ax = plt.subplots(figsize=(4.8, 4), layout='constrained')
+    pred, true = np.asarray(pred, float), np.asarray(true, float)
+    hb = ax.hexbin(true.ravel(), pred.ravel(), gridsize=30, extent=(0, 1, 0, 1), bins='log', mincnt=1, cmap='viridis')
+    ax.plot([0, 1], [0, 1], 'k--', lw=0.8, label='predicted = true')
+    ax.set(xlabel='true weight (share of the patch)', ylabel='predicted weight (share of the patch)', xlim=(0, 1), ylim=(0, 1), aspect='equal')
+    ax.set_title(f'{title}: Pearson r of predicted vs true\nweight, pooled over patches and {pred.shape[1]} types = {composition_recovery(pred, true):.2f}', fontsize=9)
+    ax.figure.colorbar(hb, ax=ax, label='patch-type pairs per hexagon')
+    ax.legend(fontsize=7, loc='upper left'); return ax
 
 # %% ../nbs/30_cpnn.ipynb #6187bdbe
 def train_spot_models(features,   # (n_spots, D) or (n_spots, n, D) patch features of the training spots
@@ -454,7 +457,9 @@ HER2ST_TYPE_MAP = {'Plasmablasts': 'Plasma Cells', 'Cancer Epithelial': 'Epithel
 # %% ../nbs/30_cpnn.ipynb #dd1786e7
 def her2st_reference_prototypes(ref:ad.AnnData, genes, label_key:str='celltype_major', **kwargs) -> pd.DataFrame:
     "Regression prototypes of the Wu et al. reference on `genes`, labels mapped to her2st's stereoscope major tier."
-    ref = ref[:, list(genes)].copy()
+    absent = pd.Index(genes).difference(ref.var_names)
+    if len(absent): raise DataFormatError(f"{len(absent)} of {len(genes)} genes are not in the reference: {format_examples(list(absent))}")
+    ref = ref[:, list(genes)].copy()   # the query's genes, in the query's order
     ref.obs['her2st_type'] = ref.obs[label_key].astype(str).replace(HER2ST_TYPE_MAP)
     ref = ref[np.asarray(ref.layers['counts'].sum(1)).ravel() > 0].copy()
     return regression_prototypes(ref, 'her2st_type', **kwargs)
@@ -513,7 +518,7 @@ def plot_composition_map(adata:ad.AnnData, # one section with .obsm['spatial'] (
                     edgecolors='none')
     pad = 0.06 * np.ptp(xy, 0).max()   # frame the spots, not the whole slide
     ax.set_xlim(xy[:, 0].min() - pad, xy[:, 0].max() + pad); ax.set_ylim(xy[:, 1].max() + pad, xy[:, 1].min() - pad)
-    if colorbar: ax.figure.colorbar(sc, ax=ax, fraction=0.046, pad=0.02, label='share')
+    if colorbar: ax.figure.colorbar(sc, ax=ax, fraction=0.046, pad=0.02, label=f'{cell_type} share of the spot')
     ax.set_title(f'{lib}: {cell_type}', fontsize=9); ax.axis('off')
     return ax
 
@@ -526,8 +531,8 @@ def plot_composition_comparison(adata:ad.AnnData, predicted, reference, names:li
         vmax = float(np.percentile(np.r_[p, q], 99))
         for ax, w, lab in zip(row, (predicted, reference), labels):
             plot_composition_map(adata, w, names, t, ax=ax, vmax=vmax, colorbar=False)
-            ax.set_title(f'{t}: {lab}' + (f' (r = {np.corrcoef(p, q)[0, 1]:.2f})' if lab == labels[0] else ''), fontsize=9)
-        row[-1].figure.colorbar(row[-1].collections[0], ax=list(row), fraction=0.04, pad=0.02, label=f'{t} share')
+            ax.set_title(f'{t}: {lab}' + (f'\nPearson r with {labels[1]} over spots = {np.corrcoef(p, q)[0, 1]:.2f}' if lab == labels[0] else ''), fontsize=9)
+        row[-1].figure.colorbar(row[-1].collections[0], ax=list(row), fraction=0.04, pad=0.02, label=f'{t} share of the spot (shared scale)')
     return axes
 
 # %% ../nbs/30_cpnn.ipynb #3e22fef0

@@ -12,13 +12,14 @@ import numpy as np, pandas as pd, scipy.sparse as sp, anndata as ad, torch
 # %% auto #0
 __all__ = ['HER2ST_UM_PER_PX', 'HER2ST_CLASSES', 'UM_PER_PX_TIMES_MAGNIFICATION', 'MONUSEG_ORGANS', 'DataFormatError',
            'BarcodeMismatchError', 'PatchOutOfBoundsError', 'ZeroCountsError', 'UnreadableFileError', 'format_examples',
-           'require_file', 'reading', 'read_table', 'read_tiff', 'check_unique', 'check_finite', 'shared_data_dir',
-           'check_counts', 'crop_patches', 'resize_patches', 'read_hest_patches', 'read_hest_patch_index', 'read_hest',
-           'write_toy_hest', 'read_her2st', 'her2st_tissue_classes', 'read_full_image', 'spot_patches',
-           'read_10x_reference', 'write_toy_10x', 'transcripts_to_counts', 'read_cosmx', 'read_cosmx_masks',
-           'local_to_pixel', 'read_merfish_spatial', 'read_merfish_reference', 'read_merfish_rctd', 'MaskShapeError',
-           'read_cpm15_magnifications', 'read_cpm15_mask', 'read_png', 'read_cpm15', 'monuseg_organ', 'resize_labels',
-           'resample_tile', 'plot_spatial']
+           'require_file', 'reading', 'check_text_complete', 'read_table', 'read_tiff', 'check_anndata',
+           'check_pixel_size', 'check_unique', 'check_finite', 'shared_data_dir', 'check_counts', 'crop_patches',
+           'resize_patches', 'read_hest_patches', 'read_hest_patch_index', 'read_hest', 'write_toy_hest', 'read_her2st',
+           'her2st_tissue_classes', 'read_full_image', 'spot_patches', 'read_10x_reference', 'write_toy_10x',
+           'transcripts_to_counts', 'read_cosmx', 'read_cosmx_masks', 'local_to_pixel', 'read_merfish_spatial',
+           'read_merfish_reference', 'read_merfish_rctd', 'MaskShapeError', 'read_cpm15_magnifications',
+           'read_cpm15_mask', 'read_png', 'read_cpm15', 'monuseg_organ', 'resize_labels', 'resample_tile',
+           'plot_spatial']
 
 # %% ../nbs/01_data.ipynb #d9fe5b4f
 class DataFormatError(ValueError):
@@ -44,6 +45,11 @@ def require_file(path:Path, what:str) -> Path:
     return path
 
 # %% ../nbs/01_data.ipynb #31c7c0ec
+def _kind_words(path) -> str:
+    from stlearn_nb.filekind import file_kind, kind_phrase
+    try: return kind_phrase(file_kind(path))
+    except OSError as e: return f'an unreadable file ({type(e).__name__})'
+
 @contextmanager
 def reading(path:str|Path, # the file being read
             what:str,      # what it should hold, e.g. 'her2st counts'
@@ -53,13 +59,29 @@ def reading(path:str|Path, # the file being read
     except (DataFormatError, FileNotFoundError, MemoryError, KeyboardInterrupt): raise
     except Exception as e:
         raise UnreadableFileError(f"{path}: cannot read the {what} ({type(e).__name__}: {e}); "
-                                  f"is the file truncated, empty or of another format?") from e
+                                  f"is the file truncated, empty or of another format? (it starts like {_kind_words(path)})") from e
 
 # %% ../nbs/01_data.ipynb #ac128311
 def _first_line(path:Path, n:int=2000) -> str:
     opener = gzip.open if path.suffix == '.gz' else open
     with reading(path, 'file'), opener(path, 'rb') as f: head = f.read(n)
     return head.decode('utf-8', errors='replace').splitlines()[0] if head else ''
+
+def check_text_complete(path:str|Path, # a text file (.gz allowed)
+                        what:str,       # what it holds, for messages
+                       ) -> None:
+    "`DataFormatError` when a text file ends inside a line: every writer ends its last line, a file cut short does not."
+    path = Path(path)
+    with reading(path, what):
+        if path.suffix == '.gz':
+            with gzip.open(path, 'rb') as f:
+                last = b''
+                while chunk := f.read(1 << 22): last = chunk[-1:]
+        else:
+            with open(path, 'rb') as f: f.seek(max(0, path.stat().st_size - 1)); last = f.read(1)
+    if last and last not in (b'\n', b'\r'):
+        raise DataFormatError(f"{path}: the {what} ends inside a line (no final line break): cut short? "
+                              f"If the file is complete, end it with a line break")
 
 def read_table(path:str|Path,     # a delimited text file (.gz allowed)
                what:str,          # what it holds, for messages
@@ -72,6 +94,7 @@ def read_table(path:str|Path,     # a delimited text file (.gz allowed)
     path = require_file(path, what)
     if path.stat().st_size == 0: raise UnreadableFileError(f"{path}: the {what} is an empty file (0 bytes)")
     with reading(path, what): df = pd.read_csv(path, sep=sep, **kwargs)
+    check_text_complete(path, what)
     n_cols = df.shape[1] + (df.index.nlevels if kwargs.get('index_col') is not None else 0)
     first = _first_line(path)
     others = [d for d in ',;\t|' if d != sep and d in first]
@@ -104,6 +127,27 @@ def read_tiff(path:str|Path, # a TIFF image or label mask
     with reading(path, f'{what} (TIFF, via Pillow)'), Image.open(path) as im: return np.asarray(im)
 
 # %% ../nbs/01_data.ipynb #37597bc3
+def check_anndata(adata,            # what the caller was given
+                  what:str,         # what it should hold, for the message, e.g. 'spot_patches input'
+                  min_obs:int=1,    # fewest observations that make sense
+                 ) -> ad.AnnData:
+    "`adata` when it is an AnnData with at least `min_obs` observations; `TypeError` (a DataFrame, an array) or `DataFormatError`."
+    if not isinstance(adata, ad.AnnData):
+        hint = ': wrap it as anndata.AnnData(df) with cells as rows, or read it with a read_* function' if isinstance(adata, pd.DataFrame) else ''
+        raise TypeError(f"{what}: expected an AnnData, got a {type(adata).__name__}{hint}")
+    if adata.n_obs < min_obs: raise DataFormatError(f"{what}: the AnnData has {adata.n_obs} observations (cells or spots), needs at least {min_obs}")
+    return adata
+
+def check_pixel_size(value,        # a pixel size as read from a file or given by a user
+                     source:str,   # the file and field it comes from, for the message
+                    ) -> float:    # the size in um/px
+    "A pixel size as a float > 0 (um/px); `DataFormatError` for a string with a unit ('0.5um'), zero, negative, NaN or a bool."
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise DataFormatError(f"{source}: the pixel size must be a number in um/px, got {value!r}"
+                              + (' (write the number without its unit)' if isinstance(value, str) else ''))
+    if not (np.isfinite(value) and value > 0): raise DataFormatError(f"{source}: the pixel size must be > 0 um/px, got {value!r}")
+    return float(value)
+
 def check_unique(ids,            # identifiers that must be distinct
                  source,         # the file they come from, for the message
                  what:str,       # what they are, e.g. 'spot barcodes'
@@ -180,26 +224,28 @@ def crop_patches(image:np.ndarray,   # (H, W, 3) uint8 image
                  size:int,           # patch side in image pixels
                  pad:bool=False,     # fill outside with white instead of raising
                 ) -> tuple[np.ndarray, np.ndarray]: # (n, size, size, 3) uint8 patches, (n, 2) top-left (x, y)
-    "Cut square patches around `centers`, vectorised with one fancy index."
+    "Cut square patches around `centers`, vectorised with one fancy index; with `pad`, pixels outside the image are white."
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3: raise DataFormatError(f"image must be (H, W, 3), got {image.shape}")
     if image.dtype != np.uint8: raise DataFormatError(f"image must be uint8, got {image.dtype}")
     if int(size) != size or size < 1: raise DataFormatError(f"patch size must be a positive integer, got {size}")
+    if np.ndim(centers) != 2 or np.shape(centers)[1] != 2: raise DataFormatError(f"centres must be (n, 2) (x, y), got {np.shape(centers)}")
+    size = int(size)
+    if len(centers) == 0: return np.zeros((0, size, size, 3), np.uint8), np.zeros((0, 2), int)
     centers = check_finite(centers, 'crop_patches', 'patch centres', None)
-    if centers.shape[1] != 2: raise DataFormatError(f"centres must be (n, 2) (x, y), got {centers.shape}")
-    size = int(size); top_left = np.floor(centers - size / 2).astype(int)
+    if np.abs(centers).max() > 2**40: raise PatchOutOfBoundsError(f"patch centres up to {np.abs(centers).max():.3g} px: not pixel coordinates of any image")
+    top_left = np.floor(centers - size / 2).astype(np.int64)
     H, W = image.shape[:2]
     outside = (top_left[:, 0] < 0) | (top_left[:, 1] < 0) | (top_left[:, 0] + size > W) | (top_left[:, 1] + size > H)
     if outside.any() and not pad:
         raise PatchOutOfBoundsError(f"{outside.sum()} patches of {size}px reach outside the {W}x{H} image, "
                                     f"e.g. centres {format_examples(centers[outside].round(1).tolist(), 3)}; pass pad=True to pad")
-    offset = 0
-    if outside.any():  # pad by exactly as much as the farthest patch needs: no index may wrap around
-        offset = int(max(0, -top_left.min(), (top_left[:, 0] + size - W).max(), (top_left[:, 1] + size - H).max()))
-        image = np.pad(image, ((offset, offset), (offset, offset), (0, 0)), constant_values=255)
-    rows = top_left[:, 1, None] + offset + np.arange(size)
-    cols = top_left[:, 0, None] + offset + np.arange(size)
-    return image[rows[:, :, None], cols[:, None, :]], top_left
+    rows, cols = top_left[:, 1, None] + np.arange(size), top_left[:, 0, None] + np.arange(size)   # (n, size) each
+    patches = image[rows.clip(0, H - 1)[:, :, None], cols.clip(0, W - 1)[:, None, :]]           # memory: the patches only
+    if outside.any():   # pixels outside the image are white, never wrapped or repeated from the border
+        inside = ((rows >= 0) & (rows < H))[:, :, None] & ((cols >= 0) & (cols < W))[:, None, :]
+        patches[~inside] = 255
+    return patches, top_left
 
 # %% ../nbs/01_data.ipynb #63fd4132
 def resize_patches(patches:np.ndarray, # (n, h, w, 3) uint8
@@ -265,7 +311,7 @@ def read_hest(root:str|Path,         # HEST-1k folder with st/, patches/, metada
     adata = _drop_zero(adata, drop_zero, source=st)
     adata.layers['counts'] = adata.X.copy()
     scale = {'spatial_unit': 'level-0 pixels'}
-    if meta.get('pixel_size_um_estimated') is not None: scale['pixel_size_um'] = meta['pixel_size_um_estimated']
+    if meta.get('pixel_size_um_estimated') is not None: scale['pixel_size_um'] = check_pixel_size(meta['pixel_size_um_estimated'], f"{meta_path}: pixel_size_um_estimated")
     adata.uns['spatial'] = {sample_id: {'metadata': {k: v for k, v in meta.items() if v is not None}, 'scalefactors': scale}}
     if not patches: return adata
     ppath = root/'patches'/f'{sample_id}.h5'
@@ -391,6 +437,7 @@ def her2st_tissue_classes(path:str|Path, # clusters/motivation.csv
     "Each her2st patient's expression clusters, the authors' name for each, and that name reduced to cancer / immune / other."
     path = require_file(path, 'her2st cluster motivation table')
     with reading(path, 'her2st cluster motivation table'): lines = Path(path).read_text().splitlines()
+    if lines: check_text_complete(path, 'her2st cluster motivation table')
     if not lines or not lines[0].lower().startswith('patient,cluster'):
         raise DataFormatError(f"{path}: expected a header 'patient,cluster,annotated as,...', got {lines[0][:60] if lines else 'an empty file'!r}")
     rows = [line.split(',', 2) for line in lines[1:] if line.strip()]
@@ -406,6 +453,7 @@ def her2st_tissue_classes(path:str|Path, # clusters/motivation.csv
 # %% ../nbs/01_data.ipynb #483ad20e
 def read_full_image(adata:ad.AnnData, library_id:str|None=None) -> np.ndarray:
     "Load the full-resolution image whose path `adata.uns['spatial'][library_id]` records."
+    check_anndata(adata, 'read_full_image input', min_obs=0)
     from PIL import Image
     Image.MAX_IMAGE_PIXELS = None
     library_id = library_id or next(iter(adata.uns['spatial']))
@@ -422,14 +470,14 @@ def spot_patches(adata:ad.AnnData,    # spots with .obsm['spatial'] in full-reso
                  copy:bool=False,
                 ) -> ad.AnnData|None:
     "Cut a `patch_um` patch around every spot into `.obsm['patches']` (n, out_px, out_px, 3) uint8."
+    check_anndata(adata, 'spot_patches input (spots with .obsm[\'spatial\'])')
     out = adata.copy() if copy else adata
     if 'spatial' not in out.obsm or not out.uns.get('spatial'):
         raise DataFormatError("spot_patches needs .obsm['spatial'] and .uns['spatial'][library_id] (as read_her2st writes them)")
     library_id = library_id or next(iter(out.uns['spatial']))
     if library_id not in out.uns['spatial']: raise DataFormatError(f"no library {library_id!r} in .uns['spatial']; has {format_examples(out.uns['spatial'])}")
-    mpp = out.uns['spatial'][library_id].get('scalefactors', {}).get('microns_per_pixel')
-    if not isinstance(mpp, (int, float, np.number)) or not mpp > 0:
-        raise DataFormatError(f".uns['spatial'][{library_id!r}]['scalefactors']['microns_per_pixel'] must be a positive number, got {mpp!r}")
+    mpp = check_pixel_size(out.uns['spatial'][library_id].get('scalefactors', {}).get('microns_per_pixel'),
+                           f".uns['spatial'][{library_id!r}]['scalefactors']['microns_per_pixel']")
     if not patch_um > 0 or int(out_px) != out_px or out_px < 1: raise DataFormatError(f"patch_um must be > 0 and out_px a positive integer, got {patch_um}, {out_px}")
     image = read_full_image(out, library_id) if image is None else image
     size = int(round(patch_um / mpp))
@@ -543,17 +591,31 @@ def read_cosmx(folder:str|Path,   # folder with one *_tx_file.csv and CellLabels
     adata.obsm['spatial'] = g[['x_local_px', 'y_local_px']].mean().reindex(adata.obs_names).to_numpy()
     adata.layers['counts'] = adata.X.copy()
     adata.uns['cosmx'] = {'spatial_unit': 'local pixels', 'transcript_file': str(path)}
-    if masks: adata.uns['cosmx']['masks'] = read_cosmx_masks(folder)
+    if masks:
+        adata.uns['cosmx']['masks'] = read_cosmx_masks(folder)
+        _check_masks_fit(adata.uns['cosmx']['masks'], tx, path)
     return adata
+
+def _check_masks_fit(masks:dict, tx:pd.DataFrame, path:Path):
+    "Each FOV's transcripts, mapped by its GeoTransform, lie on its label mask (1 px tolerance): else a mask of another FOV or scale."
+    fovs = tx['fov'].astype(str)
+    for fov, m in masks.items():
+        xy = tx.loc[(fovs == fov).to_numpy(), ['x_local_px', 'y_local_px']].to_numpy(float)
+        if not len(xy): continue
+        (h, w), rc = m['mask'].shape, local_to_pixel(xy, m['transform'])
+        off = (rc[:, 0] < -1) | (rc[:, 0] > h) | (rc[:, 1] < -1) | (rc[:, 1] > w)
+        if off.any():
+            mask = next((p for p in (path.parent/'CellLabels').glob('CellLabels_F*.tif') if p.stem.split('_F')[-1].lstrip('0') == fov.lstrip('0')), fov)
+            raise DataFormatError(f"{mask}: {int(off.sum())} of {len(xy)} FOV {fov} transcripts of {path.name} fall outside its {w}x{h} px mask "
+                                  f"(mask pixels up to row {rc[:, 0].max()}, column {rc[:, 1].max()}): the mask of another FOV or scale?")
 
 # %% ../nbs/01_data.ipynb #434ef559
 def _geotransform(aux:Path) -> tuple:
-    import re
-    with reading(aux, 'GDAL aux.xml'): text = aux.read_text()
-    m = re.search(r'<GeoTransform>([^<]+)</GeoTransform>', text)
-    if m is None: raise DataFormatError(f"{aux}: no <GeoTransform>")
-    try: t = tuple(float(v) for v in m.group(1).split(','))
-    except ValueError: raise DataFormatError(f"{aux}: GeoTransform is not 6 numbers: {m.group(1).strip()[:80]!r}") from None
+    import xml.etree.ElementTree as ET
+    with reading(aux, 'GDAL aux.xml'): node = ET.parse(aux).getroot().find('.//GeoTransform')   # a cut file is not well-formed
+    if node is None or not node.text: raise DataFormatError(f"{aux}: no <GeoTransform>")
+    try: t = tuple(float(v) for v in node.text.split(','))
+    except ValueError: raise DataFormatError(f"{aux}: GeoTransform is not 6 numbers: {node.text.strip()[:80]!r}") from None
     if len(t) != 6 or not np.isfinite(t).all() or t[1] == 0 or t[5] == 0:
         raise DataFormatError(f"{aux}: GeoTransform must be 6 finite numbers with non-zero pixel sizes, got {t}")
     return t
@@ -644,6 +706,7 @@ def read_cpm15_magnifications(readme:str|Path) -> dict: # image stem -> objectiv
     import re
     readme = require_file(readme, 'CPM-15 README')
     with reading(readme, 'CPM-15 README (text)'): text = readme.read_text()
+    check_text_complete(readme, 'CPM-15 README')
     mags = {name: int(m) for name, m in re.findall(r'(image\d+)\.png\s+(\d+)x', text)}
     if not mags: raise DataFormatError(f"{readme}: no magnification table ('imageNN.png  20x' lines)")
     return mags
@@ -757,7 +820,7 @@ def plot_spatial(adata:ad.AnnData,        # spots with .obsm['spatial'] and .uns
         pal = type_palette([c for c in values.cat.categories if (values == c).any()])
         circles(facecolors=[pal[v] for v in values], **kwargs)
         for k, c in pal.items(): ax.scatter([], [], color=c, label=k)
-        ax.legend(fontsize=7, frameon=False, loc='center left', bbox_to_anchor=(1, 0.5))
+        ax.legend(fontsize=7, frameon=False, loc='center left', bbox_to_anchor=(1, 0.5), title=label, title_fontsize=7)
     elif values is not None:
         col = circles(cmap=cmap, **kwargs); col.set_array(np.asarray(values, float))
         plt.colorbar(col, ax=ax, shrink=0.7, label=label)

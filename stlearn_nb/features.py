@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch, anndata as ad
 from torch import nn
 from .core import atomic_file, default_device
-from .data import DataFormatError, format_examples, require_file, shared_data_dir
+from .data import DataFormatError, format_examples, require_file, shared_data_dir, check_anndata
+from .filekind import expect_file_kind, FileKindError, TORCH_FILE_KINDS
 
 # %% auto #0
 __all__ = ['STAIN_FEATURES', 'SHARED_WEIGHTS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'HER2ST_SPLIT', 'stain_features', 'check_patches',
@@ -143,6 +144,8 @@ def load_encoder(arch:str='mobilenet_v2', # torchvision classification model nam
         if weights == 'random': digest = 'random-init'
         else:
             path = require_file(Path(weights), f'{arch} weights file')
+            try: expect_file_kind(path, TORCH_FILE_KINDS, f"a {arch} state-dict file written by torch.save (.pth/.pt)")
+            except FileKindError as e: raise EncoderWeightsError(str(e)) from None
             try: state = torch.load(path, map_location='cpu', weights_only=True)
             except Exception as e: raise EncoderWeightsError(f"{path}: cannot be read as a torch state dict ({type(e).__name__}: {e})") from None
             if not isinstance(state, dict): raise EncoderWeightsError(f"{path}: holds a {type(state).__name__}, not a state dict")
@@ -204,6 +207,7 @@ def add_patch_features(adata:ad.AnnData,   # spots/cells with `.obsm[patches_key
                        key_added:str|None=None, # default 'X_<arch>'
                        copy:bool=False, **kwargs) -> ad.AnnData|None:
     "Write `.obsm[key_added]` (n, D) features and `.uns[key_added]['params']` (encoder, weights hash, patch size)."
+    check_anndata(adata, 'add_patch_features input')
     out = adata.copy() if copy else adata
     if patches_key not in out.obsm: raise KeyError(f"adata.obsm has no {patches_key!r} (has {list(out.obsm)}); cut patches first (data.spot_patches)")
     key = key_added or f'X_{encoder.arch}'

@@ -13,21 +13,21 @@ from scipy import ndimage as ndi
 from scipy.optimize import linear_sum_assignment
 from .core import seed_everything, default_device, type_palette, Experiment, cpu_threads, train_batch_size, check_train_steps
 from .data import DataFormatError, transcripts_to_counts, shared_data_dir, format_examples, require_file
-from .data import BarcodeMismatchError, UnreadableFileError, reading, read_table, check_finite, check_unique, read_tiff
+from .data import BarcodeMismatchError, UnreadableFileError, reading, read_table, check_finite, check_unique, read_tiff, check_pixel_size
 
 # %% auto #0
 __all__ = ['CONTROL_PATTERN', 'UNASSIGNED_IDS', 'CLASSES', 'IGNORE', 'HIERARCHY', 'MARKERS', 'ORGAN_STYLES', 'NUCLEUS_LOOK',
            'FINE_TYPES', 'XENIUM_PIXEL_SIZE', 'SYNTH_ALIGNMENT', 'POST_SYNTH', 'LabelMapError', 'Overlap',
            'instance_overlap', 'dice_score', 'aji_score', 'aji_plus_score', 'pq_stats', 'multiclass_pq', 'dataset_pq',
            'instance_centroids', 'pair_centroids', 'detection_type_f1', 'XeniumFormatError', 'read_xenium_boundaries',
-           'read_xenium_transcripts', 'read_xenium_pixel_size', 'read_alignment', 'microns_to_he', 'read_xenium',
-           'read_hest_nucleus_seg', 'read_hest_transcripts', 'rasterize_polygons', 'mask_lookup', 'ucell_scores',
-           'leiden_clusters', 'smooth_by_cluster', 'hierarchical_classes', 'hv_targets', 'HoVerNetLite',
+           'read_xenium_transcripts', 'read_xenium_pixel_size', 'read_alignment', 'check_alignment', 'microns_to_he',
+           'read_xenium', 'read_hest_nucleus_seg', 'read_hest_transcripts', 'rasterize_polygons', 'mask_lookup',
+           'ucell_scores', 'leiden_clusters', 'smooth_by_cluster', 'hierarchical_classes', 'hv_targets', 'HoVerNetLite',
            'soft_dice_loss', 'msge_loss', 'HoVerLoss', 'hover_postprocess', 'instance_classes', 'simulate_tile',
            'simulate_dapi_polygons', 'simulate_expression', 'st_derived_classes', 'st_label_tile', 'simulate_section',
            'pack_targets', 'images_to_tensor', 'hovernet_learner', 'predict_instances', 'evaluate_segmentation',
-           'plot_overlay', 'run_hestseg_synth', 'read_monuseg', 'monuseg_tiles', 'evaluate_on_monuseg',
-           'check_pq_exercise']
+           'plot_overlay', 'run_hestseg_synth', 'check_outlines_fit', 'read_monuseg', 'monuseg_tiles',
+           'evaluate_on_monuseg', 'check_pq_exercise']
 
 # %% ../nbs/20_hestseg.ipynb #2f330026
 class LabelMapError(DataFormatError):
@@ -256,17 +256,24 @@ def read_xenium_pixel_size(path:str|Path) -> float:
     "The morphology image's um/px from `experiment.xenium`."
     path = require_file(path, 'experiment.xenium')
     with reading(path, 'experiment.xenium (JSON)'): meta = json.loads(path.read_text())
-    if not isinstance(meta, dict) or not isinstance(meta.get('pixel_size'), (int, float)) or not meta['pixel_size'] > 0:
-        raise XeniumFormatError(f"{path}: no positive numeric 'pixel_size'")
-    return float(meta['pixel_size'])
+    if not isinstance(meta, dict) or 'pixel_size' not in meta: raise XeniumFormatError(f"{path}: no positive numeric 'pixel_size'")
+    try: return check_pixel_size(meta['pixel_size'], f"{path}: 'pixel_size'")   # not '0.5um', 0, negative, NaN or true
+    except DataFormatError as e: raise XeniumFormatError(str(e)) from None
 
 # %% ../nbs/20_hestseg.ipynb #fe45a8b0
 def read_alignment(path:str|Path) -> np.ndarray:
     "Read a 3x3 H&E alignment affine (H&E pixels -> morphology pixels), as in Xenium's `*_he_imagealignment.csv`."
     path = require_file(path, 'alignment matrix')
-    m = check_finite(read_table(path, 'alignment matrix', header=None), path, 'alignment rows')
-    if m.shape != (3, 3) or not np.allclose(m[2], [0, 0, 1]) or abs(np.linalg.det(m[:2, :2])) < 1e-12:
-        raise XeniumFormatError(f"{path}: expected an invertible 3x3 affine with last row 0,0,1, got {m.shape}: {m.round(3).tolist()}")
+    return check_alignment(check_finite(read_table(path, 'alignment matrix', header=None), path, 'alignment rows'), path)
+
+def check_alignment(m, # a 3x3 affine as read or given
+                    source, # where it comes from, for the message
+                   ) -> np.ndarray: # (3, 3) float
+    "`m` as a float (3, 3) invertible affine with last row 0, 0, 1; else `XeniumFormatError` saying what it is."
+    try: m = np.asarray(m, dtype=float)
+    except (TypeError, ValueError): raise XeniumFormatError(f"{source}: the alignment is not a numeric matrix") from None
+    if m.shape != (3, 3) or not np.isfinite(m).all() or not np.allclose(m[2], [0, 0, 1]) or abs(np.linalg.det(m[:2, :2])) < 1e-12:
+        raise XeniumFormatError(f"{source}: expected an invertible 3x3 affine with last row 0,0,1, got {m.shape}: {m.round(3).tolist()}")
     return m
 
 def microns_to_he(xy_um:np.ndarray,   # (n, 2) x, y in microns (Xenium frame)
@@ -291,7 +298,7 @@ def read_xenium(folder:str|Path,       # Xenium output folder (XOA): transcripts
     tx = read_xenium_transcripts(tx_path, min_qv)
     nuc = read_xenium_boundaries(nuc_path)
     px = read_xenium_pixel_size(folder/'experiment.xenium')
-    A = read_alignment(alignment) if isinstance(alignment, (str, Path)) else alignment
+    A = read_alignment(alignment) if isinstance(alignment, (str, Path)) else None if alignment is None else check_alignment(alignment, 'alignment')
     tx = tx[~tx['cell_id'].isin(UNASSIGNED_IDS)]
     if tx.empty: raise XeniumFormatError(f"{tx_path}: no transcript with qv >= {min_qv} is assigned to a cell")
     adata = transcripts_to_counts(tx['cell_id'].to_numpy(), tx['feature_name'].to_numpy(), unassigned=None)
@@ -810,20 +817,23 @@ def evaluate_segmentation(true_inst, true_type, pred_inst, pred_type, classes=(1
     return out
 
 # %% ../nbs/20_hestseg.ipynb #cb543a5f
-def plot_overlay(image:np.ndarray, inst:np.ndarray, types:np.ndarray, ax=None, title:str='', legend:bool=True):
-    "H&E tile with nucleus outlines coloured by class (grey = ignore or unclassified), and a legend of the colours."
+def plot_overlay(image:np.ndarray, inst:np.ndarray, # (H, W, 3) uint8 tile, (H, W) instance mask
+                 types:np.ndarray|None=None,          # (H, W) class per pixel (-1 = ignore); None: class-free masks, one outline colour
+                 ax=None, title:str='', legend:bool=True, outline_label:str='nucleus outline'):
+    "H&E tile with nucleus outlines coloured by class (grey = ignore or unclassified), and a legend of the colours beside it."
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
     from skimage.segmentation import find_boundaries
-    ax = ax or plt.subplots(figsize=(4, 4))[1]
-    pal = type_palette(list(CLASSES[1:]) + ['ignore'])
-    lut = np.array([(1., 1., 1.)] + [pal[c] for c in CLASSES[1:]] + [pal['ignore']])
-    edge = find_boundaries(inst, mode='inner')
-    t = np.where(np.asarray(types) < 0, len(CLASSES), np.asarray(types))
-    rgb = image.astype(float) / 255; rgb[edge] = lut[t[edge]]
+    ax = ax or plt.subplots(figsize=(5, 4), layout='constrained')[1]
+    edge = find_boundaries(inst, mode='inner'); rgb = image.astype(float) / 255
+    if types is None: names, lut = [outline_label], np.array([(1., 1., 1.), (1., 0.85, 0.)]); rgb[edge] = lut[1]
+    else:
+        names = list(CLASSES[1:]) + ['ignore']; pal = type_palette(names)
+        lut = np.array([(1., 1., 1.)] + [pal[c] for c in names])
+        t = np.where(np.asarray(types) < 0, len(CLASSES), np.asarray(types)); rgb[edge] = lut[t[edge]]
     ax.imshow(rgb); ax.set_title(title, fontsize=9); ax.set_axis_off()
-    if legend: ax.legend(handles=[Line2D([], [], color=lut[k], lw=2, label=n) for k, n in enumerate(list(CLASSES[1:]) + ['ignore'], 1)],
-                         loc='lower left', fontsize=5, framealpha=0.85, handlelength=1)
+    if legend: ax.legend(handles=[Line2D([], [], color=lut[k], lw=2, label=n) for k, n in enumerate(names, 1)],
+                         loc='upper left', bbox_to_anchor=(1.01, 1), fontsize=7, handlelength=1)   # beside the tile, not on it
     return ax
 
 # %% ../nbs/20_hestseg.ipynb #a17ddf00
@@ -892,15 +902,29 @@ def _hestseg_synth(quick, seed, data_dir, train_organs, test_organs, n_tiles, si
 # %% ../nbs/20_hestseg.ipynb #67485822
 def _overlay_figure(sec:dict, models:dict):
     import matplotlib.pyplot as plt
-    fig, axs = plt.subplots(1, len(models) + 1, figsize=(3.2 * (len(models) + 1), 3.4))
-    plot_overlay(sec['images'][0], sec['true_inst'][0], sec['true_type'][0], axs[0], f"truth ({sec['style']}, held out)")
+    fig, axs = plt.subplots(1, len(models) + 1, figsize=(3.2 * (len(models) + 1) + 1.2, 3.4), layout='constrained')
+    plot_overlay(sec['images'][0], sec['true_inst'][0], sec['true_type'][0], axs[0], f"truth ({sec['style']}, held out)", legend=False)
     for ax, (name, learn) in zip(axs[1:], models.items()):
         pi, pt = predict_instances(learn.model, sec['images'][:1])
-        plot_overlay(sec['images'][0], pi[0], pt[0], ax, name)
-    fig.tight_layout(); plt.close(fig)   # returned for the caller to show or save, not auto-displayed
+        plot_overlay(sec['images'][0], pi[0], pt[0], ax, f"predicted; trained on\n{name} labels", legend=ax is axs[-1])   # one legend, beside the last tile
+    fig.suptitle('nucleus outlines coloured by class', fontsize=10)
+    plt.close(fig)   # returned for the caller to show or save, not auto-displayed
     return fig
 
 # %% ../nbs/20_hestseg.ipynb #9b6981a4
+def check_outlines_fit(vertices:pd.DataFrame, # cell_id, x, y in image pixels
+                      shape:tuple,             # (H, W) of the image
+                      source,                  # the annotation file, for the message
+                      tol:float=8.,            # px a vertex may lie outside (MoNuSeg outlines reach 3 px past the tile edge)
+                     ) -> None:
+    "`DataFormatError` when outlines reach more than `tol` px outside the image or lie wholly outside it: another image's annotation?"
+    H, W = shape; x, y = vertices['x'], vertices['y']
+    box = vertices.groupby('cell_id').agg(x0=('x', 'min'), x1=('x', 'max'), y0=('y', 'min'), y1=('y', 'max'))
+    far = box.index[(box.x0 < -tol) | (box.y0 < -tol) | (box.x1 > W + tol) | (box.y1 > H + tol)
+                    | (box.x1 <= 0) | (box.y1 <= 0) | (box.x0 >= W) | (box.y0 >= H)]
+    if len(far): raise DataFormatError(f"{source}: {len(far)} of {len(box)} outlines lie outside the {W}x{H} image (by more than {tol:g} px), "
+                                       f"e.g. regions {format_examples(list(far), 3)}: the annotation of another image or scale?")
+
 def read_monuseg(tif:str|Path, # 1000x1000 RGB tile
                  xml:str|Path, # ImageScope annotation with one Region per nucleus
                  default_mpp:float|None=None, # um/px when the XML has no MicronsPerPixel (one MoNuSeg training file); None: refuse
@@ -923,6 +947,8 @@ def read_monuseg(tif:str|Path, # 1000x1000 RGB tile
     df = df[df.groupby('cell_id').cell_id.transform('size') >= 3]
     try: mpp = float(root.get('MicronsPerPixel')) if root.get('MicronsPerPixel') is not None or default_mpp is None else float(default_mpp)
     except (TypeError, ValueError): raise DataFormatError(f"{xml}: the root element has no numeric MicronsPerPixel") from None
+    mpp = check_pixel_size(mpp, f"{xml}: MicronsPerPixel")
+    check_outlines_fit(df, img.shape[:2], xml)
     inst, _ = rasterize_polygons(df, img.shape[:2])
     return img, inst, mpp
 
@@ -930,8 +956,9 @@ def read_monuseg(tif:str|Path, # 1000x1000 RGB tile
 def monuseg_tiles(root:str|Path, factor:int=2, crop:int=496) -> list:
     "MoNuSeg images and instance maps downsampled by `factor` (0.25 -> 0.5 um/px) and cropped to `crop` px."
     from stlearn_nb.data import resize_patches
-    out = []
-    for tif in sorted(Path(root).glob('*.tif')):   # a couple of images
+    out, files = [], sorted(Path(root).glob('*.tif'))
+    if not files: raise FileNotFoundError(f"{root}: no MoNuSeg .tif tiles" + ('' if Path(root).is_dir() else ' (no such folder)'))
+    for tif in files:   # a couple of images
         img, inst, mpp = read_monuseg(tif, tif.with_suffix('.xml'))
         small = resize_patches(img[None], img.shape[0] // factor)[0]
         out.append(dict(name=tif.stem, image=small[:crop, :crop], inst=inst[::factor, ::factor][:crop, :crop], um_per_px=mpp * factor))

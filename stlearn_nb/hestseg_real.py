@@ -12,6 +12,7 @@ from .core import seed_everything, default_device, Experiment, cpu_threads, atom
 from .data import (DataFormatError, UnreadableFileError, shared_data_dir, require_file, read_cpm15, read_cpm15_magnifications,
                    monuseg_organ, resample_tile, resize_labels, read_png, read_tiff, format_examples, reading)
 from .features import IMAGENET_MEAN, IMAGENET_STD
+from .filekind import expect_file_kind, FileKindError, TORCH_FILE_KINDS
 from .hestseg import (read_monuseg, hv_targets, HoVerLoss, hover_postprocess, instance_classes, pq_stats, aji_score,
                       aji_plus_score, dice_score, IGNORE, _relabel, _remove_small, msge_loss, soft_dice_loss)
 
@@ -22,8 +23,9 @@ __all__ = ['WORKING_MPP', 'MONUSEG_MPP', 'UNSEEN_ORGANS', 'VALID_TILES', 'POST_R
            'nuclei_learner', 'fit_segmenter', 'SegmenterFileError', 'segmenter_bytes', 'save_segmenter',
            'load_segmenter', 'predict_maps', 'segment_nuclei', 'classical_segment', 'shift_instances', 'grow_instances',
            'drop_instances', 'touching_pairs', 'merge_touching', 'xenium_like_labels', 'score_tile', 'score_methods',
-           'organ_table', 'tune_postprocess', 'plot_outlines', 'plot_pq_vs_severity', 'run_hestseg_monuseg', 'to_rgb',
-           'read_he_image', 'check_segment_inputs', 'segment_files']
+           'organ_table', 'tune_postprocess', 'outline_handles', 'plot_outlines', 'severity_references',
+           'plot_pq_vs_severity', 'run_hestseg_monuseg', 'to_rgb', 'read_he_image', 'check_segment_inputs',
+           'segment_files']
 
 # %% ../nbs/21_hestseg_real.ipynb #7f72ca84
 WORKING_MPP = 0.5                      # um/px of every tile the model sees
@@ -206,6 +208,8 @@ def save_segmenter(model:MobileHoVerNet, path:str|Path) -> Path:
 def load_segmenter(path:str|Path) -> MobileHoVerNet:
     "A `MobileHoVerNet` from a file written by `save_segmenter`, in eval mode, on the CPU."
     path = require_file(path, 'segmentation model file')
+    try: expect_file_kind(path, TORCH_FILE_KINDS, "a segmentation model file (the model.pt that save_segmenter and `stlearn-nb hestseg-monuseg` write)")
+    except FileKindError as e: raise SegmenterFileError(str(e)) from None
     try: obj = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e: raise SegmenterFileError(f"{path}: cannot be read as a torch file ({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
     if not isinstance(obj, dict) or any(k not in obj for k in MODEL_KEYS):
@@ -391,28 +395,41 @@ def tune_postprocess(model:nn.Module, tiles:list, grid:list=POST_GRID) -> dict:
 OUTLINE_COLOURS = {'manual outline': (1.0, 0.85, 0.0), 'predicted': (0.0, 0.9, 1.0)}
 
 # %% ../nbs/21_hestseg_real.ipynb #465df1d0
-def plot_outlines(image:np.ndarray, true:np.ndarray, pred:np.ndarray, ax=None, title:str='', pred_label:str='predicted'):
-    "Tile with manual and predicted nucleus outlines and a legend naming the two colours."
-    import matplotlib.pyplot as plt
+def outline_handles(pred_label:str='predicted') -> list:
+    "Legend entries naming the manual and predicted outline colours."
     from matplotlib.lines import Line2D
+    return [Line2D([], [], color=c, lw=2, label=n) for c, n in zip(OUTLINE_COLOURS.values(), ('manual outline', pred_label))]
+
+def plot_outlines(image:np.ndarray, true:np.ndarray, pred:np.ndarray, ax=None, title:str='', pred_label:str='predicted', legend:bool=True):
+    "Tile with manual and predicted nucleus outlines and a legend, beside the tile, naming the two colours."
+    import matplotlib.pyplot as plt
     from skimage.segmentation import find_boundaries
-    ax = ax or plt.subplots(figsize=(4, 4))[1]
+    ax = ax or plt.subplots(figsize=(5, 4), layout='constrained')[1]
     rgb = image.astype(float) / 255; c_true, c_pred = OUTLINE_COLOURS.values()
     rgb[find_boundaries(true, mode='inner')] = c_true; rgb[find_boundaries(pred, mode='inner')] = c_pred
     ax.imshow(rgb); ax.set_title(title, fontsize=8); ax.set_axis_off()
-    ax.legend(handles=[Line2D([], [], color=c_true, lw=2, label='manual outline'), Line2D([], [], color=c_pred, lw=2, label=pred_label)],
-              loc='lower left', fontsize=6, framealpha=0.85)
+    if legend: ax.legend(handles=outline_handles(pred_label), loc='upper left', bbox_to_anchor=(1.01, 1), fontsize=7)
     return ax
 
+def severity_references(noise:pd.DataFrame, per_tile:pd.DataFrame) -> dict: # name -> mean PQ on the unseen-organ tiles
+    "Reference PQs for `plot_pq_vs_severity`, always in this order: manual labels, classical baseline, one-organ model."
+    unseen = per_tile[per_tile.unseen].groupby('method').PQ.mean()
+    lines = {'manual labels (clean)': noise.PQ_unseen.iloc[0]}
+    lines.update({'classical': unseen[m] for m in unseen.index if m.startswith('classical')})
+    lines.update({m: unseen[m] for m in unseen.index if m.endswith('only')})
+    return lines
+
 def plot_pq_vs_severity(noise:pd.DataFrame, lines:dict, ax=None, column:str='PQ_unseen'):
-    "PQ of the models trained on Xenium-like labels against severity, with reference methods as horizontal lines."
+    "PQ of the models trained on Xenium-like labels against severity, with reference methods as horizontal lines (style fixed by name)."
     import matplotlib.pyplot as plt
-    ax = ax or plt.subplots(figsize=(5, 3.5))[1]
+    ax = ax or plt.subplots(figsize=(7.5, 3.5), layout='constrained')[1]
     ax.plot(noise.severity, noise[column], 'o-', color='C0', label='MobileHoVerNet, Xenium-like labels')
-    for k, (name, v) in enumerate(lines.items()): ax.axhline(v, ls=['--', ':', '-.', '--'][k % 4], color=f'C{k + 1}', label=name)
+    style = lambda k, name: (('--', 'C1') if name.startswith('manual') else (':', 'C2') if name.startswith('classical')
+                             else ('-.', 'C3') if name.endswith('only') else ((0, (5, 1, 1, 1)), f'C{k + 4}'))
+    for k, (name, v) in enumerate(lines.items()): ax.axhline(v, ls=style(k, name)[0], color=style(k, name)[1], label=name)
     ax.set_xticks(noise.severity, [f"{s}\n{o:g} um" for s, o in zip(noise.severity, noise.offset_um)])
     ax.set_xlabel('label-noise severity (registration offset)'); ax.set_ylabel(f"{column.replace('_', ' (')} tiles)")
-    ax.legend(fontsize=7); return ax
+    ax.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1)); return ax
 
 # %% ../nbs/21_hestseg_real.ipynb #bf4bebf7
 PUBLISHED_HOVERNET = dict(method='HoVer-Net, published (Graham et al. 2019; cited, not run)', group='all 14 Kumar test tiles, 40x', AJI=0.618, PQ=0.597)
@@ -442,13 +459,14 @@ def _train_arm(train, valid, crop, n_crops, bs, epochs, freeze_epochs, lr, seed,
 def _overlay_figure(test:list, preds:dict, names:list, size:int=160):
     import matplotlib.pyplot as plt
     show = [t for t in test if t['organ'] in UNSEEN_ORGANS][:2]
-    fig, axs = plt.subplots(len(show), len(names), figsize=(2.4 * len(names), 2.6 * len(show)), squeeze=False)
-    for row, t in zip(axs, show):
+    fig = plt.figure(figsize=(2.6 * len(names), 3.1 * len(show) + 0.5), layout='constrained')
+    for sub, t in zip(np.atleast_1d(fig.subfigures(len(show), 1)), show):   # one subfigure per tile: its title sits above its own row
         k = test.index(t); sl = np.s_[:size, :size]
-        for ax, m in zip(row, names):
-            title = f"{t['name']} ({t['organ']}, unseen)\n" + '\n'.join(textwrap.wrap(m, 34))
-            plot_outlines(t['image'][sl], t['inst'][sl], preds[m][k][sl], ax, title, pred_label=m.split(' (')[0].split(',')[0])
-    fig.tight_layout(); plt.close(fig); return fig
+        sub.suptitle(f"tile {t['name']} ({t['organ']}, organ unseen in training), {size} px crop", fontsize=9)
+        for ax, m in zip(sub.subplots(1, len(names)), names):
+            plot_outlines(t['image'][sl], t['inst'][sl], preds[m][k][sl], ax, '\n'.join(textwrap.wrap(m, 30)), legend=False)
+    fig.legend(handles=outline_handles("prediction of the method named above the tile"), loc='outside lower center', ncol=2, fontsize=8)
+    plt.close(fig); return fig
 
 # %% ../nbs/21_hestseg_real.ipynb #56d9fd7e
 def run_hestseg_monuseg(quick:bool=False, seed:int=0, data_dir=None, epochs:int|None=None, freeze_epochs:int=1,
@@ -490,7 +508,7 @@ def _hestseg_monuseg(quick, seed, data_dir, epochs, freeze_epochs, n_crops, crop
     exp = Experiment(table, tables=dict(per_tile=per_tile, training=pd.DataFrame(rows), noise=_noise_table(per_tile, severities)))
     names = [m for m in preds if not m.endswith('only')][:2] + ['MobileHoVerNet, manual labels', f'MobileHoVerNet, Xenium-like labels, severity {max(severities)}']
     exp.figures['overlays'] = _overlay_figure(test, preds, list(dict.fromkeys(names)))
-    exp.figures['pq_vs_severity'] = _severity_figure(exp.tables['noise'], per_tile, one_organ)
+    exp.figures['pq_vs_severity'] = _severity_figure(exp.tables['noise'], per_tile)
     exp.files['model.pt'] = segmenter_bytes(models['MobileHoVerNet, manual labels'].cpu())
     exp.notes = (f"Working resolution {WORKING_MPP} um/px. Training per arm: {epochs} + {freeze_epochs} frozen epochs of {n_crops} crops of {crop} px, "
                  f"batch {bs}, lr {lr}, seed {seed}; {len(train)} training, {len(valid)} validation, {len(test)} test tiles. "
@@ -508,13 +526,11 @@ def _noise_table(per_tile:pd.DataFrame, severities) -> pd.DataFrame:
         rows.append(dict(severity=s, **NOISE_LEVELS.loc[s].to_dict(), PQ_unseen=d[d.unseen].PQ.mean(), PQ_seen=d[~d.unseen].PQ.mean(), PQ_all=d.PQ.mean()))
     return pd.DataFrame(rows)
 
-def _severity_figure(noise:pd.DataFrame, per_tile:pd.DataFrame, one_organ:str):
+def _severity_figure(noise:pd.DataFrame, per_tile:pd.DataFrame):
     import matplotlib.pyplot as plt
-    unseen = per_tile[per_tile.unseen].groupby('method').PQ.mean()
-    lines = {'manual labels (clean)': noise.PQ_unseen.iloc[0]}
-    lines.update({m.split(' (')[0] if m.startswith('classical') else m: unseen[m] for m in unseen.index if m.startswith('classical') or m.endswith('only')})
-    fig, ax = plt.subplots(figsize=(5.5, 3.6)); plot_pq_vs_severity(noise, lines, ax); ax.set_title('unseen organs (bladder, brain)', fontsize=9)
-    fig.tight_layout(); plt.close(fig); return fig
+    fig, ax = plt.subplots(figsize=(7.5, 3.6), layout='constrained')
+    plot_pq_vs_severity(noise, severity_references(noise, per_tile), ax); ax.set_title('PQ vs label noise, unseen organs (bladder, brain)', fontsize=9)
+    plt.close(fig); return fig
 
 # %% ../nbs/21_hestseg_real.ipynb #d3a7c002
 def to_rgb(image,                # (H, W) grey, (H, W, 2) grey + alpha, (H, W, 3) RGB or (H, W, 4) RGBA, uint8; palette indices

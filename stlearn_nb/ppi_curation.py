@@ -54,6 +54,21 @@ def _release_lock(lock:Path, token:str):
     except (FileNotFoundError, IndexError): pass
 
 # %% ../nbs/41_ppi_curation.ipynb #5b4e01b8
+def _label_codes(labels, n:int, class_names:tuple) -> np.ndarray:
+    "Automated labels as codes 0..K-1: codes as given, names of `class_names` mapped to their codes; else a ValueError saying which."
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or len(labels) != n: raise ValueError(f"{n} cell_ids but auto_labels has shape {labels.shape}: one label per cell")
+    if labels.dtype.kind in 'OUS':   # names (or codes written as text)
+        code = {str(k): i for i, k in enumerate(class_names)}
+        unknown = sorted({str(v) for v in labels} - set(code))
+        if unknown: raise ValueError(f"auto_labels {unknown[:3]} are neither codes 0..{len(class_names) - 1} nor names of class_names {list(class_names)}")
+        return np.array([code[str(v)] for v in labels], dtype=int)
+    if labels.dtype.kind == 'b' or (labels.dtype.kind == 'f' and not np.all(np.isfinite(labels) & (labels == np.round(labels)))):
+        raise ValueError(f"auto_labels must be integer codes 0..{len(class_names) - 1}, got {labels.dtype} values such as {labels[:3].tolist()}")
+    codes = labels.astype(int); bad = (codes < 0) | (codes >= len(class_names))
+    if bad.any(): raise ValueError(f"{int(bad.sum())} auto_labels lie outside 0..{len(class_names) - 1} (class_names {list(class_names)}): {codes[bad][:3].tolist()}")
+    return codes
+
 class CurationLog:
     "Curation decisions for a list of cells: an append-only CSV journal with a lock file, resumable after a crash."
     DECISIONS = ('accept', 'relabel', 'reject')
@@ -67,7 +82,9 @@ class CurationLog:
         self.path, self.class_names = Path(path), tuple(class_names)
         self.order = [str(c) for c in cell_ids]
         if len(set(self.order)) != len(self.order): raise ValueError("cell_ids contain duplicates")
-        self.auto = pd.Series(np.asarray(auto_labels, dtype=int), index=pd.Index(self.order, dtype=object, name='cell_id'))
+        breaks = [c for c in self.order if '\n' in c or '\r' in c]
+        if breaks: raise ValueError(f"{len(breaks)} cell ids contain a line break, which a line-per-decision log cannot hold: {breaks[:3]!r}")
+        self.auto = pd.Series(_label_codes(auto_labels, len(self.order), self.class_names), index=pd.Index(self.order, dtype=object, name='cell_id'))
         self._lock, self._token, self.closed, self._next = self.path.with_name(self.path.name + '.lock'), uuid.uuid4().hex, False, 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         _take_lock(self._lock, self._token, CurationLog._owners)
@@ -113,6 +130,11 @@ def _read(self:CurationLog) -> dict:
     if unknown: raise ValueError(f"{len(unknown)} cells in {self.path.name} are not in this curation set: {unknown[:5]}")
     decisions = {}
     for _, r in rows: decisions.pop(r[0], None); decisions[r[0]] = dict(zip(self.COLUMNS, [r[0], int(r[1]), r[2], int(r[3]), r[4]]))
+    changed = [c for c, r in decisions.items() if r['auto_label'] != int(self.auto[c])]
+    if changed:
+        c = changed[0]
+        raise CurationLogError(f"{self.path}: {len(changed)} cells were logged with other automated labels than given now, e.g. {c}: "
+                               f"{decisions[c]['auto_label']} in the log, {int(self.auto[c])} now; start a new log for the new labels")
     self._stat = self._file_state()
     return decisions
 

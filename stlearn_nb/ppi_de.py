@@ -10,7 +10,7 @@ import numpy as np, pandas as pd, torch, scipy.sparse
 from scipy.stats import norm, t as student_t
 from fastcore.basics import patch
 from .core import Experiment, seed_everything, nb_log_prob, poisson_log_prob, atomic_file
-from .data import DataFormatError
+from .data import DataFormatError, check_anndata
 
 # %% auto #0
 __all__ = ['CHUNK_BYTES', 'FIT_STATUS', 'SIM_ARMS', 'glm_design', 'glm_terms', 'reduce_cells', 'group_sums',
@@ -421,9 +421,10 @@ def ppi_glm_cov(stats:dict, lam) -> torch.Tensor: # (..., G, K, K) covariance of
     Hinv = torch.linalg.inv(stats['H'])
     return Hinv @ V @ Hinv.transpose(-1, -2) / stats['n']
 
-# %% ../nbs/40_ppi_de.ipynb #a1f7e0c1
-FIT_STATUS = ('ok', 'empty group', 'all-zero gene', 'zero in reference', 'zero in target', 'singular design', 'non-finite fit')
+# %% ../nbs/40_ppi_de.ipynb #83da0159
+FIT_STATUS = ('ok', 'empty group', 'all-zero gene', 'zero in reference', 'zero in target', 'singular design', 'non-finite fit')  # the `status` column's values, 0 = 'ok'
 
+# %% ../nbs/40_ppi_de.ipynb #a1f7e0c1
 def _fit_status(p:dict, fit:dict, coord:int=1) -> torch.Tensor: # (..., G) codes into FIT_STATUS
     "Why beta or its SE is undefined, per gene: 0 ('ok') where both are finite and se > 0."
     K = p['K']
@@ -682,28 +683,32 @@ def ppi_sim_summary(reps:dict,            # from `ppi_sim_replicates`
 def plot_sim_coverage(table:pd.DataFrame, # from `ppi_sim_summary`
                       n_reps:int,         # replicates behind each rate (for the binomial error bars)
                       alpha:float=0.05, ax=None):
-    "Coverage of 1-alpha intervals per arm, with +-2 binomial standard errors, and type-I error on null genes."
-    if ax is None: import matplotlib.pyplot as plt; _, ax = plt.subplots(figsize=(6, 3.2))
-    x = np.arange(len(table))
-    se = np.sqrt((1 - alpha) * alpha / n_reps)
-    ax.bar(x - 0.2, table['coverage'], 0.4, yerr=2 * se, capsize=3, color='tab:blue', label='coverage (all genes)')
-    ax.bar(x + 0.2, table['type1_error'], 0.4, yerr=2 * np.sqrt(alpha * (1 - alpha) / n_reps), capsize=3,
+    "Coverage of 1-alpha intervals per arm and type-I error on null genes, with +-2 binomial standard errors (at the nominal rate) clipped to [0, 1]."
+    if ax is None: import matplotlib.pyplot as plt; _, ax = plt.subplots(figsize=(8, 3.4), layout='constrained')
+    x = np.arange(len(table)); two_se = 2 * np.sqrt((1 - alpha) * alpha / n_reps)   # the same for rates near 1-alpha and near alpha
+    clipped = lambda v: np.vstack([np.minimum(two_se, v), np.minimum(two_se, 1 - v)])   # a rate's error bar stays inside [0, 1]
+    ax.bar(x - 0.2, table['coverage'], 0.4, yerr=clipped(table['coverage'].to_numpy()), capsize=3, color='tab:blue', label='coverage (all genes)')
+    ax.bar(x + 0.2, table['type1_error'], 0.4, yerr=clipped(table['type1_error'].to_numpy()), capsize=3,
            color='tab:orange', label='type-I error (null genes)')
-    ax.axhline(1 - alpha, color='k', ls='--', lw=1); ax.axhline(alpha, color='k', ls=':', lw=1)
-    ax.set_xticks(x, table['arm']); ax.set_ylim(0, 1.05); ax.set_ylabel('rate')
-    ax.legend(fontsize=8, loc='center right'); ax.set_title(f'{n_reps} replicates, nominal {1-alpha:.0%}')
+    ax.axhline(1 - alpha, color='k', ls='--', lw=1, label=f'nominal coverage 1 - alpha = {1 - alpha:g}')
+    ax.axhline(alpha, color='k', ls=':', lw=1, label=f'nominal type-I error alpha = {alpha:g}')
+    ax.set_xticks(x, table['arm']); ax.set_ylim(0, 1.02); ax.set(xlabel='estimator', ylabel='rate (fraction of replicates)')
+    ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1), title=f'error bars: +-2 binomial SE\nat the nominal rate ({n_reps} replicates)', title_fontsize=7)
+    ax.set_title(f'coverage and type-I error, {n_reps} replicates')
     return ax
 
 # %% ../nbs/40_ppi_de.ipynb #33a0e350
-def plot_sim_width(per_gene:pd.DataFrame, arms=('classical', 'ppi', 'ppi++'), ax=None):
+def plot_sim_width(per_gene:pd.DataFrame, arms=('classical', 'ppi', 'ppi++'), ax=None, alpha:float=0.05):
     "Median interval width per gene (log fold change units) for the unbiased arms."
-    if ax is None: import matplotlib.pyplot as plt; _, ax = plt.subplots(figsize=(7, 3.2))
+    if ax is None: import matplotlib.pyplot as plt; _, ax = plt.subplots(figsize=(9, 3.6), layout='constrained')
     for arm in arms:
         d = per_gene[per_gene['arm'] == arm]
         ax.plot(np.arange(len(d)), d['median_width'], 'o-', ms=4, label=arm)
     d = per_gene[per_gene['arm'] == arms[0]]
-    ax.set_xticks(np.arange(len(d)), d['gene'], rotation=90, fontsize=7)
-    ax.set_ylabel('median 95% CI width (log FC)'); ax.legend(fontsize=8)
+    ax.set_xticks(np.arange(len(d)), d['gene'], rotation=90, fontsize=8)
+    ax.set(xlabel='simulated gene (marker, up, down or null effect)', ylabel=f'median {1 - alpha:.0%} CI width\n(log fold change)',
+           title='interval width per gene (median over replicates)')
+    ax.legend(fontsize=8, title='estimator', title_fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1))
     return ax
 
 # %% ../nbs/40_ppi_de.ipynb #d56d55a9
@@ -721,6 +726,13 @@ def _obs_column(adata, key, what):
     if key not in adata.obs: raise DEInputError(f"{what}: .obs has no column {key!r}; columns: {list(adata.obs.columns)[:20]}")
     return adata.obs[key]
 
+def _label_column(adata, key, what) -> pd.Series:
+    "A label column as strings; `DEInputError` naming the cells whose label is missing (NaN would become a class 'nan')."
+    labels = _obs_column(adata, key, what); missing = labels.isna().to_numpy()
+    if missing.any(): raise DEInputError(f"{what}: {int(missing.sum())} of {len(labels)} cells have no {key!r} label (NaN), "
+                                         f"e.g. {list(adata.obs_names[missing][:3])}: label them or leave them out")
+    return labels.astype(str)
+
 def _positive_column(adata, key, what) -> np.ndarray:
     v = pd.to_numeric(_obs_column(adata, key, what), errors='coerce').to_numpy(float)
     bad = ~(np.isfinite(v) & (v > 0))
@@ -732,6 +744,7 @@ def _positive_column(adata, key, what) -> np.ndarray:
 # %% ../nbs/40_ppi_de.ipynb #f34c18d0
 def _check_de_input(adata_unlabeled, adata_curated, label_key, curated_key, reference, target, method, family, alpha):
     "Every check of `ppi_de` that needs no pass over the counts; returns the curated gene order (or None)."
+    check_anndata(adata_unlabeled, 'ppi_de automated cells (adata_unlabeled)'); check_anndata(adata_curated, 'ppi_de curated cells (adata_curated)')
     if method not in ('ppi++', 'ppi', 'classical', 'naive'): raise DEInputError(f"method must be 'ppi++', 'ppi', 'classical' or 'naive', got {method!r}")
     if family not in ('poisson', 'nb'): raise DEInputError(f"family must be 'poisson' or 'nb', got {family!r}")
     if not (isinstance(alpha, (int, float)) and 0 < alpha < 1): raise DEInputError(f"alpha must lie in (0, 1), got {alpha!r}")
@@ -746,9 +759,9 @@ def _check_de_input(adata_unlabeled, adata_curated, label_key, curated_key, refe
     both = pd.Index(adata_unlabeled.obs_names).intersection(adata_curated.obs_names) if method in ('ppi', 'ppi++') else []
     if len(both): raise DEInputError(f"{len(both)} cells are in both the automated and the curated set: {list(both[:5])}")
     seen = {}
-    if method != 'naive': seen[('curated', curated_key)] = _obs_column(adata_curated, curated_key, 'curated').astype(str)
-    if method != 'classical': seen[('automated', label_key)] = _obs_column(adata_unlabeled, label_key, 'automated').astype(str)
-    if method in ('ppi', 'ppi++'): _obs_column(adata_curated, label_key, 'curated')
+    if method != 'naive': seen[('curated', curated_key)] = _label_column(adata_curated, curated_key, 'curated')
+    if method != 'classical': seen[('automated', label_key)] = _label_column(adata_unlabeled, label_key, 'automated')
+    if method in ('ppi', 'ppi++'): _label_column(adata_curated, label_key, 'curated')
     for (what, key), labels in seen.items():
         for group in (reference, target):
             k = int((labels == str(group)).sum())
@@ -814,16 +827,19 @@ def ppi_de(adata_unlabeled,            # AnnData, automated-only cells (N, G): i
 
 # %% ../nbs/40_ppi_de.ipynb #cf2dcda4
 def plot_volcano(table:pd.DataFrame, # from `de_table` / `ppi_de`
-                 alpha:float=0.05, n_labels:int=8, ax=None):
+                 alpha:float=0.05, n_labels:int=8, ax=None,
+                 method:str|None=None, target:str='target', reference:str='reference'): # estimator and the two groups, for the title
     "Volcano plot: log fold change vs -log10 p, BH-significant genes in colour, the strongest labelled."
-    if ax is None: import matplotlib.pyplot as plt; _, ax = plt.subplots(figsize=(5, 4))
+    if ax is None: import matplotlib.pyplot as plt; _, ax = plt.subplots(figsize=(6.5, 4), layout='constrained')
     t = table[table['ok']]
-    sig = t['p_adj'] < alpha
-    ax.scatter(t['beta'], -np.log10(t['p_value'].clip(lower=1e-300)), s=10, c=np.where(sig, 'tab:red', 'lightgrey'))
+    sig = t['p_adj'] < alpha; y = -np.log10(t['p_value'].clip(lower=1e-300))
+    ax.scatter(t['beta'][~sig], y[~sig], s=10, c='lightgrey', label='not significant')
+    ax.scatter(t['beta'][sig], y[sig], s=10, c='tab:red', label=f'BH-adjusted p < {alpha:g}')
     for g, r in t[sig].nsmallest(n_labels, 'p_value').iterrows():
         ax.annotate(str(g), (r['beta'], -np.log10(max(r['p_value'], 1e-300))), fontsize=7)
-    ax.set_xlabel('log fold change (target / reference)'); ax.set_ylabel('-log10 p')
-    ax.set_title(f"{int(sig.sum())} genes at BH {alpha:.0%}")
+    ax.set_xlabel(f'log fold change ({target} / {reference})'); ax.set_ylabel('-log10 p')
+    ax.set_title((f"{method}: {target} vs {reference}\n" if method else '') + f"{int(sig.sum())} genes at BH {alpha:.0%}", fontsize=10)
+    ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1))
     return ax
 
 # %% ../nbs/40_ppi_de.ipynb #4490fd7a
@@ -832,15 +848,15 @@ def plot_forest(tables:dict,   # name -> per-gene table with beta, ci_low, ci_hi
                 reference:pd.Series|None=None, # optional per-gene reference value (drawn as a cross)
                 ax=None):
     "Forest plot: each estimator's interval per gene, side by side."
-    if ax is None: import matplotlib.pyplot as plt; _, ax = plt.subplots(figsize=(6, 0.35 * len(genes) + 1))
+    if ax is None: import matplotlib.pyplot as plt; _, ax = plt.subplots(figsize=(7.5, 0.35 * len(genes) + 1), layout='constrained')
     genes = list(genes); y = np.arange(len(genes))[::-1]
     for j, (name, t) in enumerate(tables.items()):
         off = (j - (len(tables) - 1) / 2) * 0.18
         r = t.loc[genes]
         ax.errorbar(r['beta'], y + off, xerr=[r['beta'] - r['ci_low'], r['ci_high'] - r['beta']], fmt='o', ms=3, label=name)
     if reference is not None: ax.scatter(reference.loc[genes], y, marker='x', c='k', zorder=3, label='full curation')
-    ax.axvline(0, c='grey', lw=0.8); ax.set_yticks(y, genes); ax.set_xlabel('log fold change (95% CI)')
-    ax.legend(fontsize=7, loc='best')
+    ax.axvline(0, c='grey', lw=0.8); ax.set_yticks(y, genes); ax.set(xlabel='log fold change (point estimate and CI)', ylabel='gene')
+    ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1), title='estimator', title_fontsize=8)   # beside the intervals
     return ax
 
 # %% ../nbs/40_ppi_de.ipynb #4d447d02
@@ -876,10 +892,11 @@ def de_files(automated, curated,        # .h5ad paths: automated-only cells (ope
     top = table[table['ok']].nsmallest(n_top, 'p_value').index
     with atomic_dir(out) as tmp:
         table.to_csv(tmp / 'de_results.csv')
-        fig = Figure(figsize=(5, 4)); plot_volcano(table, alpha, ax=fig.subplots()); fig.tight_layout(); fig.savefig(tmp / 'volcano.png', dpi=100)
-        fig = Figure(figsize=(6, 0.35 * max(len(top), 1) + 1)); ax = fig.subplots()
-        if len(top): plot_forest({method: table}, top, ax=ax)
-        fig.tight_layout(); fig.savefig(tmp / 'forest.png', dpi=100)
+        fig = Figure(figsize=(6.5, 4), layout='constrained'); plot_volcano(table, alpha, ax=fig.subplots(), method=method, target=target, reference=reference)
+        fig.savefig(tmp / 'volcano.png', dpi=100)
+        fig = Figure(figsize=(7.5, 0.35 * max(len(top), 1) + 1), layout='constrained'); ax = fig.subplots()
+        if len(top): plot_forest({method: table}, top, ax=ax).set_title(f'{method}: {target} vs {reference}, top {len(top)} genes by p', fontsize=10)
+        fig.savefig(tmp / 'forest.png', dpi=100)
         (tmp / 'params.json').write_text(json.dumps({
             'automated': str(automated), 'curated': str(curated), 'label_key': label_key, 'curated_key': curated_key,
             'reference': reference, 'target': target, 'weights_key': weights_key, 'size_factor_key': size_factor_key,
@@ -901,8 +918,8 @@ def run_ppi_sim(quick:bool=False, seed:int=0, data_dir=None, # data_dir unused (
     table, per_gene = ppi_sim_summary(reps, genes, alpha)
     table_t = ppi_sim_summary(reps, genes, alpha, interval='t')[0]   # Satterthwaite t intervals, same fits
     seconds = time.perf_counter() - t0
-    fig, axs = plt.subplots(1, 2, figsize=(13, 3.6), gridspec_kw={'width_ratios': [1, 1.3]})
-    plot_sim_coverage(table, n_reps, alpha, ax=axs[0]); plot_sim_width(per_gene, ax=axs[1]); fig.tight_layout()
+    fig, axs = plt.subplots(1, 2, figsize=(16, 4.2), gridspec_kw={'width_ratios': [1, 1.3]}, layout='constrained')   # legends beside the panels
+    plot_sim_coverage(table, n_reps, alpha, ax=axs[0]); plot_sim_width(per_gene, ax=axs[1], alpha=alpha)
     se = math.sqrt(alpha * (1 - alpha) / n_reps)
     notes = (f"{n_reps} replicates, N={n_unlabeled}, n={n_curated}, target fraction {target_fraction:.2f}, family {family}, "
              f"seed {seed}; {seconds:.0f} s. Binomial SE of a coverage rate over {n_reps} replicates: {se:.4f} "

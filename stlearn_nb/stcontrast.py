@@ -215,7 +215,7 @@ def plot_latents(latents:dict,      # name -> (N, L) latent
                 ) -> np.ndarray:    # the Axes, row 0 by class, row 1 by patient
     "First two principal components of each latent, coloured by tissue class (top) and by patient (bottom)."
     from sklearn.decomposition import PCA
-    if axes is None: axes = plt.subplots(2, len(latents), figsize=(3.3 * len(latents), 6.4), squeeze=False)[1]
+    if axes is None: axes = plt.subplots(2, len(latents), figsize=(3.3 * len(latents) + 1, 6.4), squeeze=False, layout='constrained')[1]
     for j, (name, z) in enumerate(latents.items()):
         xy = PCA(2).fit_transform(np.asarray(z))
         for i, labels in enumerate((np.asarray(tissue_class).astype(str), np.asarray(patient).astype(str))):
@@ -224,8 +224,9 @@ def plot_latents(latents:dict,      # name -> (N, L) latent
             for lab in sorted(set(labels)):
                 m = labels == lab; ax.scatter(xy[m, 0], xy[m, 1], s=4, color=palette[lab], label=lab, alpha=0.7)
             ax.set(xticks=[], yticks=[], xlabel='PC 1 of latent', ylabel='PC 2 of latent')
-            ax.set_title(f"{name}: by {'class' if i == 0 else 'patient'}", fontsize=9)
-            if j == len(latents) - 1: ax.legend(fontsize=7, markerscale=2, loc='center left', bbox_to_anchor=(1, 0.5))
+            ax.set_title(f"PCA of {name}: by {'class' if i == 0 else 'patient'}", fontsize=9)
+            if j == len(latents) - 1: ax.legend(fontsize=7, markerscale=2, loc='center left', bbox_to_anchor=(1.02, 0.5),
+                                                title='class' if i == 0 else 'patient', title_fontsize=7)
     return axes
 
 # %% ../nbs/50_stcontrast.ipynb #3eea4f37
@@ -479,7 +480,6 @@ def run_stcontrast_her2st(quick:bool=False, seed:int=0, data_dir=None,
     if umaps: tables['umap'] = pd.concat(umaps)
     figures = {'bars': plot_stcontrast_bars(table)[0].figure, **{f'confusion_{t}': plot_confusions(conf, t)[0].figure for t in HER2ST_SPLIT['test']}}
     if umaps: figures['umap'] = plot_embedding_umaps(tables['umap'])[0][0].figure
-    for f in figures.values(): f.tight_layout()
     notes = (f"encoder {encoder!r}; {n_seeds} seeds; targets {n_latent}-d on {n_genes} genes; heads {head_epochs} epochs, bs {bs}; "
              f"VAEs {vae_epochs} epochs, batch = section; classes {classes}; fitted on {list(fit_sections)}.")
     return Experiment(table, tables=tables, figures=figures, notes=notes)
@@ -496,26 +496,29 @@ def _short(arm:str) -> str: return arm.replace('contrastive: ', '').replace(', o
 def plot_stcontrast_bars(table:pd.DataFrame, # from `run_stcontrast_her2st`: arm, test, <metric>_mean, <metric>_sd
                          metrics=('balanced_accuracy', 'macro_f1', 'spearman'), axes=None) -> np.ndarray:
     "Per arm, mean over seeds (seed sd as error bars) of each metric on each test section; ImageNet features as a dashed line."
-    if axes is None: axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)[1][0]
+    if axes is None: axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics) + 1.8, 3.8), squeeze=False, layout='constrained')[1][0]
     arms, tests = list(dict.fromkeys(table.arm)), list(dict.fromkeys(table.test)); x = np.arange(len(arms)); w = 0.8 / len(tests)
-    labels = {'balanced_accuracy': 'balanced accuracy (cancer vs immune)', 'macro_f1': 'macro-F1 (cancer vs immune)',
-              'spearman': 'ridge to 50 genes: mean per-gene Spearman', 'depth_adjusted': 'ridge: depth-adjusted Spearman'}
+    labels = {'balanced_accuracy': ('tissue-class probe (cancer vs immune)', 'balanced accuracy'), 'macro_f1': ('tissue-class probe (cancer vs immune)', 'macro-F1'),
+              'spearman': ('ridge to 50 genes', 'mean per-gene Spearman'), 'depth_adjusted': ('ridge to 50 genes', 'depth-adjusted Spearman')}
     for ax, m in zip(axes, metrics):
         for j, t in enumerate(tests):
             rows = table[table.test == t].set_index('arm').loc[arms]
             ax.bar(x + (j - (len(tests) - 1) / 2) * w, rows[f'{m}_mean'], w, yerr=rows[f'{m}_sd'].fillna(0), capsize=2,
-                   color=plt.cm.tab10(j), label=f'{t} ({"same patient" if t.startswith("C") else "other patient"})')
-            ax.axhline(rows[f'{m}_mean'].iloc[0], color=plt.cm.tab10(j), ls='--', lw=0.8)
-        if m in ('balanced_accuracy',): ax.axhline(0.5, color='grey', lw=0.8, ls=':')
-        ax.set_xticks(x, [_short(a) for a in arms], rotation=35, ha='right', fontsize=8); ax.set_title(labels.get(m, m), fontsize=9)
-    axes[0].legend(fontsize=7, loc='lower left')
+                   color=plt.cm.tab10(j), label=f'held-out {t} ({"same patient" if t.startswith("C") else "other patient"})')
+            ax.axhline(rows[f'{m}_mean'].iloc[0], color=plt.cm.tab10(j), ls='--', lw=0.8, label=f'{_short(arms[0])} on {t} (reference)')
+        if m in ('balanced_accuracy',): ax.axhline(0.5, color='grey', lw=0.8, ls=':', label='chance (balanced accuracy 0.5)')
+        if m in ('balanced_accuracy', 'macro_f1'): ax.set_ylim(0, 1)   # the two probe scores on one range
+        ax.set_xticks(x, [_short(a) for a in arms], rotation=35, ha='right', fontsize=8)
+        ax.set(xlabel='embedding', ylabel=labels.get(m, ('', m))[1]); ax.set_title(': '.join(labels.get(m, (m,))), fontsize=9)
+    handles = {l: h for ax in axes for h, l in zip(*ax.get_legend_handles_labels())}   # one legend for all panels, beside the last
+    axes[-1].legend(handles.values(), handles.keys(), fontsize=7, loc='upper left', bbox_to_anchor=(1.02, 1), title='mean +- sd over seeds', title_fontsize=7)
     return axes
 
 def plot_embedding_umaps(umap:pd.DataFrame, # table 'umap': arm, section, patient, tissue_class, x, y
                          axes=None) -> np.ndarray:
     "UMAP of each arm's image embeddings of all spots, coloured by tissue class (top) and by patient (bottom)."
     arms = list(dict.fromkeys(umap.arm))
-    if axes is None: axes = plt.subplots(2, len(arms), figsize=(2.9 * len(arms), 5.6), squeeze=False)[1]
+    if axes is None: axes = plt.subplots(2, len(arms), figsize=(2.9 * len(arms) + 1, 5.8), squeeze=False, layout='constrained')[1]
     palettes = {'tissue_class': {'cancer': 'tab:red', 'immune': 'tab:blue', 'other': 'tab:green', 'none': 'lightgrey'},
                 'patient': {'C': 'tab:purple', 'B': 'tab:orange'}}
     for j, arm in enumerate(arms):
@@ -525,8 +528,9 @@ def plot_embedding_umaps(umap:pd.DataFrame, # table 'umap': arm, section, patien
             for lab, colour in palettes[key].items():
                 m = (u[key] == lab).to_numpy()
                 if m.any(): ax.scatter(u.x[m], u.y[m], s=3, color=colour, label=lab, alpha=0.7, rasterized=True)
-            ax.set(xticks=[], yticks=[]); ax.set_title(f"{_short(arm)}" if i == 0 else f"by patient", fontsize=8)
-            if j == len(arms) - 1: ax.legend(fontsize=7, markerscale=3, loc='center left', bbox_to_anchor=(1, 0.5),
+            ax.set(xticks=[], yticks=[], xlabel='UMAP 1', ylabel='UMAP 2')
+            ax.set_title(f"UMAP of {_short(arm)}\nby {'tissue class' if i == 0 else 'patient'}", fontsize=8)
+            if j == len(arms) - 1: ax.legend(fontsize=7, markerscale=3, loc='center left', bbox_to_anchor=(1.02, 0.5),
                                              title='class' if i == 0 else 'patient', title_fontsize=7)
     return axes
 
@@ -535,15 +539,17 @@ def plot_confusions(confusion:pd.DataFrame, # table 'confusion': arm, test, true
     "Row-normalised confusion matrix of the tissue-class probe per arm on one test section (counts summed over seeds)."
     c = confusion[confusion.test == test]; arms = list(dict.fromkeys(c.arm))
     classes = sorted(set(c.true) | set(c.predicted))
-    if axes is None: axes = plt.subplots(1, len(arms), figsize=(2.4 * len(arms), 2.6), squeeze=False)[1][0]
+    if axes is None: axes = plt.subplots(1, len(arms), figsize=(2.4 * len(arms) + 1, 2.9), squeeze=False, layout='constrained')[1][0]
     for ax, arm in zip(axes, arms):
         m = c[c.arm == arm].pivot_table(index='true', columns='predicted', values='n', aggfunc='sum').reindex(index=classes, columns=classes).fillna(0)
         share = m.to_numpy() / np.maximum(m.to_numpy().sum(1, keepdims=True), 1)
-        ax.imshow(share, vmin=0, vmax=1, cmap='Blues')
+        im = ax.imshow(share, vmin=0, vmax=1, cmap='Blues')   # one colour range for every arm
         for (i, k), v in np.ndenumerate(share): ax.text(k, i, f'{v:.2f}', ha='center', va='center', fontsize=8, color='white' if v > 0.6 else 'black')
         ax.set_xticks(range(len(classes)), classes, fontsize=7); ax.set_yticks(range(len(classes)), classes, fontsize=7)
-        ax.set_title(_short(arm), fontsize=8); ax.set_xlabel('predicted', fontsize=7)
-    axes[0].set_ylabel(f'true ({test})', fontsize=7)
+        ax.set_title(_short(arm), fontsize=8); ax.set_xlabel('predicted class', fontsize=7)
+    axes[0].set_ylabel(f'true class ({test})', fontsize=7)
+    axes[0].figure.colorbar(im, ax=list(axes), fraction=0.02, label='share of the true class')
+    axes[0].figure.suptitle(f'tissue-class probe on held-out {test}: confusion per embedding (counts summed over seeds)', fontsize=9)
     return axes
 
 # %% ../nbs/50_stcontrast.ipynb #6a3442b3

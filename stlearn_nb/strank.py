@@ -199,15 +199,17 @@ def simulate_toy(params:tuple,           # (A, B, C, D) of `toy_mu`
 
 # %% ../nbs/10_strank.ipynb #dff65129
 def plot_toy_data(data:dict, params:tuple, ax=None, n_show:int=3000):
-    "Counts of both tissues against x, with the true means 1 * mu and 10 * mu + 10."
+    "Counts of both tissues against x (symlog axis), with the true means 1 * mu and 10 * mu + 10 as dashed curves."
     import matplotlib.pyplot as plt
-    ax = ax or plt.subplots(figsize=(5, 3.5))[1]
+    ax = ax or plt.subplots(figsize=(6.5, 3.5), layout='constrained')[1]
     grid = np.linspace(0, 1, 1000); mu = toy_mu(grid, params)
     for s, (colour, scale, shift) in enumerate((('tab:blue', 1, 0), ('tab:orange', 10, 10))):
         rows = np.flatnonzero(data['group'] == s)[:n_show]
-        ax.scatter(data['x'][rows], data['counts'][rows], s=2, alpha=0.3, color=colour, label=f'tissue {s + 1}')
-        ax.plot(grid, scale * mu + shift, color=colour, lw=1.5, ls='--')
-    ax.set(xlabel='image feature x', ylabel='count', yscale='symlog'); ax.legend(markerscale=4, fontsize=8)
+        ax.scatter(data['x'][rows], data['counts'][rows], s=2, alpha=0.3, color=colour, label=f'tissue {s + 1}: counts')
+        ax.plot(grid, scale * mu + shift, color=colour, lw=1.5, ls='--', label=f"tissue {s + 1}: true mean {'mu' if s == 0 else '10 mu + 10'}")
+    ax.set(xlabel='image feature x', ylabel='count (symlog: linear below 1, log above)')
+    ax.set_yscale('symlog', linthresh=1)
+    ax.legend(markerscale=4, fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1))   # outside the points
     return ax
 
 # %% ../nbs/10_strank.ipynb #a7bfd7fe
@@ -400,6 +402,7 @@ def toy_learner(datasets:list,      # dicts from `simulate_toy`, indexed by `gri
                     opt_func=opt, lr=lr, cbs=[WarmRestartsLR(lr), evaluator])
     check_train_steps(learn.dls, 'toy ensemble')
     learn.toy_eval = evaluator
+    learn.label = f"{len(grid)} models ({', '.join(dict.fromkeys(grid.loss))}) seed {seed}"   # what the CLI's epoch lines name
     return learn
 
 # %% ../nbs/10_strank.ipynb #11bc35e6
@@ -573,6 +576,7 @@ def her2st_learner(data:dict, loss:str, split=HER2ST_SPLIT, bs:int=128, lr:float
                     cbs=[KeepBestWeights(), EarlyStoppingCallback(patience=patience)])
     check_train_steps(learn.dls, 'linear head')
     learn.standardise = (mean, sd)
+    learn.label = f"{loss} seed {seed}" + ('' if offset == 'selected' else f" offset {offset}")   # what the CLI's epoch lines name
     return learn
 
 # %% ../nbs/10_strank.ipynb #898b3c64
@@ -609,7 +613,7 @@ def plot_her2st_bars(table:pd.DataFrame, # from `run_strank_her2st`: encoder, lo
                      axes=None):
     "Mean per-gene Spearman per loss and encoder on C6 and B4, seed sd as error bars; ridge and the library-size predictor as lines."
     import matplotlib.pyplot as plt
-    if axes is None: _, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
+    if axes is None: _, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharey=True, layout='constrained')   # room for the outside legend
     encoders = list(dict.fromkeys(table.encoder[table.loss.isin(TOY_LOSSES)])); x = np.arange(len(TOY_LOSSES)); width = 0.8 / len(encoders)
     depth = table[table.loss == 'library size']
     colours = plt.get_cmap('tab10').colors
@@ -621,7 +625,7 @@ def plot_her2st_bars(table:pd.DataFrame, # from `run_strank_her2st`: encoder, lo
             if 'ridge' in t.index: ax.axhline(t.loc['ridge', f'{sec}_mean'], color=colours[j], ls='--', lw=1.2, label=f'{enc}: ridge')
         if len(depth): ax.axhline(depth[f'{sec}_mean'].iloc[0], color='grey', ls=':', lw=1.5, label='library size only')
         ax.axhline(0, color='k', lw=0.5)
-        ax.set_xticks(x, TOY_LOSSES, rotation=30); ax.set_title(f'held-out {"section" if sec == "C6" else "patient"} {sec}')
+        ax.set_xticks(x, TOY_LOSSES, rotation=30); ax.set_xlabel('training loss'); ax.set_title(f'held-out {"section" if sec == "C6" else "patient"} {sec}')
     axes[0].set_ylabel('mean per-gene Spearman'); axes[-1].legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1))
     return axes
 

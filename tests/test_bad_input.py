@@ -5,7 +5,7 @@ names the damaged file and the problem; a case whose honest answer is 'read it' 
 `FAULTS` maps each reader to its cases; `test_fault_kind_counts` prints how many kinds each reader covers.
 Cases built from copies of the real files in ../shared/data run when they are present (skipped otherwise).
 """
-import gzip, json, shutil, warnings
+import gzip, json, re, shutil, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, anndata as ad, scipy.sparse as sp, h5py
 from stlearn_nb.data import (DataFormatError, BarcodeMismatchError, PatchOutOfBoundsError, ZeroCountsError, UnreadableFileError,
@@ -690,3 +690,337 @@ def test_fault_kind_counts(capsys):
     counts = {k: len(v) for k, v in FAULTS.items()}
     with capsys.disabled(): print('\nfault kinds per reader:', counts, 'total', sum(counts.values()))
     assert all(n >= 5 for n in counts.values())
+
+# ---------------------------------------------------------------- a file cut short anywhere in it (issue 19)
+def _cut_at(frac):
+    "Keep the first `frac` of the bytes; in a text file the cut falls inside a line (a cut exactly at a line end is"
+    " indistinguishable from a shorter complete table, see test_text_table_cut_at_a_line_end_is_not_detectable)."
+    def m(p):
+        raw = gzip.decompress(p.read_bytes()) if p.suffix == '.gz' else p.read_bytes()
+        k = max(1, int(len(raw) * frac))
+        while k > 1 and raw[k - 1:k] in (b'\n', b'\r'): k -= 1
+        if p.suffix == '.gz' and frac < 1: p.write_bytes(gzip.compress(raw[:k]))   # a complete gzip of a cut text
+        else: p.write_bytes(raw[:k])
+    return m
+
+def _hest(t): write_toy_hest(t); return lambda: read_hest(t, 'TOY')
+def _her2st(t): write_her2st(t); return lambda: read_her2st(t, 'Z1')
+def _tenx(t): write_toy_10x(t); return lambda: read_10x_reference(t)
+def _cosmx(t): write_cosmx(t); return lambda: read_cosmx(t)
+def _merfish(t): write_merfish(t); return lambda: read_merfish_rctd(t)
+def _xenium(t, fmt='csv'): write_xenium(t, fmt); return lambda: read_xenium(t)
+def _align(t): (t/'align.csv').write_text('2,0,5\n0,2,-3\n0,0,1\n'); return lambda: read_alignment(t/'align.csv')
+def _seg(t): write_hest_seg(t); return lambda: (read_hest_nucleus_seg(t/'seg.parquet'), read_hest_transcripts(t/'tx.parquet'))
+def _monuseg(t): write_monuseg(t); return lambda: read_monuseg(t/'t.tif', t/'t.xml')
+def _cpm15(t): write_cpm15(t); return lambda: _cpm(t)
+
+CUT_FILES = [  # (reader, its files): every file each reader opens
+    ('read_hest', _hest, ['st/TOY.h5ad', 'patches/TOY.h5', 'metadata/TOY.json']),
+    ('read_her2st', _her2st, ['counts/Z1.tsv.gz', 'spots/Z1_selection.tsv', 'images/Z1.jpg', 'clusters/Z1-cluster-annotation.tsv.gz',
+                              'deconv_stereoscope/major/Z1-proportion.tsv', 'clusters/motivation.csv']),
+    ('read_10x_reference', _tenx, ['matrix.mtx.gz', 'features.tsv.gz', 'barcodes.tsv.gz', 'obs.csv']),
+    ('read_cosmx', _cosmx, ['Run_tx_file.csv', 'CellLabels/CellLabels_F001.tif', 'CellComposite/CellComposite_F001.jpg.aux.xml']),
+    ('read_merfish_rctd', _merfish, ['spatial/counts.csv', 'spatial/coords.csv', 'reference/counts.csv', 'reference/cell_types.csv']),
+    ('read_xenium (csv)', _xenium, ['transcripts.csv', 'nucleus_boundaries.csv', 'experiment.xenium']),
+    ('read_xenium (parquet)', lambda t: _xenium(t, 'parquet'), ['transcripts.parquet', 'nucleus_boundaries.parquet']),
+    ('read_alignment', _align, ['align.csv']),
+    ('read_hest_nucleus_seg / read_hest_transcripts', _seg, ['seg.parquet', 'tx.parquet']),
+    ('read_monuseg', _monuseg, ['t.tif', 't.xml']),
+    ('read_cpm15', _cpm15, ['image01.png', 'image01_mask.txt', 'README_training.txt']),
+]
+CUTS = (0.05, 0.3, 0.6, 0.9)
+
+def _same(a, b):
+    "Exactly the same result: AnnData (X, names, obsm), arrays, tuples / lists of them, DataFrames."
+    if isinstance(a, (tuple, list)): return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, ad.AnnData):
+        X, Y = (m.toarray() if sp.issparse(m) else np.asarray(m) for m in (a.X, b.X))
+        return (X.shape == Y.shape and (X == Y).all() and list(a.obs_names) == list(b.obs_names) and list(a.var_names) == list(b.var_names)
+                and all(np.array_equal(np.asarray(a.obsm[k]), np.asarray(b.obsm[k])) for k in a.obsm))
+    if isinstance(a, pd.DataFrame): return a.equals(b)
+    return np.array_equal(np.asarray(a), np.asarray(b))
+
+@pytest.mark.parametrize('reader,setup,file', [pytest.param(r, s, f, id=f'{r}: {f}') for r, s, files in CUT_FILES for f in files])
+def test_file_cut_short_anywhere(tmp_path, reader, setup, file):
+    "Cut at 5%, 30%, 60% and 90% of its bytes (inside a line for text), each file each reader opens gives a named error"
+    " naming it, or exactly the uncut result (a PNG that loses only its end marker still holds every pixel)."
+    (tmp_path/'ref').mkdir()
+    with warnings.catch_warnings(): warnings.simplefilter('ignore'); ref = setup(tmp_path/'ref')()
+    for frac in CUTS:
+        d = tmp_path/str(frac); d.mkdir(); read = setup(d); _cut_at(frac)(d/file)
+        try:
+            with warnings.catch_warnings(): warnings.simplefilter('ignore'); got = read()
+        except (DataFormatError, FileNotFoundError) as e:
+            assert (d/file).name in str(e), f"cut at {frac}: {type(e).__name__}: {e}"
+        else: assert _same(got, ref), f"cut at {frac}: read without error, result differs"
+
+def test_text_table_cut_at_a_line_end_is_not_detectable(tmp_path):
+    "The limit of the check above: a plain table cut exactly after a line break reads as a shorter table (no footer to"
+    " compare with). Readers that cross-check files catch it: here the her2st counts lose spot 3x1, still in the spot file."
+    write_her2st(tmp_path)
+    edit(lambda t: t.split('3x1')[0])(tmp_path/'counts'/'Z1.tsv.gz')
+    assert read_her2st(tmp_path, 'Z1').n_obs == 2
+
+# ---------------------------------------------------------------- pixel sizes: missing, zero, negative, NaN, a bool, a unit in a string
+from stlearn_nb.data import check_pixel_size, check_anndata
+BAD_PIXEL_SIZES = [('0.5um', 'without its unit'), (0, 'must be > 0'), (-0.5, 'must be > 0'), (True, 'must be a number')]
+
+@pytest.mark.parametrize('value,words', BAD_PIXEL_SIZES + [(float('nan'), 'must be > 0'), (None, 'must be a number')])
+def test_check_pixel_size(value, words):
+    with pytest.raises(DataFormatError, match=words): check_pixel_size(value, 'f.json')
+    assert check_pixel_size(0.5, 'f') == 0.5 and check_pixel_size(np.float32(2), 'f') == 2.0
+
+@pytest.mark.parametrize('value,words', BAD_PIXEL_SIZES)
+def test_pixel_size_hest_metadata(tmp_path, value, words):
+    write_toy_hest(tmp_path); (tmp_path/'metadata'/'TOY.json').write_text(json.dumps({'pixel_size_um_estimated': value}))
+    with pytest.raises(DataFormatError) as e: read_hest(tmp_path, 'TOY')
+    _check(e, tmp_path/'metadata'/'TOY.json', ('pixel_size_um_estimated', words))
+
+@pytest.mark.parametrize('value,words', BAD_PIXEL_SIZES)
+def test_pixel_size_xenium(tmp_path, value, words):
+    write_xenium(tmp_path); (tmp_path/'experiment.xenium').write_text(json.dumps({'pixel_size': value}))
+    with pytest.raises(XeniumFormatError) as e: read_xenium(tmp_path)
+    _check(e, tmp_path/'experiment.xenium', ('pixel_size', words))
+
+@pytest.mark.parametrize('value,words', [('0.5um', 'no numeric MicronsPerPixel'), ('0', 'must be > 0'), ('-0.5', 'must be > 0'), ('nan', 'must be > 0')])
+def test_pixel_size_monuseg(tmp_path, value, words):
+    write_monuseg(tmp_path); edit(lambda t: t.replace('MicronsPerPixel="0.25"', f'MicronsPerPixel="{value}"'))(tmp_path/'t.xml')
+    with pytest.raises(DataFormatError) as e: read_monuseg(tmp_path/'t.tif', tmp_path/'t.xml')
+    _check(e, tmp_path/'t.xml', ('MicronsPerPixel', words))
+
+@pytest.mark.parametrize('value', ['0.5um', 0, -0.5, float('nan'), None, True])
+def test_pixel_size_spot_patches(tmp_path, value):
+    a = read_her2st(write_her2st(tmp_path), 'Z1', lowres=0); sf = a.uns['spatial']['Z1']['scalefactors']
+    if value is None: del sf['microns_per_pixel']
+    else: sf['microns_per_pixel'] = value
+    with pytest.raises(DataFormatError, match='microns_per_pixel'): spot_patches(a, patch_um=4, out_px=4)
+
+# ---------------------------------------------------------------- annotations or masks that do not fit their image
+def test_monuseg_outline_outside_the_image(tmp_path):
+    write_monuseg(tmp_path); edit(lambda t: t.replace('X="8" Y="2"', 'X="50" Y="2"'))(tmp_path/'t.xml')
+    with pytest.raises(DataFormatError) as e: read_monuseg(tmp_path/'t.tif', tmp_path/'t.xml')
+    _check(e, tmp_path/'t.xml', ('1 of 1 outlines lie outside the 12x12 image',))
+    write_monuseg(tmp_path); edit(lambda t: t.replace('X="2"', 'X="-9"').replace('X="8"', 'X="-3"'))(tmp_path/'t.xml')   # wholly left of it
+    with pytest.raises(DataFormatError, match='outlines lie outside'): read_monuseg(tmp_path/'t.tif', tmp_path/'t.xml')
+
+def test_monuseg_outline_a_few_px_past_the_edge_is_read(tmp_path):
+    "Real MoNuSeg outlines reach up to 3 px past the tile edge: read, clipped to the image, exactly as the slow reference."
+    write_monuseg(tmp_path); edit(lambda t: t.replace('X="2" Y="2"', 'X="-2.9" Y="2"').replace('X="2" Y="6"', 'X="-2.9" Y="6"'))(tmp_path/'t.xml')
+    _, inst, _ = read_monuseg(tmp_path/'t.tif', tmp_path/'t.xml')
+    assert set(np.unique(inst)) == {0, 1} and (inst[3:6, 0:7] == 1).all()       # the outline's inside, from column 0
+    assert (inst[:2] == 0).all() and (inst[7:] == 0).all() and (inst[:, 9:] == 0).all()
+
+def test_cosmx_mask_smaller_than_its_transcripts(tmp_path):
+    write_cosmx(tmp_path); _tif(np.ones((4, 4), np.uint16))(tmp_path/'CellLabels'/'CellLabels_F001.tif')
+    with pytest.raises(DataFormatError) as e: read_cosmx(tmp_path)
+    _check(e, tmp_path/'CellLabels'/'CellLabels_F001.tif', ('FOV 1 transcripts of Run_tx_file.csv fall outside its 4x4 px mask',))
+
+# (also: CPM-15 mask of another size, CPM15_FAULTS 'mask shape differs from image'; HEST patches missing spots, HEST_FAULTS)
+
+# ---------------------------------------------------------------- empty or absent folders where samples / tiles are expected
+def _encode(d):
+    from stlearn_nb.features import encode_hest_samples, load_encoder
+    return encode_hest_samples(d, load_encoder('stain'), d/'out')
+def _monuseg_tiles(d):
+    from stlearn_nb.hestseg import monuseg_tiles
+    return monuseg_tiles(d)
+FOLDER_READERS = [('read_hest', lambda d: read_hest(d, 'S1')), ('read_10x_reference', read_10x_reference), ('read_cosmx', read_cosmx),
+                  ('read_cosmx_masks', read_cosmx_masks), ('read_merfish_rctd', read_merfish_rctd), ('read_xenium', read_xenium),
+                  ('read_her2st', lambda d: read_her2st(d, 'A1')), ('encode_hest_samples', _encode), ('monuseg_tiles', _monuseg_tiles)]
+
+@pytest.mark.parametrize('state', ['empty', 'absent'])
+@pytest.mark.parametrize('name,reader', FOLDER_READERS, ids=[n for n, _ in FOLDER_READERS])
+def test_empty_or_absent_folder(tmp_path, name, reader, state):
+    d = tmp_path/'data'
+    if state == 'empty': d.mkdir()
+    with pytest.raises(FileNotFoundError) as e: reader(d)
+    assert str(d) in str(e.value), str(e.value)
+
+# ---------------------------------------------------------------- AnnData with zero observations; a DataFrame where an AnnData is expected
+def _mean_prototypes(a):
+    from stlearn_nb.cpnn import mean_prototypes
+    return mean_prototypes(a, 'label')
+def _add_patch_features(a):
+    from stlearn_nb.features import add_patch_features, load_encoder
+    return add_patch_features(a, load_encoder('stain'))
+def _ppi_de(a):
+    from stlearn_nb.ppi_de import ppi_de
+    ok = ad.AnnData(np.ones((4, 3), np.float32), obs=pd.DataFrame({'label': ['A', 'B', 'A', 'B']}, index=[f'k{i}' for i in range(4)]))
+    return ppi_de(a, ok, 'label', 'label', 'A', 'B', layer=None)
+ANNDATA_TAKERS = [('spot_patches', lambda a: spot_patches(a, patch_um=4)), ('read_full_image', read_full_image),
+                  ('cpnn.mean_prototypes', _mean_prototypes), ('features.add_patch_features', _add_patch_features), ('ppi_de', _ppi_de)]
+
+@pytest.mark.parametrize('name,call', ANNDATA_TAKERS, ids=[n for n, _ in ANNDATA_TAKERS])
+def test_dataframe_where_anndata_expected(name, call):
+    df = pd.DataFrame(np.ones((4, 3)), columns=['g0', 'g1', 'g2'], index=[f'c{i}' for i in range(4)]).assign(label=['A', 'B', 'A', 'B'])
+    with pytest.raises(TypeError, match='expected an AnnData, got a DataFrame'): call(df)
+
+@pytest.mark.parametrize('name,call', [t for t in ANNDATA_TAKERS if t[0] != 'read_full_image'], ids=[n for n, _ in ANNDATA_TAKERS if n != 'read_full_image'])
+def test_anndata_with_zero_observations(name, call):
+    a = ad.AnnData(np.zeros((0, 3), np.float32), obs=pd.DataFrame({'label': pd.Series([], dtype=str)}, index=pd.Index([], dtype=str)))
+    with pytest.raises(DataFormatError, match='has 0 observations'): call(a)
+
+def test_check_anndata():
+    a = ad.AnnData(np.ones((2, 1)))
+    assert check_anndata(a, 'x') is a and check_anndata(a[:0], 'x', min_obs=0).n_obs == 0
+    with pytest.raises(TypeError, match='got a ndarray'): check_anndata(np.ones((2, 1)), 'x')
+
+# ---------------------------------------------------------------- alignment matrices of the wrong shape (file or array)
+@pytest.mark.parametrize('text,shape', [('1,0,0,0\n0,1,0,0\n0,0,1,0\n', '(3, 4)'), ('1,0,0\n0,1,0\n0,0,1\n0,0,1\n', '(4, 3)'), ('1,0,0\n', '(1, 3)')])
+def test_alignment_file_wrong_shape(tmp_path, text, shape):
+    (tmp_path/'align.csv').write_text(text)
+    with pytest.raises(XeniumFormatError) as e: read_alignment(tmp_path/'align.csv')
+    _check(e, tmp_path/'align.csv', ('3x3', shape))
+
+@pytest.mark.parametrize('matrix', [np.eye(2), np.eye(4), np.ones((3, 4)), [[1, 0, 0], [0, 1]], np.array([[1, 0, np.nan], [0, 1, 0], [0, 0, 1]])],
+                         ids=['2x2', '4x4', '3x4', 'ragged', 'NaN'])
+def test_alignment_array_wrong_shape(tmp_path, matrix):
+    write_xenium(tmp_path)
+    with pytest.raises(XeniumFormatError, match='alignment'): read_xenium(tmp_path, alignment=matrix)
+
+def test_alignment_array_equals_file(tmp_path):
+    write_xenium(tmp_path); (tmp_path/'align.csv').write_text('2,0,5\n0,2,-3\n0,0,1\n')
+    a, b = read_xenium(tmp_path, alignment=tmp_path/'align.csv'), read_xenium(tmp_path, alignment=[[2, 0, 5], [0, 2, -3], [0, 0, 1]])
+    np.testing.assert_array_equal(a.obsm['spatial'], b.obsm['spatial'])
+
+# ---------------------------------------------------------------- patches centred far outside the image, with padding
+@pytest.mark.parametrize('center', [(1e9, 1e9), (-1e12, 5.), (5., 3e10)])
+def test_crop_patches_far_outside_with_pad_is_white_and_small(center):
+    "Before: np.pad by the distance (a 10.8 TiB allocation for real coordinates in the wrong unit); now the patches only."
+    import tracemalloc
+    tracemalloc.start(); p, tl = crop_patches(IMG, [center, (5., 5.)], 4, pad=True); peak = tracemalloc.get_traced_memory()[1]; tracemalloc.stop()
+    assert peak < 1e6 and (p[0] == 255).all()
+    np.testing.assert_array_equal(p[1], IMG[3:7, 3:7])
+
+def test_crop_patches_absurd_or_no_centres():
+    with pytest.raises(PatchOutOfBoundsError, match='not pixel coordinates'): crop_patches(IMG, [[1e15, 0.]], 4, pad=True)
+    p, tl = crop_patches(IMG, np.zeros((0, 2)), 4)
+    assert p.shape == (0, 4, 4, 3) and tl.shape == (0, 2)
+
+# ---------------------------------------------------------------- labels missing (NaN) in curated data; genes in another order (ppi_de)
+def _de_data(seed=0):
+    rng = np.random.default_rng(seed)
+    def mk(n, start):
+        y = rng.choice(['A', 'B', 'C'], n)
+        return ad.AnnData(rng.poisson(np.where(y[:, None] == 'B', 4., 2.), (n, 4)).astype(np.float32),
+                          obs=pd.DataFrame({'auto': y, 'cur': y}, index=[f'c{i}' for i in range(start, start + n)]),
+                          var=pd.DataFrame(index=[f'g{j}' for j in range(4)]))
+    return mk(300, 0), mk(60, 1000)
+
+@pytest.mark.parametrize('key', ['cur', 'auto'])
+def test_ppi_de_missing_curated_labels(key):
+    from stlearn_nb.ppi_de import ppi_de, DEInputError
+    U, C = _de_data(); C.obs[key] = C.obs[key].astype(object); C.obs.iloc[[1, 4], C.obs.columns.get_loc(key)] = np.nan
+    with pytest.raises(DEInputError, match=f"2 of 60 cells have no '{key}' label \\(NaN\\), e.g. \\['c1001', 'c1004'\\]"):
+        ppi_de(U, C, 'auto', 'cur', 'A', 'B', layer=None)
+
+def test_ppi_de_genes_in_another_order_give_the_same_table():
+    from stlearn_nb.ppi_de import ppi_de
+    U, C = _de_data()
+    same = ppi_de(U, C, 'auto', 'cur', 'A', 'B', layer=None)
+    other = ppi_de(U, C[:, ['g3', 'g1', 'g0', 'g2']].copy(), 'auto', 'cur', 'A', 'B', layer=None)
+    pd.testing.assert_frame_equal(same.sort_index(), other.sort_index())
+
+# ---------------------------------------------------------------- curation log: ids and labels (issue 19)
+def _curation_log():
+    try: from stlearn_nb.ppi_curation import CurationLog, CurationLogError   # where it lives once split from ppi_de
+    except ImportError: from stlearn_nb.ppi_de import CurationLog, CurationLogError
+    return CurationLog, CurationLogError
+
+def test_curation_log_ids_with_tab_round_trip(tmp_path):
+    CurationLog, _ = _curation_log()
+    ids = ['a\tb', 'c,d', 'e"f']
+    with CurationLog(tmp_path/'log.csv', ids, [0, 1, 2]) as log:
+        for c in ids: log.record(c, 'accept')
+    with CurationLog(tmp_path/'log.csv', ids, [0, 1, 2]) as log: assert list(log.decisions) == ids and log.pending == []
+
+def test_curation_log_refuses_ids_with_line_breaks(tmp_path):
+    CurationLog, _ = _curation_log()
+    with pytest.raises(ValueError, match='1 cell ids contain a line break'): CurationLog(tmp_path/'log.csv', ['a', 'b\nc'], [0, 1])
+    assert not (tmp_path/'log.csv').exists() and not (tmp_path/'log.csv.lock').exists()
+
+def test_curation_log_reopened_with_other_automated_labels(tmp_path):
+    CurationLog, CurationLogError = _curation_log()
+    with CurationLog(tmp_path/'log.csv', ['a', 'b'], [0, 1]) as log: log.record('a', 'accept'); log.record('b', 'reject')
+    with pytest.raises(CurationLogError, match="2 cells were logged with other automated labels than given now, e.g. a: 0 in the log, 1 now"):
+        CurationLog(tmp_path/'log.csv', ['a', 'b'], [1, 0])
+    with CurationLog(tmp_path/'log.csv', ['a', 'b'], [0, 1]) as log: assert log.curated_labels().tolist() == [0, 2]   # the same labels: read
+
+@pytest.mark.parametrize('labels,words', [([0, 1], 'one label per cell'), (['cancer', 'B', 'A'], "['cancer'] are neither codes"),
+                                          ([0, 3, 1], '1 auto_labels lie outside 0..2'), ([0.5, 1, 0], 'integer codes'), ([-1, 0, 1], 'outside 0..2')])
+def test_curation_log_labels_wrong(tmp_path, labels, words):
+    CurationLog, _ = _curation_log()
+    with pytest.raises(ValueError, match=re.escape(words)): CurationLog(tmp_path/'log.csv', ['a', 'b', 'c'], labels, class_names=('A', 'B', 'other'))
+
+def test_curation_log_label_names_are_their_codes(tmp_path):
+    CurationLog, _ = _curation_log()
+    with CurationLog(tmp_path/'n.csv', ['a', 'b', 'c'], ['B', 'A', 'other'], class_names=('A', 'B', 'other')) as log:
+        assert log.auto.tolist() == [1, 0, 2]
+
+# ---------------------------------------------------------------- references: genes in another set or order, missing labels (cpnn, ppi_de)
+def _reference(seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.poisson(3, (30, 4)).astype(np.float32) + 1
+    return ad.AnnData(X, obs=pd.DataFrame({'celltype_major': rng.choice(['Cancer Epithelial', 'T-cells', 'B-cells'], 30)}, index=[f'r{i}' for i in range(30)]),
+                      var=pd.DataFrame(index=['G0', 'G1', 'G2', 'G3']), layers={'counts': X.copy()})
+
+def test_reference_genes_missing_from_the_reference():
+    from stlearn_nb.cpnn import her2st_reference_prototypes
+    with pytest.raises(DataFormatError, match=re.escape("1 of 3 genes are not in the reference: GX")): her2st_reference_prototypes(_reference(), ['G0', 'GX', 'G2'])
+
+def test_reference_genes_in_the_query_order():
+    "The prototypes follow the query's gene order, each column the same as in the reference's own order."
+    from stlearn_nb.cpnn import mean_prototypes
+    ref = _reference()
+    a, b = mean_prototypes(ref, 'celltype_major'), mean_prototypes(ref[:, ['G3', 'G1', 'G0', 'G2']].copy(), 'celltype_major')
+    assert list(b.columns) == ['G3', 'G1', 'G0', 'G2']; pd.testing.assert_frame_equal(a[b.columns], b)
+
+def test_reference_labels_missing():
+    from stlearn_nb.cpnn import mean_prototypes, regression_prototypes
+    ref = _reference(); ref.obs['celltype_major'] = ref.obs['celltype_major'].astype(object); ref.obs.iloc[2, 0] = np.nan
+    for f in (mean_prototypes, regression_prototypes):
+        with pytest.raises(DataFormatError, match=re.escape('1 of 30 cells have no label (NaN), e.g. rows [2]')): f(ref, 'celltype_major')
+
+def test_ppi_de_genes_differ_in_set():
+    from stlearn_nb.ppi_de import ppi_de, DEInputError
+    U, C = _de_data(); C.var_names = ['g0', 'g1', 'g2', 'other']
+    with pytest.raises(DEInputError, match=re.escape("different genes: 1 only in automated ['g3'], 1 only in curated ['other']")):
+        ppi_de(U, C, 'auto', 'cur', 'A', 'B', layer=None)
+
+# ---------------------------------------------------------------- the issue's classes of bad input: readers covered and tests (closing note of issue 19)
+BAD_INPUT_CLASSES = {
+    'file cut short anywhere (compressed or plain; counts, transcripts, tables, images)': (
+        [r for r, _, _ in CUT_FILES], ['test_file_cut_short_anywhere', 'test_text_table_cut_at_a_line_end_is_not_detectable', 'test_her2st_faults',
+                                       'test_hest_faults', 'test_10x_faults', 'test_cosmx_faults', 'test_real_file_faults']),
+    'pixel size missing, zero, negative, NaN, bool, with a unit': (
+        ['read_hest', 'read_xenium', 'read_monuseg', 'spot_patches', 'stlearn-nb segment --mpp'],
+        ['test_check_pixel_size', 'test_pixel_size_hest_metadata', 'test_pixel_size_xenium', 'test_pixel_size_monuseg', 'test_pixel_size_spot_patches']),
+    'annotations or masks that do not fit their image': (
+        ['read_monuseg', 'read_cosmx', 'read_cpm15'], ['test_monuseg_outline_outside_the_image', 'test_monuseg_outline_a_few_px_past_the_edge_is_read',
+                                                       'test_cosmx_mask_smaller_than_its_transcripts', 'test_cpm15_faults']),
+    'empty or absent folder': ([n for n, _ in FOLDER_READERS], ['test_empty_or_absent_folder']),
+    'reference genes differ in set or order; missing (NaN) labels': (
+        ['cpnn.her2st_reference_prototypes', 'cpnn.mean_prototypes', 'cpnn.regression_prototypes', 'ppi_de'],
+        ['test_reference_genes_missing_from_the_reference', 'test_reference_genes_in_the_query_order', 'test_reference_labels_missing',
+         'test_ppi_de_genes_differ_in_set', 'test_ppi_de_genes_in_another_order_give_the_same_table', 'test_ppi_de_missing_curated_labels']),
+    'labels as names where codes are expected (and vice versa); ids and labels of different lengths': (
+        ['CurationLog'], ['test_curation_log_labels_wrong', 'test_curation_log_label_names_are_their_codes']),
+    'curation log reopened with other automated labels; ids with a tab or newline': (
+        ['CurationLog'], ['test_curation_log_reopened_with_other_automated_labels', 'test_curation_log_ids_with_tab_round_trip',
+                          'test_curation_log_refuses_ids_with_line_breaks']),
+    'patches centred far outside the image with padding': (
+        ['crop_patches', 'spot_patches'], ['test_crop_patches_far_outside_with_pad_is_white_and_small', 'test_crop_patches_absurd_or_no_centres',
+                                           'test_crop_patches_pad_is_white_never_wrapped']),
+    'AnnData with zero observations; DataFrame where AnnData is expected': (
+        [n for n, _ in ANNDATA_TAKERS], ['test_anndata_with_zero_observations', 'test_dataframe_where_anndata_expected', 'test_check_anndata']),
+    'alignment matrix of the wrong shape': (
+        ['read_alignment', 'read_xenium(alignment=array)'], ['test_alignment_file_wrong_shape', 'test_alignment_array_wrong_shape',
+                                                              'test_alignment_array_equals_file', 'test_alignment_faults']),
+}
+
+def test_bad_input_classes_listed(capsys):
+    "Every test the class list names exists here (so the list cannot go stale), and the list is printed for the issue's closing note."
+    for cls, (readers, tests) in BAD_INPUT_CLASSES.items():
+        assert readers and all(callable(globals().get(t)) for t in tests), (cls, [t for t in tests if t not in globals()])
+    with capsys.disabled():
+        print('\nbad-input classes:'); [print(f'- {c}: {", ".join(r)} ({len(t)} tests)') for c, (r, t) in BAD_INPUT_CLASSES.items()]

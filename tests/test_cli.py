@@ -3,7 +3,8 @@ import subprocess, sys, shutil, os, textwrap
 import pandas as pd, pytest
 from pathlib import Path
 from stlearn_nb.data import shared_data_dir
-from stlearn_nb.cli import EXPERIMENTS, available_experiments, build_parser, main, experiment_options, check_out_dir, CommandLineError
+from stlearn_nb.cli import (EXPERIMENTS, available_experiments, build_parser, main, experiment_options, check_out_dir, CommandLineError,
+                            static_options, experiment_function)
 
 EXE = shutil.which('stlearn-nb')
 
@@ -133,10 +134,11 @@ def test_log_file_gets_one_line_per_epoch(tmp_path, quiet, source):
                            env={**os.environ, 'PYTHONPATH': os.pathsep.join([str(Path(__file__).parents[1]), str(tmp_path)])})
     assert r.returncode == 0, r.stderr
     text = (tmp_path/'log.txt').read_text()
-    epochs = [l for l in text.splitlines() if l.startswith('epoch ')]
+    epochs = [l for l in text.splitlines() if ' epoch ' in l]
     assert '\r' not in text and '█' not in text
     if quiet: assert epochs == []
-    else: assert [l.split(':')[0] for l in epochs] == [f'epoch {i}/4' for i in range(1, 5)] and 'valid_loss' in epochs[0]
+    else:   # each line says what trains: experiment, model, loss, epoch i/n
+        assert [l.split(':')[0] for l in epochs] == [f'fit Linear MSELoss epoch {i}/4' for i in range(1, 5)] and 'valid_loss' in epochs[0]
 
 def test_check_out_dir(tmp_path):
     assert check_out_dir(tmp_path/'a'/'b') == tmp_path/'a'/'b'
@@ -172,9 +174,9 @@ def test_segment_writes_mask_and_overlay(tmp_path):
 
 @pytest.mark.parametrize('change,words', [
     (lambda a, t: a.__setitem__(0, str(t/'absent.png')), '1 of 1 images not found'),
-    (lambda a, t: a.__setitem__(a.index('--mpp') + 1, '0'), '--mpp must be > 0'),
-    (lambda a, t: a.__setitem__(a.index('--mpp') + 1, '-0.25'), '--mpp must be > 0'),
-    (lambda a, t: [(t/'bad.pt').write_bytes(b'not torch'), a.__setitem__(a.index('--model') + 1, str(t/'bad.pt'))], 'cannot be read as a torch file'),
+    (lambda a, t: a.__setitem__(a.index('--mpp') + 1, '0'), '--mpp 0.0: must be a pixel size > 0'),
+    (lambda a, t: a.__setitem__(a.index('--mpp') + 1, '-0.25'), '--mpp -0.25: must be a pixel size > 0'),
+    (lambda a, t: [(t/'bad.pt').write_bytes(b'not torch'), a.__setitem__(a.index('--model') + 1, str(t/'bad.pt'))], 'bad.pt: expected a segmentation model file (the model.pt that `stlearn-nb hestseg-monuseg` writes), found text'),
     (lambda a, t: [__import__('torch').save({'state_dict': {}}, t/'nokeys.pt'), a.__setitem__(a.index('--model') + 1, str(t/'nokeys.pt'))], "keys ['state_dict', 'config']"),
     (lambda a, t: [(t/'file').write_text('x'), a.__setitem__(a.index('--out') + 1, str(t/'file'))], 'is a file, not a folder'),
     (lambda a, t: [(t/'full').mkdir(), (t/'full'/'x.txt').write_text('x'), a.__setitem__(a.index('--out') + 1, str(t/'full'))], 'non-empty folder without segment.csv'),
@@ -211,3 +213,80 @@ def test_stcontrast_her2st_quick_writes_tables_and_figures(tmp_path):
     # the confusion counts of each arm and test section add up to its labelled spots
     n = conf.groupby(['arm', 'test']).n.sum().rename('n').reset_index().merge(table[['arm', 'test', 'n_labelled']])
     assert (n.n == n.n_labelled).all()
+
+@pytest.mark.parametrize('name', list(EXPERIMENTS))
+def test_static_options_equal_the_signature(name):
+    "The options read from the source (no import) are the ones inspect.signature and the **options walk give."
+    static = static_options(*EXPERIMENTS[name][:2])           # raises NotStatic if the source cannot be read exactly
+    assert static == experiment_options(experiment_function(name))
+
+def test_static_options_follow_imports_and_refuse_non_literals(tmp_path, monkeypatch):
+    (tmp_path/'demo_pkg').mkdir()
+    (tmp_path/'demo_pkg'/'__init__.py').write_text('')
+    (tmp_path/'demo_pkg'/'low.py').write_text("def fit(data, lr:float=1/3, *, steps:int|None=None, tag='a'): pass\n")
+    (tmp_path/'demo_pkg'/'exp.py').write_text(
+        "from .low import fit\nfrom pathlib import Path\n"
+        "def run_a(quick:bool=False, seed:int=0, data_dir=None, n:int=2, **options):\n"
+        "    k = options.pop('k', 5 if quick else 50); return fit(None, tag='b', **options)\n"
+        "def run_b(quick=False, seed=0, data_dir=None, where=Path('x')): pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    opts = static_options('demo_pkg.exp', 'run_a')
+    assert list(opts) == ['n', 'k', 'lr', 'steps'] and opts['lr'].default == 1/3 and opts['steps'].types == (int, type(None))
+    assert opts['k'].default_text == '5 if quick else 50' and opts['k'].types == (int,)
+    import importlib, sys
+    assert 'demo_pkg.exp' not in sys.modules                  # read, not imported
+    assert opts == experiment_options(importlib.import_module('demo_pkg.exp').run_a)
+    from stlearn_nb.cli import NotStatic
+    with pytest.raises(NotStatic, match="Path"): static_options('demo_pkg.exp', 'run_b')
+
+MISTAKES = [   # (argv after the command, words of the one error line); each refused before torch or a concept is imported
+    (['strank-tyo'], "unknown command 'strank-tyo' (did you mean 'strank-toy'?)"),
+    (['segment', '{png}', '--model', '{png}', '--microns', '0.5'], 'unknown flag --microns (did you mean --mpp?)'),
+    (['encode', '--hest', '{d}', '--out', '{d}/o', '--batch-size', '8'], 'unknown flag --batch-size (did you mean --bs?)'),
+    (['strank-toy', '--quick', '--set', 'epoch=2', '--out', '{d}/o'], "did you mean 'epochs'?"),
+    (['strank-her2st', '--data-dir', '{d}/data/her2st', '--out', '{d}/o'], "is the 'her2st' dataset folder itself; pass the folder that contains it: --data-dir {d}/data"),
+    (['segment', '{png}', '--model', '{png}', '--mpp', '0.5', '--out', '{d}/o'], 'x.png: expected a segmentation model file'),
+    (['segment', '{png}', '--model', '{png}', '--mpp', 'nan', '--out', '{d}/o'], '--mpp nan: must be a pixel size > 0'),
+    (['encode', '--hest', '{d}/hest', '--out', '{d}/o', '--arch', 'resnet18', '--weights', '{png}'], 'x.png: expected a resnet18 state-dict file written by torch.save (.pth/.pt), found a PNG image'),
+    (['de', '--automated', '{csv}', '--curated', '{csv}', '--label-key', 'y', '--curated-key', 'y', '--reference', 'A', '--target', 'B', '--out', '{d}/o'], 'c.csv: expected an AnnData file (.h5ad) for --automated, found text'),
+]
+
+def test_mistakes_refused_before_heavy_imports(tmp_path):
+    "One subprocess runs every mistake through main(): exit 2, one line, and torch / pandas / the concept modules never imported."
+    (tmp_path/'x.png').write_bytes(b'\x89PNG\r\n\x1a\n' + bytes(32)); (tmp_path/'c.csv').write_text('a,b\n1,2\n')
+    (tmp_path/'data'/'her2st'/'counts').mkdir(parents=True); (tmp_path/'hest'/'patches').mkdir(parents=True)
+    (tmp_path/'hest'/'patches'/'S.h5').write_bytes(b'\x89HDF\r\n\x1a\n')
+    fill = lambda a: [x.format(d=tmp_path, png=tmp_path/'x.png', csv=tmp_path/'c.csv') for x in a]
+    code = textwrap.dedent(f"""
+        import sys, io, contextlib, json
+        from stlearn_nb.cli import main
+        out = []
+        for argv in {[fill(a) for a, _ in MISTAKES]!r}:
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err):
+                try: rc = main(argv)
+                except SystemExit as e: rc = e.code
+            out.append([rc, err.getvalue()])
+        heavy = sorted(m for m in ('torch', 'pandas', 'numpy', 'anndata', 'fastai') if m in sys.modules)
+        print(json.dumps([out, heavy]))""")
+    rc, stdout, err = _cli(code=code)
+    assert rc == 0, err
+    import json
+    results, heavy = json.loads(stdout)
+    assert heavy == []
+    for (rc, text), (_, words) in zip(results, MISTAKES):
+        assert rc == 2 and len(text.strip().splitlines()) == 1 and words.format(d=tmp_path) in text, (rc, text, words)
+
+def test_epoch_lines_name_the_learner_label(capsys):
+    "An experiment that names its Learner (`learn.label`, as strank's learners do) gets that name in each epoch line."
+    import torch
+    from torch.utils.data import TensorDataset, DataLoader
+    from fastai.learner import Learner
+    from fastai.data.core import DataLoaders
+    from stlearn_nb.cli import progress_mode
+    x = torch.linspace(0, 1, 16)[:, None]; ds = TensorDataset(x, 2 * x)
+    with progress_mode(terminal=False, prefix='demo'):
+        learn = Learner(DataLoaders(DataLoader(ds, batch_size=8), DataLoader(ds, batch_size=8)), torch.nn.Linear(1, 1), loss_func=torch.nn.MSELoss())
+        learn.label = 'arm B seed 3'; learn.fit(2, 0.1)
+    lines = [l for l in capsys.readouterr().out.splitlines() if ' epoch ' in l]
+    assert [l.split(':')[0] for l in lines] == ['demo arm B seed 3 epoch 1/2', 'demo arm B seed 3 epoch 2/2']

@@ -121,4 +121,14 @@ def test_her2st_section_features_and_map():
     axes = plot_composition_comparison(a, st.values * 0.5, st.values, names, ['Epithelial', 'CAFs'])
     for row in axes:   # one colour scale per type, shared by the two panels
         assert row[0].collections[0].get_clim() == row[1].collections[0].get_clim()
-    assert 'r = 1.00' in axes[0][0].get_title()
+    assert 'Pearson r with stereoscope over spots = 1.00' in axes[0][0].get_title()
+
+
+def test_plot_weight_recovery_bins_every_entry_and_names_the_pooled_r():
+    import matplotlib; matplotlib.use('Agg')
+    from stlearn_nb.cpnn import plot_weight_recovery, composition_recovery
+    rng = np.random.default_rng(0); true = rng.dirichlet(np.ones(4), 500); pred = np.clip(true + rng.normal(0, 0.1, true.shape), 0, 1)
+    ax = plot_weight_recovery(pred, true)
+    hb = ax.collections[0]
+    assert hb.get_array().sum() == true.size and isinstance(hb.norm, matplotlib.colors.LogNorm)   # every entry counted once, log colour
+    assert f'{composition_recovery(pred, true):.2f}' in ax.get_title() and 'Pearson r of predicted vs true' in ax.get_title()

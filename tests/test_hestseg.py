@@ -259,4 +259,8 @@ def test_overlay_legend_names_every_class():
     ax = plot_overlay(t['image'], t['inst'], t['types'])
     assert [x.get_text() for x in ax.get_legend().get_texts()] == list(CLASSES[1:]) + ['ignore']
     assert plot_overlay(t['image'], t['inst'], t['types'], legend=False).get_legend() is None
+    ax = plot_overlay(t['image'], t['inst'])   # class-free masks (MoNuSeg): one outline colour, one legend entry
+    assert [x.get_text() for x in ax.get_legend().get_texts()] == ['nucleus outline']
+    edge = ax.images[0].get_array()[t['inst'] > 0]
+    assert np.isclose(edge, (1., 0.85, 0.)).all(-1).any()   # outlines drawn in the one colour
     plt.close('all')

@@ -167,7 +167,11 @@ def test_model_file_roundtrip_and_errors(tmp_path):
     assert back.config == m.config and back.mpp == 0.5
     x = torch.rand(1, 3, 32, 32); torch.testing.assert_close(back(x), m.eval()(x))
     (tmp_path/'junk.pt').write_bytes(b'not a torch file')
-    with pytest.raises(SegmenterFileError, match='cannot be read'): load_segmenter(tmp_path/'junk.pt')
+    with pytest.raises(SegmenterFileError, match='junk.pt: expected a segmentation model file .*, found text'): load_segmenter(tmp_path/'junk.pt')
+    (tmp_path/'x.png').write_bytes(b'\x89PNG\r\n\x1a\n' + bytes(16))     # what torch would answer with its weights_only advice
+    with pytest.raises(SegmenterFileError, match='x.png: expected a segmentation model file .*, found a PNG image$'): load_segmenter(tmp_path/'x.png')
+    b = (tmp_path/'m.pt').read_bytes(); (tmp_path/'cut.pt').write_bytes(b[:len(b) // 2])
+    with pytest.raises(SegmenterFileError, match='found a damaged zip archive'): load_segmenter(tmp_path/'cut.pt')
     torch.save({'state_dict': {'w': torch.zeros(1)}, 'config': {'mpp': 0.5, 'n_classes': 0}}, tmp_path/'wrong.pt')
     with pytest.raises(SegmenterFileError, match='do not fit'): load_segmenter(tmp_path/'wrong.pt')
     with pytest.raises(FileNotFoundError): load_segmenter(tmp_path/'absent.pt')
@@ -231,6 +235,19 @@ def test_plot_pq_vs_severity_draws_curve_and_reference_lines():
     ax = plot_pq_vs_severity(noise, {'clean': 0.5, 'classical': 0.45})
     assert len(ax.lines) == 3 and list(ax.lines[0].get_ydata()) == [0.5, 0.4, 0.2] and ax.lines[2].get_ydata()[0] == 0.45
     assert [t.get_text() for t in ax.get_legend().get_texts()][1:] == ['clean', 'classical']
+    plt.close('all')
+
+def test_pq_vs_severity_styles_follow_names_and_references_have_one_order():
+    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
+    from stlearn_nb.hestseg_real import severity_references
+    noise = pd.DataFrame(dict(severity=[0, 2], offset_um=[0, 2], PQ_unseen=[0.5, 0.2]))
+    per_tile = pd.DataFrame(dict(method=['classical (haematoxylin)', 'MobileHoVerNet, manual labels, breast only', 'classical (haematoxylin)', 'x'],
+                                 unseen=[True, True, False, True], PQ=[0.4, 0.3, 0.9, 0.1]))
+    refs = severity_references(noise, per_tile)
+    assert refs == {'manual labels (clean)': 0.5, 'classical': 0.4, 'MobileHoVerNet, manual labels, breast only': 0.3}   # unseen tiles only
+    styles = lambda ax: {l.get_label(): (l.get_linestyle(), l.get_color()) for l in ax.lines[1:]}
+    a, b = plot_pq_vs_severity(noise, refs), plot_pq_vs_severity(noise, dict(reversed(list(refs.items()))))
+    assert styles(a) == styles(b) and len(set(styles(a).values())) == 3   # same name, same style, whatever the order
     plt.close('all')
 
 def test_read_he_image_tiff_png_and_grey(tmp_path):

@@ -221,6 +221,14 @@ def test_plots_draw_what_the_tables_say():
     table, per_gene = P.ppi_sim_summary(P.ppi_sim_replicates(4, 500, 100, genes=genes, chunk=4), genes)
     ax = P.plot_sim_coverage(table, 4)
     np.testing.assert_allclose([p.get_height() for p in ax.patches[:4]], table['coverage'])
+    bars = [c for c in ax.containers if isinstance(c, matplotlib.container.BarContainer)]
+    tops = [seg[:, 1].max() for c in bars for seg in c.errorbar.lines[2][0].get_segments()]
+    lows = [seg[:, 1].min() for c in bars for seg in c.errorbar.lines[2][0].get_segments()]
+    assert len(tops) == 2 * len(table)
+    assert max(tops) <= 1 and min(lows) >= 0   # +-2 SE error bars clipped to [0, 1]
+    assert {'nominal coverage 1 - alpha = 0.95', 'nominal type-I error alpha = 0.05'} <= {t.get_text() for t in ax.get_legend().get_texts()}
+    ax = P.plot_volcano(tabs['ppi++'], method='ppi++', target='B', reference='A')
+    assert ax.get_title().splitlines()[0] == 'ppi++: B vs A' and ax.get_xlabel() == 'log fold change (B / A)'
     assert len(P.plot_sim_width(per_gene).lines) == 3
 
 

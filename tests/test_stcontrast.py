@@ -1,6 +1,6 @@
 "Tests of stlearn_nb.stcontrast that would swamp the notebook: the synthetic batch design over seeds and batch strengths."
 import warnings
-import numpy as np, pytest
+import numpy as np, pandas as pd, pytest
 from stlearn_nb.stcontrast import simulate_batch_counts, fit_latents, latent_mixing_scores
 
 
@@ -36,3 +36,22 @@ def test_contrastive_learner_one_section_batches_trains():
     with learn.no_bar(): before = learn.validate()[0]
     fit_small(learn, 5, 3e-3, progress=False)
     with learn.no_bar(): assert learn.validate()[0] < before
+
+
+def test_stcontrast_figures_draw_the_tables():
+    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
+    from pathlib import Path
+    from stlearn_nb.stcontrast import plot_stcontrast_bars, plot_embedding_umaps, plot_confusions
+    full = Path(__file__).parents[1]/'nbs'/'full_runs'/'stcontrast_her2st'
+    table, umap, conf = (pd.read_csv(full/f'{n}.csv') for n in ('results', 'umap', 'confusion'))
+    axes = plot_stcontrast_bars(table)
+    c6 = table[table.test == 'C6'].set_index('arm').loc[list(dict.fromkeys(table.arm))]
+    np.testing.assert_allclose([p.get_height() for p in axes[0].patches[:len(c6)]], c6.balanced_accuracy_mean)
+    assert axes[0].get_ylim() == axes[1].get_ylim() == (0, 1) and axes[0].get_legend() is None and axes[-1].get_legend() is not None
+    axes = plot_embedding_umaps(umap)
+    assert all(ax.get_xlabel() == 'UMAP 1' and ax.get_ylabel() == 'UMAP 2' and ax.get_title().startswith('UMAP of') for ax in np.ravel(axes))
+    axes = plot_confusions(conf, 'B4')
+    share = axes[0].images[0].get_array()
+    np.testing.assert_allclose(np.asarray(share).sum(1), 1)   # rows: share of each true class
+    assert {ax.images[0].get_clim() for ax in axes} == {(0, 1)}   # one colour range for every arm
+    plt.close('all')
