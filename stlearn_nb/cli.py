@@ -28,6 +28,7 @@ EXPERIMENTS = {  # subcommand -> (module, function, one-line description)
     'cpnn-synth':    ('stlearn_nb.cpnn',    'run_cpnn_synth',    'CPNN vs DirectMIL on synthetic prototype mixtures'),
     'cpnn-her2st':   ('stlearn_nb.cpnn',    'run_cpnn_her2st',   'CPNN vs DirectMIL on her2st spots with the Wu et al. reference'),
     'stcontrast-her2st': ('stlearn_nb.stcontrast', 'run_stcontrast_her2st', 'Contrastive heads on her2st image features: ImageNet vs PCA / plain / batch-aware VAE targets'),
+    'where-what-her2st': ('stlearn_nb.where_what', 'run_where_what_her2st', 'Where and What: patch accuracy vs field of view with location context; sampling error vs budget'),
     'ppi-sim':       ('stlearn_nb.ppi_de',  'run_ppi_sim',       'PPI++ DE: coverage, type-I error and CI width simulation'),
 }
 
