@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #22985df9
 from __future__ import annotations
-import os, random, platform, shutil, tempfile, warnings
+import os, random, platform, shutil, sys, tempfile, warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,9 +12,9 @@ import numpy as np, pandas as pd, torch
 
 # %% auto #0
 __all__ = ['seed_everything', 'default_device', 'cpu_threads', 'EmptyEpochError', 'train_batch_size', 'check_train_steps',
-           'pearson_per_gene', 'average_ranks', 'spearman_per_gene', 'partial_spearman_per_gene', 'correlation_summary',
-           'poisson_log_prob', 'nb_log_prob', 'zinb_log_prob', 'type_palette', 'Experiment', 'markdown_table',
-           'write_experiment', 'atomic_dir', 'atomic_file', 'versions', 'check_answer']
+           'fit_small', 'pearson_per_gene', 'average_ranks', 'spearman_per_gene', 'partial_spearman_per_gene',
+           'correlation_summary', 'poisson_log_prob', 'nb_log_prob', 'zinb_log_prob', 'type_palette', 'Experiment',
+           'markdown_table', 'write_experiment', 'atomic_dir', 'atomic_file', 'versions', 'check_answer']
 
 # %% ../nbs/00_core.ipynb #a594e852
 warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)
@@ -67,6 +67,20 @@ def check_train_steps(dls,       # fastai DataLoaders
         raise EmptyEpochError(f"{what}: an epoch has zero training batches ({items} items, batch size "
                               f"{getattr(dl, 'bs', getattr(dl, 'batch_size', '?'))}, drop_last={getattr(dl, 'drop_last', '?')})")
     return n
+
+# %% ../nbs/00_core.ipynb #084fb8c5
+def fit_small(learn,                    # a fastai Learner with a small model
+              epochs:int, lr:float,
+              progress:bool|None=None,  # fastai bar and table; None: only on a terminal
+             ):                         # the same Learner, trained
+    "fit_one_cycle on one CPU thread when on CPU (tiny layers), progress shown only on a terminal."
+    import fastai.callback.schedule  # noqa: F401 (fit_one_cycle)
+    progress = sys.stderr.isatty() if progress is None else progress
+    with cpu_threads(1 if learn.dls.device.type == 'cpu' else torch.get_num_threads()):
+        if progress: learn.fit_one_cycle(epochs, lr)
+        else:
+            with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr)
+    return learn
 
 # %% ../nbs/00_core.ipynb #1177f230
 def _as_2d(x) -> np.ndarray:

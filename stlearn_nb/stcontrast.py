@@ -10,7 +10,7 @@ import numpy as np, pandas as pd, torch, anndata as ad
 import matplotlib.pyplot as plt
 from torch import nn, Tensor
 import torch.nn.functional as F
-from .core import cpu_threads, seed_everything, default_device, nb_log_prob, type_palette, versions
+from .core import cpu_threads, fit_small, seed_everything, default_device, nb_log_prob, type_palette, versions
 from .core import train_batch_size, check_train_steps, EmptyEpochError
 from .data import shared_data_dir, DataFormatError, ZeroCountsError, format_examples
 from fastai.data.core import DataLoaders
@@ -21,11 +21,11 @@ import fastai.callback.schedule, fastai.callback.progress  # fit_one_cycle, prog
 
 # %% auto #0
 __all__ = ['STCONTRAST_ARMS', 'simulate_batch_counts', 'CountVAE', 'elbo_terms', 'NegativeELBO', 'KLWarmup', 'CountDataset',
-           'count_vae_learner', 'fit_small', 'fit_count_vae', 'vae_latent', 'pca_latent', 'latent_mixing_scores',
-           'fit_latents', 'plot_latents', 'gene_latent', 'info_nce', 'ContrastiveHead', 'ContrastiveLoss',
-           'SectionBatchDL', 'contrastive_learner', 'image_embedding', 'retrieval_accuracy', 'simulate_patch_features',
-           'tissue_probe', 'class_scores', 'gene_targets', 'run_stcontrast_her2st', 'plot_stcontrast_bars',
-           'plot_embedding_umaps', 'plot_confusions', 'check_info_nce_chance']
+           'count_vae_learner', 'fit_count_vae', 'vae_latent', 'pca_latent', 'latent_mixing_scores', 'fit_latents',
+           'plot_latents', 'gene_latent', 'info_nce', 'ContrastiveHead', 'ContrastiveLoss', 'SectionBatchDL',
+           'contrastive_learner', 'image_embedding', 'retrieval_accuracy', 'simulate_patch_features', 'tissue_probe',
+           'class_scores', 'gene_targets', 'run_stcontrast_her2st', 'plot_stcontrast_bars', 'plot_embedding_umaps',
+           'plot_confusions', 'check_info_nce_chance']
 
 # %% ../nbs/50_stcontrast.ipynb #e5c5e9b9
 def simulate_batch_counts(n_patients:int=3,        # P patients (batches)
@@ -142,19 +142,8 @@ def count_vae_learner(counts,                 # (N, G) raw counts, array
     return Learner(dls, model, loss_func=NegativeELBO(), lr=lr, cbs=KLWarmup(warmup_frac))
 
 # %% ../nbs/50_stcontrast.ipynb #cde6bcea
-def fit_small(learn:Learner, epochs:int, lr:float,
-              progress:bool|None=None, # fastai bar and table; None: only on a terminal
-             ) -> Learner:
-    "fit_one_cycle on one CPU thread when on CPU (tiny layers), progress shown only on a terminal."
-    progress = sys.stderr.isatty() if progress is None else progress
-    with cpu_threads(1 if learn.dls.device.type == 'cpu' else torch.get_num_threads()):
-        if progress: learn.fit_one_cycle(epochs, lr)
-        else:
-            with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr)
-    return learn
-
 def fit_count_vae(learn:Learner, epochs:int=150, lr:float=3e-3, progress:bool|None=None) -> Learner:
-    "`fit_small` with the VAE's defaults (150 epochs, lr 3e-3)."
+    "`core.fit_small` with the VAE's defaults (150 epochs, lr 3e-3)."
     return fit_small(learn, epochs, lr, progress)
 
 # %% ../nbs/50_stcontrast.ipynb #e81c1c74

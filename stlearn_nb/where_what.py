@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 import matplotlib.pyplot as plt
 from torch import nn
-from .core import cpu_threads, seed_everything, default_device, spearman_per_gene, correlation_summary, versions
+from .core import cpu_threads, fit_small, seed_everything, default_device, spearman_per_gene, correlation_summary, versions
 from .data import shared_data_dir, DataFormatError, crop_patches
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
@@ -214,13 +214,8 @@ def feature_learner(train_x, train_y,   # (n, D) features; (n,) class labels or 
 
 # %% ../nbs/60_where_what.ipynb #35fb2d99
 def fit_features(learn:Learner, epochs:int=40, lr:float=3e-3, progress:bool|None=None) -> Learner:
-    "fit_one_cycle on one CPU thread when on CPU (a tiny model), fastai's bar and table only on a terminal."
-    progress = sys.stderr.isatty() if progress is None else progress
-    with cpu_threads(1 if learn.dls.device.type == 'cpu' else torch.get_num_threads()):
-        if progress: learn.fit_one_cycle(epochs, lr)
-        else:
-            with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr)
-    return learn
+    "`core.fit_small` (one CPU thread, progress only on a terminal) with the feature models' defaults."
+    return fit_small(learn, epochs, lr, progress)
 
 @torch.no_grad()
 def predict_features(learn:Learner, x) -> np.ndarray: # (n, n_classes) probabilities, or (n, G) targets in their units
