@@ -718,7 +718,7 @@ def resample_tile(image:np.ndarray,     # (H, W, 3) uint8
     t = torch.nn.functional.interpolate(t, size=(h, w), mode='bilinear', antialias=h < H, align_corners=False)
     return t[0].round().clamp(0, 255).byte().permute(1, 2, 0).numpy(), None if mask is None else resize_labels(mask, (h, w))
 
-# %% ../nbs/01_data.ipynb #ef41f2c5
+# %% ../nbs/01_data.ipynb #425e85a6
 SLIDE_MAX_PIXELS = 600_000_000   # JPEG/PNG decoded whole up to this many pixels (1.8 GB of RGB)
 OPENSLIDE_SUFFIXES = ('.svs', '.ndpi', '.mrxs', '.scn', '.vms', '.vmu', '.bif', '.svslide')
 
@@ -735,7 +735,7 @@ def _tiff_level0(tif, path:Path):
     if axes not in ('YX', 'YXS'): raise DataFormatError(f"{path}: the slide has TIFF axes {axes!r}, expected 'YX' or 'YXS' (one RGB or grey plane)")
     return zarr.open(series.aszarr(level=0), mode='r')
 
-# %% ../nbs/01_data.ipynb #2ee3d518
+# %% ../nbs/01_data.ipynb #36c2c3e6
 def _pillow_slide(path:Path, max_pixels:int) -> np.ndarray: # (H, W, 3) uint8, decoded whole
     from PIL import Image
     with reading(path, 'slide (Pillow)'), warnings.catch_warnings():
@@ -755,7 +755,7 @@ def _openslide_slide(path:Path):
     except ImportError: raise ImportError(f"{path}: reading {path.suffix} slides needs openslide-python and openslide-bin (pip install openslide-python openslide-bin)") from None
     with reading(path, 'slide (OpenSlide)'): return openslide.OpenSlide(str(path))
 
-# %% ../nbs/01_data.ipynb #074d0286
+# %% ../nbs/01_data.ipynb #ded61af6
 class SlideReader:
     "Regions of a slide as (h, w, 3) uint8 RGB: TIFF via tifffile + zarr, OpenSlide formats if installed, JPEG/PNG decoded once up to `max_pixels`."
     def __init__(self, path:str|Path, max_pixels:int=SLIDE_MAX_PIXELS):
@@ -787,7 +787,7 @@ class SlideReader:
     def __exit__(self, *exc): self.close()
     def __repr__(self): return f"SlideReader({self.path.name}, {self.kind}, {self.shape[0]} x {self.shape[1]} px)"
 
-# %% ../nbs/01_data.ipynb #3f2e4529
+# %% ../nbs/01_data.ipynb #c088d8a8
 def write_pyramid_tiff(path:str|Path, shape:tuple, tile_fn, tile:int=256, levels:int=3) -> Path:
     "A tiled pyramidal BigTIFF of `shape` (H, W) RGB written tile by tile; `tile_fn(y, x, h, w)` -> (h, w, 3) uint8 at level 0."
     import tifffile

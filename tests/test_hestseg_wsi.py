@@ -1,0 +1,88 @@
+"Tests for stlearn_nb.hestseg_wsi: block-wise == one pass, border ownership, outputs, resume, bounded memory, two processes."
+import json, numpy as np, pandas as pd, pytest, torch
+from pathlib import Path
+from PIL import Image
+from stlearn_nb.data import write_pyramid_tiff, SlideReader, resample_tile
+from stlearn_nb.hestseg import hv_targets, simulate_tile, _relabel
+from stlearn_nb.hestseg_real import segment_nuclei, save_segmenter
+from stlearn_nb.hestseg_wsi import *
+from stlearn_nb.hestseg_wsi import _labels_at, _load_block
+
+torch.set_num_threads(1)
+
+class AnswerInImage(torch.nn.Module):
+    "A purely local stand-in network: NP from channel 0, HV maps from channels 1-2 (as in test_hestseg_real)."
+    mpp, config = 0.5, dict(post=dict(ksize=5, min_size=5, open_radius=1))
+    def forward(self, x): return torch.cat([-(x[:, :1] - 0.5) * 50, (x[:, :1] - 0.5) * 50, x[:, 1:3] * 2 - 1], 1)
+
+def coded(inst):
+    "An image whose channels encode the nuclei (foreground, h, v) for `AnswerInImage`."
+    return np.dstack([(inst > 0) * 255, *((hv_targets(inst) + 1) / 2 * 255)]).round().astype(np.uint8)
+
+def same_partition(a, b) -> bool:
+    "Two label images split the pixels into the same nuclei (ids may differ): matched IoU 1.0 for every nucleus."
+    if not np.array_equal(a > 0, b > 0): return False
+    pairs = np.unique(np.c_[a[a > 0], b[b > 0]], axis=0)
+    return len(pairs) == len(np.unique(a[a > 0])) == len(np.unique(b[b > 0]))
+
+def run(tmp_path, slide, model, mpp, name, **kw):
+    summary = segment_slide(slide, model, mpp, tmp_path/name, progress=False, **kw)
+    return summary, pd.read_csv(tmp_path/name/'nuclei.csv')
+
+def labels_of(out:Path) -> np.ndarray:
+    import zarr
+    return zarr.open_array(str(out/'labels.zarr'), mode='r')[:]
+
+def synthetic_slide(tmp_path, size=300, seed=1):
+    inst = _relabel(simulate_tile('colon', size, seed=seed)['inst'])[0].reshape(size, size).astype(np.int32)
+    Image.fromarray(coded(inst)).save(tmp_path/'s.png'); return inst, tmp_path/'s.png'
+
+TABLE = ['id', 'x_px', 'y_px', 'x_um', 'y_um', 'area_um2', 'bbox_x0_px', 'bbox_y0_px', 'bbox_x1_px', 'bbox_y1_px']
+
+# ---------------------------------------------------------------- block-wise == one pass
+@pytest.mark.parametrize('block_px', [23, 50, 97, 160])
+def test_block_wise_equals_one_pass_on_synthetic_nuclei(tmp_path, block_px):
+    "Blocks far smaller than the 300 px tile (23 px: a block per nucleus cluster) give the one-pass nuclei exactly, and today's `segment_nuclei`."
+    inst, slide = synthetic_slide(tmp_path)
+    _, one = run(tmp_path, slide, AnswerInImage(), 0.5, 'one', block_px=10_000, tile=128, overlap=32, halo=24, mask=True)
+    s, blk = run(tmp_path, slide, AnswerInImage(), 0.5, 'blk', block_px=block_px, tile=128, overlap=32, halo=24, mask=True)
+    assert s['n_blocks'] == (-(-300 // block_px)) ** 2 and s['n_blocks_unsafe'] == 0 and len(blk) > 400
+    pd.testing.assert_frame_equal(blk[TABLE], one[TABLE])
+    np.testing.assert_array_equal(labels_of(tmp_path/'blk'), labels_of(tmp_path/'one'))
+    assert same_partition(labels_of(tmp_path/'one'), segment_nuclei(coded(inst), AnswerInImage(), 0.5, tile=128, overlap=32))
+
+def test_nuclei_on_every_border_and_corner_kept_once(tmp_path):
+    "Discs centred on every block border and corner (block 40 px on a 200 px slide): each appears exactly once, at its centre."
+    yy, xx = np.mgrid[:200, :200]; inst = np.zeros((200, 200), np.int32); centres = []
+    for y in range(0, 201, 40):
+        for x in range(0, 201, 40):
+            if 0 < y < 200 or 0 < x < 200:   # on block edges: 24 border points, 16 inner corners, skipping the slide's 4 corners
+                cy, cx = min(max(y, 6), 193), min(max(x, 6), 193)
+                inst[(yy - cy) ** 2 + (xx - cx) ** 2 <= 25] = len(centres) + 1; centres.append((cy, cx))
+    Image.fromarray(coded(inst)).save(tmp_path/'d.png')
+    s, t = run(tmp_path, tmp_path/'d.png', AnswerInImage(), 0.5, 'd', block_px=40, tile=64, overlap=16, halo=16)
+    assert len(t) == len(centres) == 32
+    got = sorted(zip(t.y_px.round(6), t.x_px.round(6))); assert got == sorted((float(a), float(b)) for a, b in centres)
+
+def test_too_small_a_halo_would_fail(tmp_path):
+    "The equality above can fail: with a 3 px halo and no growth nuclei are split, lost or duplicated at block borders."
+    from stlearn_nb import hestseg_wsi
+    inst, slide = synthetic_slide(tmp_path, 200, seed=2)
+    _, one = run(tmp_path, slide, AnswerInImage(), 0.5, 'one', block_px=10_000, tile=128, overlap=32, halo=24)
+    orig = hestseg_wsi.segment_block
+    try:
+        hestseg_wsi.segment_block = lambda *a, **k: orig(*a[:3], 3, *a[4:], max_halo=3)
+        _, bad = run(tmp_path, slide, AnswerInImage(), 0.5, 'bad', block_px=30, tile=128, overlap=32, halo=3)
+    finally: hestseg_wsi.segment_block = orig
+    assert len(bad) != len(one) or not np.allclose(bad[TABLE].to_numpy(float), one[TABLE].to_numpy(float))
+
+@pytest.mark.parametrize('mpp', [0.25, 0.69])
+def test_block_wise_equals_one_pass_when_resampled(tmp_path, mpp):
+    "Slides at another resolution: working-grid pixels are a function of their global position, so blocks still agree exactly; vs torch resampling (`segment_nuclei`) PQ >= 0.95."
+    from stlearn_nb.hestseg import pq_stats
+    inst, slide = synthetic_slide(tmp_path, 240, seed=3)
+    big = np.asarray(Image.open(slide).resize((round(240 * 0.5 / mpp),) * 2, Image.BILINEAR)); Image.fromarray(big).save(tmp_path/'r.png')
+    _, one = run(tmp_path, tmp_path/'r.png', AnswerInImage(), mpp, 'one', block_px=10_000, tile=128, overlap=32, halo=24, mask=True)
+    _, blk = run(tmp_path, tmp_path/'r.png', AnswerInImage(), mpp, 'blk', block_px=45, tile=128, overlap=32, halo=24, mask=True)
+    pd.testing.assert_frame_equal(blk[TABLE], one[TABLE]); np.testing.assert_array_equal(labels_of(tmp_path/'blk'), labels_of(tmp_path/'one'))
+    assert pq_stats(segment_nuclei(big, AnswerInImage(), mpp, tile=128, overlap=32), labels_of(tmp_path/'one'))['pq'] >= 0.95
