@@ -86,3 +86,42 @@ def test_block_wise_equals_one_pass_when_resampled(tmp_path, mpp):
     _, blk = run(tmp_path, tmp_path/'r.png', AnswerInImage(), mpp, 'blk', block_px=45, tile=128, overlap=32, halo=24, mask=True)
     pd.testing.assert_frame_equal(blk[TABLE], one[TABLE]); np.testing.assert_array_equal(labels_of(tmp_path/'blk'), labels_of(tmp_path/'one'))
     assert pq_stats(segment_nuclei(big, AnswerInImage(), mpp, tile=128, overlap=32), labels_of(tmp_path/'one'))['pq'] >= 0.95
+
+# ---------------------------------------------------------------- outputs
+def test_outputs_table_geojson_anndata_thumbnail(tmp_path):
+    "GeoJSON polygons rasterise back to the label image; the AnnData survives write_h5ad with centroids in obsm['spatial']; Parquet == CSV."
+    import anndata as ad
+    inst, slide = synthetic_slide(tmp_path, 200, seed=4)
+    s, t = run(tmp_path, slide, AnswerInImage(), 0.5, 'o', block_px=64, tile=128, overlap=32, halo=24, mask=True)
+    out = tmp_path/'o'
+    assert sorted(p.name for p in out.iterdir()) == ['labels.zarr', 'nuclei.csv', 'nuclei.geojson', 'nuclei.h5ad', 'nuclei.parquet', 'segment.json', 'thumbnail.png', 'thumbnail_overlay.png']
+    np.testing.assert_array_equal(geojson_to_labels(out/'nuclei.geojson', (200, 200)), labels_of(out))
+    feats = json.loads((out/'nuclei.geojson').read_text())['features']
+    assert len(feats) == len(t) and all(f['properties']['objectType'] == 'detection' for f in feats)
+    lab = labels_of(out); k = int(t.id[10])
+    np.testing.assert_allclose(t.loc[10, ['y_px', 'x_px']].to_numpy(float), np.argwhere(lab == k).mean(0))   # centroid = mean pixel
+    test_area = (lab == k).sum() * 0.25; assert np.isclose(t.area_um2[10], test_area)
+    a = ad.read_h5ad(out/'nuclei.h5ad'); a.write_h5ad(tmp_path/'again.h5ad'); b = ad.read_h5ad(tmp_path/'again.h5ad')
+    exact = pd.read_parquet(out/'nuclei.parquet')   # full float precision (the CSV keeps ~17 significant digits)
+    np.testing.assert_array_equal(b.obsm['spatial'], exact[['x_px', 'y_px']].to_numpy()); assert b.n_obs == len(t) and list(b.obs_names[:2]) == ['1', '2']
+    assert b.uns['spatial']['s']['images']['lowres'].shape == (200, 200, 3)
+    pd.testing.assert_frame_equal(exact, t, check_dtype=False, rtol=1e-14)
+    over = np.asarray(Image.open(out/'thumbnail_overlay.png')); assert ((over != np.asarray(Image.open(out/'thumbnail.png'))).any(2) == (lab > 0)).all()
+
+def test_killed_run_resumes_from_saved_blocks(tmp_path):
+    "Interrupted after 3 of 16 blocks: the rerun computes only the other 13 (and no tile row twice) and gives the uninterrupted result."
+    inst, slide = synthetic_slide(tmp_path, 200, seed=5)
+    _, whole = run(tmp_path, slide, AnswerInImage(), 0.5, 'whole', block_px=50, tile=128, overlap=32, halo=24)
+    with pytest.raises(KeyboardInterrupt): run(tmp_path, slide, AnswerInImage(), 0.5, 'r', block_px=50, tile=128, overlap=32, halo=24, stop_after=3)
+    assert not (tmp_path/'r').exists() and len(list((tmp_path/'.r.work'/'blocks').glob('*.npz'))) == 3
+    s, again = run(tmp_path, slide, AnswerInImage(), 0.5, 'r', block_px=50, tile=128, overlap=32, halo=24)
+    assert s['blocks_run'] == 13 and s['seconds_maps'] < 0.5 and not (tmp_path/'.r.work').exists()
+    pd.testing.assert_frame_equal(again, whole)
+    s, other = run(tmp_path, slide, AnswerInImage(), 0.5, 'r', block_px=40, tile=128, overlap=32, halo=24)   # other settings: starts afresh
+    assert s['blocks_run'] == 25
+
+def test_segment_slide_refuses_bad_input(tmp_path):
+    inst, slide = synthetic_slide(tmp_path, 64)
+    with pytest.raises(ValueError, match='mpp must be > 0'): segment_slide(slide, AnswerInImage(), 0, tmp_path/'x')
+    with pytest.raises(ValueError, match='halo must be >'): segment_slide(slide, AnswerInImage(), 0.5, tmp_path/'x', halo=1)
+    with pytest.raises(FileNotFoundError, match='slide image not found'): segment_slide(tmp_path/'absent.tif', AnswerInImage(), 0.5, tmp_path/'x')
