@@ -129,13 +129,13 @@ def test_segment_slide_refuses_bad_input(tmp_path):
 # ---------------------------------------------------------------- real H&E, bounded memory, two processes
 @pytest.fixture(scope='module')
 def quick_model(tmp_path_factory):
-    "A MobileHoVerNet fine-tuned briefly on MoNuSeg + CPM-15 (1 + 1 epochs of 8 crops, ~30 s): weak, but a real network on real tissue."
+    "A MobileHoVerNet fine-tuned briefly on MoNuSeg + CPM-15 (1 frozen + 2 epochs of 16 crops, ~80 s): weak, but a real network on real tissue."
     from stlearn_nb.data import shared_data_dir
     from stlearn_nb.hestseg_real import read_nuclei_tiles, nuclei_learner, fit_segmenter, mobile_hovernet
     mon, cpm = shared_data_dir('monuseg'), shared_data_dir('cpm15')
     if mon is None or cpm is None: pytest.skip("../shared/data/monuseg and cpm15 not present on this machine")
-    tiles = read_nuclei_tiles(mon, cpm); train = [t for t in tiles if t['split'] == 'train'][::6]; valid = [t for t in tiles if t['split'] == 'valid'][::2]
-    m = fit_segmenter(nuclei_learner(train, valid, mobile_hovernet(), 128, 8, 4, 0), 1, 2e-3, 1, progress=False).eval()
+    tiles = read_nuclei_tiles(mon, cpm); train = [t for t in tiles if t['split'] == 'train']; valid = [t for t in tiles if t['split'] == 'valid']
+    m = fit_segmenter(nuclei_learner(train, valid, mobile_hovernet(), 128, 16, 4, 0), 2, 2e-3, 1, progress=False).eval()
     path = tmp_path_factory.mktemp('model')/'model.pt'; save_segmenter(m, path); return path
 
 def test_block_wise_equals_one_pass_on_monuseg_tile(tmp_path, quick_model, shared):
