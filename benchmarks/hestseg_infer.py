@@ -18,7 +18,7 @@ from stlearn_nb.hestseg_real import (MobileHoVerNet, load_segmenter, predict_map
 def tile_image(size=1000):
     "A real MoNuSeg test tile when ../shared/data/monuseg is present, else a synthetic one of the same size."
     mon = shared_data_dir('monuseg')
-    if mon is not None: return read_he_image(sorted((mon/'test').glob('*.tif'))[0]), 'MoNuSeg test tile'
+    if mon is not None: return read_he_image(sorted((mon/'test').glob('*.tif'))[0])[0], 'MoNuSeg test tile'
     return np.tile(simulate_tile('colon', 250, seed=0)['image'], (4, 4, 1))[:size, :size], 'synthetic tile'
 
 def best_of(f, repeats):

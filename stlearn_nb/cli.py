@@ -41,9 +41,11 @@ def available_experiments() -> dict:
 class CommandLineError(ValueError):
     "A command-line argument is invalid: raised before any work starts."
 
+# %% ../nbs/90_cli.ipynb #841c59dc
 CLI_OWNED = ('quick', 'seed', 'data_dir')  # parameters set by their own flags, not by --set
 _TYPES = {'int': int, 'float': float, 'bool': bool, 'str': str, 'tuple': tuple, 'list': list, 'None': type(None)}
 
+# %% ../nbs/90_cli.ipynb #3b48e006
 @dataclass
 class Option:
     "One `--set` key of an experiment: its default (as written in the source) and the types it accepts."
@@ -286,7 +288,7 @@ def add_segment_parser(sub):
             '(nuclei.csv/.parquet/.h5ad/.geojson, thumbnail overlay, labels.zarr with --mask), resumable; under torchrun '
             'the ranks share tile rows and blocks.')
     s = sub.add_parser('segment', help='nuclei of your own H&E images or whole slides with a trained model file', description=desc)
-    s.add_argument('images', nargs='+', type=Path, metavar='SLIDE', help='H&E images or slides (.tif/.tiff incl. pyramidal BigTIFF, .png, .jpg; .svs/.ndpi/.mrxs with openslide), 8-bit RGB')
+    s.add_argument('images', nargs='+', type=Path, metavar='SLIDE', help='H&E images or slides (.tif/.tiff incl. pyramidal BigTIFF, .png, .jpg; .svs/.ndpi/.mrxs with openslide), 8-bit; greyscale, palette and alpha are converted to RGB')
     s.add_argument('--model', type=Path, required=True, metavar='MODEL', help='model file: torch dict with state_dict and config')
     s.add_argument('--mpp', type=float, required=True, metavar='MPP', help='microns per pixel of the images (> 0)')
     s.add_argument('--out', type=Path, required=True, metavar='DIR', help='output folder (replaced only when every image is done)')
@@ -425,5 +427,5 @@ def main(argv:list|None=None) -> int:
     return 0
 
 # %% ../nbs/90_cli.ipynb #d22d5f31
-#| eval: false
-if __name__ == '__main__': sys.exit(main())   # `python -m stlearn_nb.cli ...`, e.g. under torchrun
+if __name__ == '__main__' and '__file__' in globals():   # `python -m stlearn_nb.cli ...` (e.g. under torchrun); a notebook kernel has no __file__
+    sys.exit(main())

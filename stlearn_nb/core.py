@@ -11,9 +11,13 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 
 # %% auto #0
-__all__ = ['seed_everything', 'default_device', 'cpu_threads', 'pearson_per_gene', 'average_ranks', 'spearman_per_gene',
-           'partial_spearman_per_gene', 'correlation_summary', 'poisson_log_prob', 'nb_log_prob', 'zinb_log_prob',
-           'type_palette', 'Experiment', 'markdown_table', 'write_experiment', 'atomic_dir', 'atomic_file', 'versions']
+__all__ = ['seed_everything', 'default_device', 'cpu_threads', 'EmptyEpochError', 'train_batch_size', 'check_train_steps',
+           'pearson_per_gene', 'average_ranks', 'spearman_per_gene', 'partial_spearman_per_gene', 'correlation_summary',
+           'poisson_log_prob', 'nb_log_prob', 'zinb_log_prob', 'type_palette', 'Experiment', 'markdown_table',
+           'write_experiment', 'atomic_dir', 'atomic_file', 'versions', 'check_answer']
+
+# %% ../nbs/00_core.ipynb #a594e852
+warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)
 
 # %% ../nbs/00_core.ipynb #d9d1218c
 def seed_everything(seed:int=0, # seed for `random`, `numpy` and `torch` (CPU and CUDA)
@@ -38,6 +42,31 @@ def cpu_threads(n:int=1): # torch CPU threads inside the block
     old = torch.get_num_threads(); torch.set_num_threads(n)
     try: yield n
     finally: torch.set_num_threads(old)
+
+# %% ../nbs/00_core.ipynb #c0e5a002
+class EmptyEpochError(ValueError):
+    "A training set too small for one optimiser step per epoch."
+
+def train_batch_size(n_train:int,   # training items (tiles, crops, spots, bags)
+                     bs:int,        # requested batch size
+                     what:str,      # what is trained, for the message
+                     min_bs:int=1,  # smallest useful batch (2 for a contrastive loss)
+                    ) -> int:       # min(bs, n_train): at least one full batch per epoch, even with drop_last
+    "Training batch size with at least one step per epoch; `EmptyEpochError` when fewer than `min_bs` items."
+    if n_train < min_bs:
+        raise EmptyEpochError(f"{what}: {n_train} training items, need at least {min_bs} for one optimiser step per epoch")
+    return min(bs, n_train)
+
+def check_train_steps(dls,       # fastai DataLoaders
+                      what:str,  # what is trained, for the message
+                     ) -> int:   # batches per training epoch (> 0)
+    "Batches in one epoch of `dls.train`; `EmptyEpochError` when there are none."
+    dl = dls.train; n = len(dl)
+    if n == 0:
+        items = len(dl.dataset) if hasattr(dl, 'dataset') else '?'
+        raise EmptyEpochError(f"{what}: an epoch has zero training batches ({items} items, batch size "
+                              f"{getattr(dl, 'bs', getattr(dl, 'batch_size', '?'))}, drop_last={getattr(dl, 'drop_last', '?')})")
+    return n
 
 # %% ../nbs/00_core.ipynb #1177f230
 def _as_2d(x) -> np.ndarray:
@@ -228,3 +257,19 @@ def versions() -> dict:
     out['device'] = str(default_device())
     if torch.cuda.is_available(): out['gpu'] = torch.cuda.get_device_name(0)
     return out
+
+# %% ../nbs/00_core.ipynb #aaee6f26
+def check_answer(answer,                 # the student's value (number or array-like)
+                 expected,               # the value the notebook computes
+                 what:str='your answer', # how to name it in the verdict
+                 rtol:float=0.01, atol:float=1e-3,
+                ) -> bool:               # True when it matches
+    "Print whether `answer` matches `expected` (too high / too low / wrong shape), without revealing `expected`."
+    a, e = np.asarray(answer, dtype=float), np.asarray(expected, dtype=float)
+    if a.shape != e.shape: print(f"Not yet: {what} should have shape {e.shape}, not {a.shape}."); return False
+    if not np.isfinite(a).all(): print(f"Not yet: {what} contains NaN or infinity."); return False
+    ok = bool(np.allclose(a, e, rtol=rtol, atol=atol))
+    if ok: print(f"Right: {what} matches the notebook's value.")
+    elif a.ndim == 0: print(f"Not yet: {what} is too {'high' if a > e else 'low'}.")
+    else: print(f"Not yet: {int((~np.isclose(a, e, rtol=rtol, atol=atol)).sum())} of {a.size} entries of {what} are off.")
+    return ok

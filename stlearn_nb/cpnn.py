@@ -9,13 +9,13 @@ import matplotlib.pyplot as plt
 from torch import nn, Tensor
 import torch.nn.functional as F
 from scipy.optimize import nnls
+from .core import (cpu_threads, seed_everything, default_device, nb_log_prob, pearson_per_gene, spearman_per_gene,
+                             correlation_summary, type_palette, Experiment, versions, train_batch_size, check_train_steps)
+from .data import DataFormatError, shared_data_dir
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from fastai.learner import Learner
 import fastai.callback.schedule, fastai.callback.progress  # fit_one_cycle, progress bars
-from .core import (cpu_threads, seed_everything, default_device, nb_log_prob, pearson_per_gene, spearman_per_gene,
-                             correlation_summary, type_palette, Experiment, versions)
-from .data import DataFormatError, shared_data_dir
 
 # %% auto #0
 __all__ = ['HER2ST_TYPE_MAP', 'mean_prototypes', 'fit_prototype_regression', 'regression_prototypes', 'simulate_prototypes',
@@ -24,7 +24,7 @@ __all__ = ['HER2ST_TYPE_MAP', 'mean_prototypes', 'fit_prototype_regression', 're
            'bag_dataloaders', 'cpnn_learner', 'directmil_learner', 'gene_sensitivity', 'predict_bags', 'fit_quietly',
            'train_slide_models', 'expression_scores', 'composition_recovery', 'evaluate_slides', 'plot_weight_recovery',
            'train_spot_models', 'predict_spots', 'run_cpnn_synth', 'her2st_reference_prototypes',
-           'plot_composition_map', 'plot_composition_comparison', 'run_cpnn_her2st']
+           'plot_composition_map', 'plot_composition_comparison', 'run_cpnn_her2st', 'check_spot_composition']
 
 # %% ../nbs/30_cpnn.ipynb #5fdf7c81
 def _codes(values) -> tuple[np.ndarray, list]:
@@ -291,10 +291,13 @@ def bag_collate(items:list) -> tuple: # x (B, n_max, D), mask (B, n_max), counts
 def bag_dataloaders(train:BagDataset, valid:BagDataset, bs:int=8, device=None) -> DataLoaders:
     "fastai DataLoaders over bags (shuffled train, ordered valid), two inputs (x, mask)."
     device = device or default_device()
+    bs = train_batch_size(len(train), bs, 'CPNN bags')
     dls = [DataLoader(ds, bs=bs, shuffle=sh, drop_last=False, create_batch=bag_collate, device=device)
            for ds, sh in ((train, True), (valid, False))]
     for dl in dls: dl.n_inp = 2
-    return DataLoaders(*dls, device=device)
+    dls = DataLoaders(*dls, device=device)
+    check_train_steps(dls, 'CPNN bags')
+    return dls
 
 def cpnn_learner(dls:DataLoaders, prototypes, gene_scale=None, lam:float=1e3, hidden:tuple=(256, 128),
                  lr:float=1e-3) -> Learner:
@@ -448,6 +451,7 @@ def run_cpnn_synth(quick:bool=False, seed:int=0, data_dir=None, n_seeds:int|None
 # %% ../nbs/30_cpnn.ipynb #42edce25
 HER2ST_TYPE_MAP = {'Plasmablasts': 'Plasma Cells', 'Cancer Epithelial': 'Epithelial', 'Normal Epithelial': 'Epithelial'}
 
+# %% ../nbs/30_cpnn.ipynb #dd1786e7
 def her2st_reference_prototypes(ref:ad.AnnData, genes, label_key:str='celltype_major', **kwargs) -> pd.DataFrame:
     "Regression prototypes of the Wu et al. reference on `genes`, labels mapped to her2st's stereoscope major tier."
     ref = ref[:, list(genes)].copy()
@@ -572,3 +576,10 @@ def run_cpnn_her2st(quick:bool=False, seed:int=0, data_dir=None, epochs:int|None
     notes = (f"{len(genes)} genes; encoders: {', '.join(f'{e.arch} (weights {e.weights_hash})' for e in encoders)}; patches {patch_um:g} um "
              f"at {patch_px} px; spot mode; epochs={epochs}; lam={lam}; {n_seeds} seed(s) (ridge is deterministic); ridge penalty chosen on C5.")
     return Experiment(table, tables={'per_seed': per_seed, 'composition_vs_stereoscope': pd.concat(comps), 'composition_maps': pd.concat(maps)}, figures=figs, notes=notes)
+
+# %% ../nbs/30_cpnn.ipynb #1bbdd0bc
+def check_spot_composition(tumour_fraction:float) -> bool:
+    "Exercise: tumour fraction of a spot (52, 22, 26) with prototypes tumour (8, 1, 1) and stroma (1, 4, 5)."
+    from stlearn_nb.core import check_answer
+    expected = nnls_proportions([[52., 22., 26.]], [[8., 1., 1.], [1., 4., 5.]])[0, 0]
+    return check_answer(tumour_fraction, expected, 'the tumour fraction')

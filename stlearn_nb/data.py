@@ -306,6 +306,7 @@ def write_toy_hest(root:str|Path, sample_id:str='TOY', n:int=6, n_genes:int=5, p
 # %% ../nbs/01_data.ipynb #eeceed4a
 HER2ST_UM_PER_PX = 0.69  # HEST-1k's estimate for the her2st full-resolution images
 
+# %% ../nbs/01_data.ipynb #ffa01b03
 def _numeric_table(df:pd.DataFrame, source, what:str) -> pd.DataFrame:
     "`df` when every column is numeric, else `DataFormatError` naming the first offending columns and values."
     bad = [c for c, t in df.dtypes.items() if not pd.api.types.is_numeric_dtype(t)]
@@ -385,6 +386,7 @@ def _her2st_image_info(root, section, lowres):
 # %% ../nbs/01_data.ipynb #cf836101
 HER2ST_CLASSES = ('cancer', 'immune', 'other')
 
+# %% ../nbs/01_data.ipynb #56849aa0
 def her2st_tissue_classes(path:str|Path, # clusters/motivation.csv
                          ) -> pd.DataFrame: # patient, cluster (str), annotation, tissue_class (NaN for 'unknown')
     "Each her2st patient's expression clusters, the authors' name for each, and that name reduced to cancer / immune / other."
@@ -634,8 +636,10 @@ def read_merfish_rctd(folder:str|Path, # merfish_hypothalamus_rctd folder
 class MaskShapeError(DataFormatError):
     "An instance mask does not have its image's height and width."
 
+# %% ../nbs/01_data.ipynb #dc8d3c47
 UM_PER_PX_TIMES_MAGNIFICATION = 10.   # TCGA scanners: 0.25 um/px at 40x, 0.5 um/px at 20x
 
+# %% ../nbs/01_data.ipynb #fb497a6c
 def read_cpm15_magnifications(readme:str|Path) -> dict: # image stem -> objective magnification
     "The magnification table of CPM-15's README_training.txt, e.g. {'image01': 20, ...}."
     import re
@@ -689,6 +693,7 @@ MONUSEG_ORGANS = {  # TCGA tissue source site -> organ (Kumar et al. 2017; TCGA 
     'B0': 'kidney', '2Z': 'kidney', 'GL': 'kidney', 'IZ': 'kidney', 'CH': 'prostate', 'G9': 'prostate', 'EJ': 'prostate',
     'HC': 'prostate', 'NH': 'colon', 'A6': 'colon', 'CU': 'bladder', 'ZF': 'bladder', 'HT': 'brain'}
 
+# %% ../nbs/01_data.ipynb #552ccf69
 def monuseg_organ(name:str) -> str:
     "Organ of a MoNuSeg tile from its TCGA barcode ('TCGA-HT-8564-...' -> 'brain'; 'unknown' for other sites)."
     parts = Path(name).stem.split('-')

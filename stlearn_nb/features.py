@@ -60,8 +60,10 @@ def check_patches(patches, # (n, H, W, 3) uint8 RGB
 class EncoderWeightsError(DataFormatError):
     "A weights file does not fit the architecture it is loaded into."
 
+# %% ../nbs/02_features.ipynb #280ce689
 SHARED_WEIGHTS = {'mobilenet_v2': 'mobilenetv2_imagenet/mobilenetv2_imagenet_torchvision.pth'}
 
+# %% ../nbs/02_features.ipynb #cb292944
 def shared_weights(arch:str='mobilenet_v2', # architecture whose shared weights to find
                   ) -> Path|None:           # the file, or None when `../shared/models` (or `$STLEARN_NB_MODELS`) lacks it
     "The pretrained state dict for `arch` in the shared models folder, if this machine has it."

@@ -11,7 +11,7 @@ import numpy as np, pandas as pd, scipy.sparse as sp, anndata as ad, torch
 import torch.nn as nn, torch.nn.functional as F
 from scipy import ndimage as ndi
 from scipy.optimize import linear_sum_assignment
-from .core import seed_everything, default_device, type_palette, Experiment, cpu_threads
+from .core import seed_everything, default_device, type_palette, Experiment, cpu_threads, train_batch_size, check_train_steps
 from .data import DataFormatError, transcripts_to_counts, shared_data_dir, format_examples, require_file
 from .data import BarcodeMismatchError, UnreadableFileError, reading, read_table, check_finite, check_unique, read_tiff
 
@@ -26,7 +26,8 @@ __all__ = ['CONTROL_PATTERN', 'UNASSIGNED_IDS', 'CLASSES', 'IGNORE', 'HIERARCHY'
            'soft_dice_loss', 'msge_loss', 'HoVerLoss', 'hover_postprocess', 'instance_classes', 'simulate_tile',
            'simulate_dapi_polygons', 'simulate_expression', 'st_derived_classes', 'st_label_tile', 'simulate_section',
            'pack_targets', 'images_to_tensor', 'hovernet_learner', 'predict_instances', 'evaluate_segmentation',
-           'plot_overlay', 'run_hestseg_synth', 'read_monuseg', 'monuseg_tiles', 'evaluate_on_monuseg']
+           'plot_overlay', 'run_hestseg_synth', 'read_monuseg', 'monuseg_tiles', 'evaluate_on_monuseg',
+           'check_pq_exercise']
 
 # %% ../nbs/20_hestseg.ipynb #2f330026
 class LabelMapError(DataFormatError):
@@ -195,9 +196,11 @@ def detection_type_f1(true_xy:list, true_type:list, # per image: (n, 2) true cen
 class XeniumFormatError(DataFormatError):
     "A Xenium or HEST-1k file lacks a required column, or holds values of the wrong kind."
 
+# %% ../nbs/20_hestseg.ipynb #03557c0c
 CONTROL_PATTERN = r'^(NegControl|BLANK|Blank|Unassigned|Deprecated|Intergenic|antisense|NegPrb)'
 UNASSIGNED_IDS = ('-1', 'UNASSIGNED', '0', '')
 
+# %% ../nbs/20_hestseg.ipynb #5d415b35
 def _read_table(path:str|Path, need:list, what:str) -> pd.DataFrame:
     path = require_file(path, what)
     if path.suffix == '.parquet':
@@ -681,6 +684,7 @@ def simulate_dapi_polygons(tile:dict, seed:int=0,
 # %% ../nbs/20_hestseg.ipynb #b5fa5209
 FINE_TYPES = {1: ['tumour'], 2: ['epithelium'], 3: ['T_cell', 'B_cell', 'macrophage'], 4: ['fibroblast', 'endothelial']}
 
+# %% ../nbs/20_hestseg.ipynb #3c47905a
 def simulate_expression(classes:np.ndarray,     # (N,) true class of each cell (1..4)
                         markers:dict=MARKERS, n_other:int=20, library:float=30., contamination:float=0.5,
                         seed:int=0) -> tuple[np.ndarray, list, np.ndarray]: # (N, G) counts, genes, (N,) fine types
@@ -725,6 +729,7 @@ def st_label_tile(vertices_um:pd.DataFrame, # cell_id, vertex_x, vertex_y in mic
 XENIUM_PIXEL_SIZE = 0.2125
 SYNTH_ALIGNMENT = np.array([[2.35, 0.02, 15.], [-0.02, 2.35, -7.], [0, 0, 1]])  # H&E px (0.5 um) -> morphology px
 
+# %% ../nbs/20_hestseg.ipynb #7a75c6c7
 def simulate_section(style:str, n_tiles:int, size:int=64, seed:int=0, **dapi) -> dict:
     "Tiles of one organ style with exact labels and ST-derived labels (Xenium-like polygons in um + expression)."
     imgs, true_i, true_t, st_i, st_t, cells = [], [], [], [], [], []
@@ -764,7 +769,9 @@ def hovernet_learner(images:np.ndarray, inst:np.ndarray, types:np.ndarray, width
     x, y = images_to_tensor(images), torch.from_numpy(pack_targets(inst, types))
     n_valid = max(1, int(round(valid_frac * len(x)))); perm = torch.randperm(len(x))
     tr, va = perm[n_valid:], perm[:n_valid]
+    bs = train_batch_size(len(tr), bs, f'HoVerNetLite on {len(x)} tiles ({n_valid} for validation)')   # drop_last: bs <= tiles
     dls = DataLoaders.from_dsets(TensorDataset(x[tr], y[tr]), TensorDataset(x[va], y[va]), bs=bs, device=device or default_device())
+    check_train_steps(dls, 'HoVerNetLite')
     return Learner(dls, HoVerNetLite(len(CLASSES), width), loss_func=HoVerLoss())
 
 # %% ../nbs/20_hestseg.ipynb #4a8fd10c
@@ -820,10 +827,14 @@ def plot_overlay(image:np.ndarray, inst:np.ndarray, types:np.ndarray, ax=None, t
     return ax
 
 # %% ../nbs/20_hestseg.ipynb #a17ddf00
-def _train_and_eval(images, inst, types, test:list, epochs:int, width:int, lr:float, seed:int, progress:bool):
+def _train_and_eval(images, inst, types, test:list, epochs:int, width:int, lr:float, seed:int, progress:bool,
+                    steps:int|None=None): # None: `epochs` epochs; else the epochs closest to `steps` optimiser steps
     "Train one model with fastai and score it on every held-out section."
     import fastai.callback.progress, fastai.callback.schedule  # noqa: F401 (Learner.no_bar, fit_one_cycle)
     learn = hovernet_learner(images, inst, types, width=width, seed=seed)
+    per_epoch = check_train_steps(learn.dls, 'HoVerNetLite')
+    if steps is not None: epochs = max(1, round(steps / per_epoch))
+    learn.train_steps, learn.train_epochs = epochs * per_epoch, epochs
     if progress: learn.fit_one_cycle(epochs, lr)
     else:
         with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr)
@@ -858,14 +869,14 @@ def _hestseg_synth(quick, seed, data_dir, train_organs, test_organs, n_tiles, si
               'manual (1 organ, 1/4 tiles)': (train[0]['images'][:n_manual], train[0]['true_inst'][:n_manual], train[0]['true_type'][:n_manual]),
               'manual, all tiles (oracle)': (cat('images', train), cat('true_inst', train), cat('true_type', train))}
     if not (oracle if oracle is not None else not quick): setups.pop('manual, all tiles (oracle)')
-    rows, models, bs = [], {}, 4
-    steps = lambda n: int(np.ceil((n - max(1, round(0.15 * n))) / bs))   # optimiser steps per epoch
-    for name, (x, i, t) in setups.items():   # same number of optimiser steps for every label set
-        ep = int(round(epochs * steps(len(setups['ST-derived'][0])) / steps(len(x))))
-        models[name], r = _train_and_eval(x, i, t, test, ep, width, lr, seed, progress)
-        rows += [dict(method=name, n_train_tiles=len(x), n_labelled_nuclei=int(sum(len(np.unique(m)) - 1 for m in i)), **d) for d in r]
+    rows, models, steps = [], {}, None
+    for name, (x, i, t) in setups.items():   # ST-derived: `epochs` epochs; the others as many optimiser steps (more epochs)
+        models[name], r = _train_and_eval(x, i, t, test, epochs, width, lr, seed, progress, steps)
+        steps = models['ST-derived'].train_steps
+        rows += [dict(method=name, n_train_tiles=len(x), n_labelled_nuclei=int(sum(len(np.unique(m)) - 1 for m in i)),
+                      epochs=models[name].train_epochs, train_steps=models[name].train_steps, **d) for d in r]
     table = pd.DataFrame(rows)
-    cols = ['method', 'organ', 'n_train_tiles', 'n_labelled_nuclei', 'bPQ', 'mPQ', 'AJI', 'AJI+', 'Dice', 'F1_det', 'F1_1', 'F1_2', 'F1_3', 'F1_4']
+    cols = ['method', 'organ', 'n_train_tiles', 'n_labelled_nuclei', 'epochs', 'train_steps', 'bPQ', 'mPQ', 'AJI', 'AJI+', 'Dice', 'F1_det', 'F1_1', 'F1_2', 'F1_3', 'F1_4']
     exp = Experiment(table[cols], tables={'per_class_pq': table[['method', 'organ', 'PQ_1', 'PQ_2', 'PQ_3', 'PQ_4']],
                                           'label_quality': pd.DataFrame([_label_quality(s) for s in train])})
     exp.figures['overlays'] = _overlay_figure(test[0], models)
@@ -936,3 +947,16 @@ def evaluate_on_monuseg(model:nn.Module, tiles:list, **post) -> pd.DataFrame:
         rows.append(dict(image=t['name'], n_true=len(txy), n_pred=len(pxy), bPQ=s['pq'], DQ=s['dq'], SQ=s['sq'],
                          AJI=aji_score(t['inst'], pi[0]), Dice=dice_score(t['inst'], pi[0]), F1_det=f1))
     return pd.DataFrame(rows)
+
+# %% ../nbs/20_hestseg.ipynb #a88f0b5c
+def check_pq_exercise(dq:float, sq:float, pq:float) -> bool:
+    "Exercise: DQ, SQ, PQ of a tile with 10 true nuclei, 8 found at IoU 0.8, 2 missed, 2 false."
+    from stlearn_nb.core import check_answer
+    true, pred = np.zeros((40, 120), np.int32), np.zeros((40, 120), np.int32)
+    for k in range(10):                       # 10 true 10x10 nuclei on a 2 x 5 grid
+        r, c = 20 * (k // 5) + 5, 24 * (k % 5) + 5
+        true[r:r + 10, c:c + 10] = k + 1
+        if k < 8: pred[r:r + 8, c:c + 10] = k + 1          # found: 80 of 100 pixels, IoU 0.8
+    pred[0:4, 17:21], pred[36:40, 17:21] = 9, 10             # two false nuclei in the background
+    s = pq_stats(true, pred)
+    return check_answer([dq, sq, pq], [s['dq'], s['sq'], s['pq']], '(DQ, SQ, PQ)')

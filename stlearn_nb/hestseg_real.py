@@ -8,9 +8,9 @@ import io, json, math, textwrap, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn as nn, torch.nn.functional as F
 from scipy import ndimage as ndi
-from .core import seed_everything, default_device, Experiment, cpu_threads, atomic_dir
+from .core import seed_everything, default_device, Experiment, cpu_threads, atomic_dir, train_batch_size, check_train_steps
 from .data import (DataFormatError, UnreadableFileError, shared_data_dir, require_file, read_cpm15, read_cpm15_magnifications,
-                   monuseg_organ, resample_tile, resize_labels, read_png, read_tiff, format_examples)
+                   monuseg_organ, resample_tile, resize_labels, read_png, read_tiff, format_examples, reading)
 from .features import IMAGENET_MEAN, IMAGENET_STD
 from .hestseg import (read_monuseg, hv_targets, HoVerLoss, hover_postprocess, instance_classes, pq_stats, aji_score,
                       aji_plus_score, dice_score, IGNORE, _relabel, _remove_small, msge_loss, soft_dice_loss)
@@ -22,7 +22,7 @@ __all__ = ['WORKING_MPP', 'MONUSEG_MPP', 'UNSEEN_ORGANS', 'VALID_TILES', 'POST_R
            'nuclei_learner', 'fit_segmenter', 'SegmenterFileError', 'segmenter_bytes', 'save_segmenter',
            'load_segmenter', 'predict_maps', 'segment_nuclei', 'classical_segment', 'shift_instances', 'grow_instances',
            'drop_instances', 'touching_pairs', 'merge_touching', 'xenium_like_labels', 'score_tile', 'score_methods',
-           'organ_table', 'tune_postprocess', 'plot_outlines', 'plot_pq_vs_severity', 'run_hestseg_monuseg',
+           'organ_table', 'tune_postprocess', 'plot_outlines', 'plot_pq_vs_severity', 'run_hestseg_monuseg', 'to_rgb',
            'read_he_image', 'check_segment_inputs', 'segment_files']
 
 # %% ../nbs/21_hestseg_real.ipynb #7f72ca84
@@ -31,6 +31,7 @@ MONUSEG_MPP = 0.25                     # 40x, for the one MoNuSeg XML without Mi
 UNSEEN_ORGANS = ('bladder', 'brain')   # MoNuSeg test organs absent from MoNuSeg train and CPM-15
 VALID_TILES = ('TCGA-E2-A1B5', 'TCGA-B0-5711', 'CPM-15 image07', 'CPM-15 image15')  # held out for validation
 
+# %% ../nbs/21_hestseg_real.ipynb #3ccd7e40
 def read_nuclei_tiles(monuseg:str|Path|None=None, # folder with train/ and test/ MoNuSeg tiles (.tif + .xml)
                       cpm15:str|Path|None=None,   # CPM-15 folder (imageNN.png, imageNN_mask.txt, README_training.txt)
                       mpp:float=WORKING_MPP,      # working resolution, um/px
@@ -163,8 +164,10 @@ def nuclei_learner(train:list, valid:list, model:nn.Module|None=None, crop:int=2
     from fastai.learner import Learner
     seed_everything(seed)
     model = model if model is not None else mobile_hovernet()
+    bs = train_batch_size(n_crops, bs, f'MobileHoVerNet on {n_crops} crops per epoch')   # drop_last: bs <= crops
     dls = DataLoaders.from_dsets(NucleiCrops(train, crop, n_crops, True, seed), NucleiCrops(valid, crop, max(bs, 2 * len(valid)), False, seed + 1),
                                  bs=bs, device=device or default_device(), num_workers=0)
+    check_train_steps(dls, 'MobileHoVerNet')
     split = lambda m: [list(m.encoder.parameters()), [p for n, p in m.named_parameters() if not n.startswith('encoder.')]]
     return Learner(dls, model, loss_func=NpHvLoss(), splitter=split)
 
@@ -186,6 +189,7 @@ def fit_segmenter(learn, epochs:int=10, lr:float=2e-3, freeze_epochs:int=1, prog
 POST_REAL = dict(ksize=11, min_size=10, open_radius=1, energy_threshold=0.4)   # hover_postprocess at 0.5 um/px (HoVer-Net: 21, 10, 2 at 0.25)
 MODEL_KEYS, CONFIG_KEYS = ('state_dict', 'config'), ('mpp', 'n_classes')
 
+# %% ../nbs/21_hestseg_real.ipynb #cde32c3f
 class SegmenterFileError(DataFormatError):
     "A model file lacks the keys `segment_nuclei` needs, or its weights do not fit the architecture."
 
@@ -252,7 +256,9 @@ def segment_nuclei(image:np.ndarray,     # (H, W, 3) uint8 RGB H&E
     "Nuclei of an H&E image: resampled to the model's resolution, tiled network, one post-processing, back to the input grid."
     if not isinstance(model, nn.Module): model = load_segmenter(model)
     image = np.asarray(image)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3: raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise DataFormatError(f"image must be (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}: convert it explicitly with "
+                              "`to_rgb` (greyscale repeated, alpha dropped, palette looked up); `read_he_image` does so for files")
     if not mpp > 0: raise ValueError(f"mpp must be > 0, got {mpp}")
     small, _ = resample_tile(image, None, mpp, model.mpp)
     maps = predict_maps(model, small, tile, overlap)
@@ -354,8 +360,10 @@ def score_tile(true:np.ndarray, pred:np.ndarray) -> dict:
     return dict(PQ=s['pq'], DQ=s['dq'], SQ=s['sq'], AJI=aji_score(true, pred), **{'AJI+': aji_plus_score(true, pred)},
                 Dice=dice_score(true, pred), n_true=len(np.unique(true)) - 1, n_pred=len(np.unique(pred)) - 1)
 
+# %% ../nbs/21_hestseg_real.ipynb #86f28d29
 METRICS = ['PQ', 'AJI', 'AJI+', 'Dice', 'DQ', 'SQ']
 
+# %% ../nbs/21_hestseg_real.ipynb #7aae68a4
 def score_methods(tiles:list, preds:dict) -> pd.DataFrame: # one row per method and tile
     "Per-tile scores of every method (`preds`: method -> list of instance masks, one per tile)."
     return pd.DataFrame([dict(method=m, tile=t['name'], organ=t['organ'], unseen=t['organ'] in UNSEEN_ORGANS, **score_tile(t['inst'], p))
@@ -371,6 +379,7 @@ def organ_table(per_tile:pd.DataFrame) -> pd.DataFrame:
 # %% ../nbs/21_hestseg_real.ipynb #b34003e7
 POST_GRID = [dict(ksize=k, energy_threshold=e) for k in (7, 11, 15) for e in (0.3, 0.4, 0.5)]
 
+# %% ../nbs/21_hestseg_real.ipynb #1511648b
 def tune_postprocess(model:nn.Module, tiles:list, grid:list=POST_GRID) -> dict:
     "The `hover_postprocess` setting (POST_REAL updated by one grid entry) with the best mean PQ on `tiles`."
     maps = [predict_maps(model, t['image']) for t in tiles]   # the network runs once per tile
@@ -381,6 +390,7 @@ def tune_postprocess(model:nn.Module, tiles:list, grid:list=POST_GRID) -> dict:
 # %% ../nbs/21_hestseg_real.ipynb #2d1561c3
 OUTLINE_COLOURS = {'manual outline': (1.0, 0.85, 0.0), 'predicted': (0.0, 0.9, 1.0)}
 
+# %% ../nbs/21_hestseg_real.ipynb #465df1d0
 def plot_outlines(image:np.ndarray, true:np.ndarray, pred:np.ndarray, ax=None, title:str='', pred_label:str='predicted'):
     "Tile with manual and predicted nucleus outlines and a legend naming the two colours."
     import matplotlib.pyplot as plt
@@ -506,16 +516,54 @@ def _severity_figure(noise:pd.DataFrame, per_tile:pd.DataFrame, one_organ:str):
     fig, ax = plt.subplots(figsize=(5.5, 3.6)); plot_pq_vs_severity(noise, lines, ax); ax.set_title('unseen organs (bladder, brain)', fontsize=9)
     fig.tight_layout(); plt.close(fig); return fig
 
+# %% ../nbs/21_hestseg_real.ipynb #d3a7c002
+def to_rgb(image,                # (H, W) grey, (H, W, 2) grey + alpha, (H, W, 3) RGB or (H, W, 4) RGBA, uint8; palette indices
+           palette=None,         # (n, 3) uint8 colours when `image` holds palette indices
+           what:str='image',     # what it is, for messages and the note
+          ) -> tuple:            # ((H, W, 3) uint8 RGB, note saying what was converted; '' when it was RGB)
+    "An 8-bit image as RGB, and a note that says how it was converted (palette looked up, grey repeated, alpha dropped)."
+    img = np.asarray(image)
+    if palette is not None:
+        pal = np.asarray(palette, np.uint8).reshape(-1, 3)
+        if img.ndim != 2 or img.size and img.max() >= len(pal): raise DataFormatError(f"{what}: palette indices {img.shape} do not fit {len(pal)} colours")
+        return np.ascontiguousarray(pal[img]), f"{what}: palette image converted to RGB (palette colours looked up)"
+    if img.dtype != np.uint8: raise DataFormatError(f"{what}: dtype {img.dtype}, expected 8-bit (uint8)")
+    channels = 1 if img.ndim == 2 else img.shape[2] if img.ndim == 3 else 0
+    if channels not in (1, 2, 3, 4): raise DataFormatError(f"{what}: shape {img.shape}, expected (H, W) or (H, W, 1-4)")
+    if channels == 3: return np.ascontiguousarray(img), ''
+    kind, how = {1: ('greyscale', 'grey channel repeated'), 2: ('greyscale + alpha', 'grey channel repeated, alpha dropped'),
+                 4: ('RGBA', 'alpha channel dropped')}[channels]
+    rgb = img[..., :3] if channels == 4 else np.repeat(img.reshape(*img.shape[:2], 1)[..., :1] if channels == 1 else img[..., :1], 3, axis=2)
+    return np.ascontiguousarray(rgb), f"{what}: {kind} image converted to RGB ({how})"
+
 # %% ../nbs/21_hestseg_real.ipynb #159e2cdd
-def read_he_image(path:str|Path) -> np.ndarray: # (H, W, 3) uint8
-    "An H&E image file as RGB uint8: TIFF through `read_tiff`, other formats (PNG, JPEG) through Pillow."
-    path = Path(path)
-    if path.suffix.lower() not in ('.tif', '.tiff'): return read_png(path, 'H&E image')
-    img = read_tiff(path, 'H&E image')
-    if img.dtype != np.uint8: raise DataFormatError(f"{path}: the H&E image has dtype {img.dtype}, expected uint8")
-    if img.ndim == 2: img = np.repeat(img[..., None], 3, axis=2)
-    if img.ndim != 3 or img.shape[2] not in (3, 4): raise DataFormatError(f"{path}: the H&E image has shape {img.shape}, expected (H, W[, 3 or 4])")
-    return np.ascontiguousarray(img[..., :3])
+def _read_tiff_rgb(path:Path) -> tuple:
+    "A TIFF as RGB: palette through its colour map, min-is-white grey inverted, then `to_rgb`."
+    import tifffile
+    img, what = read_tiff(path, 'H&E image'), f'{path}: H&E image (TIFF)'
+    with reading(path, 'H&E image (TIFF)'), tifffile.TiffFile(path) as tif:
+        photometric, colormap = tif.pages[0].photometric, tif.pages[0].colormap
+    if photometric == tifffile.PHOTOMETRIC.PALETTE and colormap is not None and img.ndim == 2:
+        cmap = np.asarray(colormap)
+        return to_rgb(img, ((cmap >> 8) if cmap.max() > 255 else cmap).T.astype(np.uint8), what)
+    if photometric == tifffile.PHOTOMETRIC.MINISWHITE and img.dtype == np.uint8 and img.ndim == 2:
+        rgb, note = to_rgb(255 - img, what=what)
+        return rgb, note.replace('grey channel repeated', 'min-is-white grey inverted and repeated')
+    return to_rgb(img, what=what)
+
+def read_he_image(path:str|Path) -> tuple: # ((H, W, 3) uint8 RGB, note: how a non-RGB file was converted, '' for RGB)
+    "An H&E image file as RGB uint8: TIFF through `read_tiff`, PNG, JPEG and others through Pillow; greyscale, palette and alpha converted, and said."
+    from PIL import Image
+    path = require_file(path, 'H&E image')
+    if path.suffix.lower() in ('.tif', '.tiff'): return _read_tiff_rgb(path)
+    if path.stat().st_size == 0: raise UnreadableFileError(f"{path}: the H&E image is an empty file (0 bytes)")
+    what = f'{path}: H&E image ({path.suffix.lstrip(".").upper() or "no extension"}, mode {{}})'
+    with reading(path, 'H&E image'), Image.open(path) as im:
+        im.load(); mode = im.mode; what = what.format(mode)
+        if mode in ('P', 'PA'): return to_rgb(np.asarray(im.convert('P') if mode == 'PA' else im), np.asarray(im.getpalette('RGB'), np.uint8), what)
+        if mode in ('1', 'CMYK', 'YCbCr', 'LAB', 'HSV'):   # 8-bit modes without a plain channel layout: Pillow converts
+            return np.asarray(im.convert('RGB')), f"{what}: converted to RGB by Pillow"
+        return to_rgb(np.asarray(im), what=what)
 
 def check_segment_inputs(images:list, model:str|Path, mpp:float) -> MobileHoVerNet:
     "Every image file present, the model file loadable, mpp > 0 (else one error naming the problems); the model."
@@ -528,7 +576,7 @@ def check_segment_inputs(images:list, model:str|Path, mpp:float) -> MobileHoVerN
 
 # %% ../nbs/21_hestseg_real.ipynb #c8bda5d3
 def segment_files(images:list, model:str|Path, mpp:float, out:str|Path, progress:bool|None=None) -> pd.DataFrame:
-    "Segment image files into `out` (replaced atomically): <stem>_mask.npy, <stem>_overlay.png, segment.csv."
+    "Segment image files into `out` (replaced atomically): <stem>_mask.npy, <stem>_overlay.png, segment.csv (with each image's RGB conversion)."
     from PIL import Image
     from skimage.segmentation import find_boundaries
     net = check_segment_inputs(images, model, mpp)
@@ -537,13 +585,15 @@ def segment_files(images:list, model:str|Path, mpp:float, out:str|Path, progress
     rows = []
     with atomic_dir(out) as tmp:
         for p in images:   # one image at a time
-            start = time.perf_counter(); img = read_he_image(p)
+            start = time.perf_counter(); img, converted = read_he_image(p)
+            if converted and progress is not False: print(f"segment: {converted}", flush=True)   # --quiet silences it
             res = segment_nuclei(img, net, mpp); inst = res[0] if isinstance(res, tuple) else res
             np.save(tmp/f'{Path(p).stem}_mask.npy', inst)
             over = img.copy(); over[find_boundaries(inst, mode='inner')] = (0, 230, 255)
             Image.fromarray(over).save(tmp/f'{Path(p).stem}_overlay.png')
             rows.append(dict(image=str(p), mask=f'{Path(p).stem}_mask.npy', overlay=f'{Path(p).stem}_overlay.png', height=img.shape[0],
-                             width=img.shape[1], mpp=mpp, n_nuclei=len(np.unique(inst)) - 1, seconds=round(time.perf_counter() - start, 2)))
+                             width=img.shape[1], mpp=mpp, n_nuclei=len(np.unique(inst)) - 1, seconds=round(time.perf_counter() - start, 2),
+                             converted=converted))
             if progress: print(f"segment: {p}: {rows[-1]['n_nuclei']} nuclei", flush=True)
         table = pd.DataFrame(rows); table.to_csv(tmp/'segment.csv', index=False)
     return table

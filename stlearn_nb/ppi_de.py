@@ -13,12 +13,13 @@ from .core import Experiment, seed_everything, nb_log_prob, poisson_log_prob, at
 from .data import DataFormatError
 
 # %% auto #0
-__all__ = ['CHUNK_BYTES', 'SIM_ARMS', 'glm_design', 'glm_terms', 'reduce_cells', 'group_sums', 'estimate_inv_dispersion',
-           'ppi_glm_pointestimate', 'ppi_glm_stats', 'ppi_glm_lambda', 'ppi_glm_cov', 'ppi_glm_fit', 'ppi_glm_df',
-           'classical_glm_fit', 'naive_glm_fit', 'glm_ci', 'ppi_glm_ci', 'classical_glm_ci', 'bh_adjust', 'de_table',
-           'sample_curation', 'simulate_de_genes', 'simulate_cells', 'ppi_sim_replicates', 'ppi_sim_summary',
-           'plot_sim_coverage', 'plot_sim_width', 'CurationLogError', 'CurationLogLockedError', 'CurationLog',
-           'curation_widget', 'DEInputError', 'ppi_de', 'plot_volcano', 'plot_forest', 'de_files', 'run_ppi_sim']
+__all__ = ['CHUNK_BYTES', 'FIT_STATUS', 'SIM_ARMS', 'glm_design', 'glm_terms', 'reduce_cells', 'group_sums',
+           'estimate_inv_dispersion', 'ppi_glm_pointestimate', 'ppi_glm_stats', 'ppi_glm_lambda', 'ppi_glm_cov',
+           'ppi_glm_fit', 'ppi_glm_df', 'classical_glm_fit', 'naive_glm_fit', 'glm_ci', 'ppi_glm_ci',
+           'classical_glm_ci', 'bh_adjust', 'de_table', 'sample_curation', 'simulate_de_genes', 'simulate_cells',
+           'ppi_sim_replicates', 'ppi_sim_summary', 'plot_sim_coverage', 'plot_sim_width', 'DEInputError',
+           'DEUndefinedError', 'ppi_de', 'plot_volcano', 'plot_forest', 'de_files', 'run_ppi_sim',
+           'check_perfect_labels']
 
 # %% ../nbs/40_ppi_de.ipynb #2ae7dd78
 def glm_design(labels, # (..., c) integer labels in 0..n_classes-1; 0 is the reference group
@@ -420,6 +421,28 @@ def ppi_glm_cov(stats:dict, lam) -> torch.Tensor: # (..., G, K, K) covariance of
     Hinv = torch.linalg.inv(stats['H'])
     return Hinv @ V @ Hinv.transpose(-1, -2) / stats['n']
 
+# %% ../nbs/40_ppi_de.ipynb #a1f7e0c1
+FIT_STATUS = ('ok', 'empty group', 'all-zero gene', 'zero in reference', 'zero in target', 'singular design', 'non-finite fit')
+
+def _fit_status(p:dict, fit:dict, coord:int=1) -> torch.Tensor: # (..., G) codes into FIT_STATUS
+    "Why beta or its SE is undefined, per gene: 0 ('ok') where both are finite and se > 0."
+    K = p['K']
+    cells = _onehot(p['y'], K).sum(-2)[..., None, :]                  # (..., 1, K) cells per class (labels of the fit)
+    totals = _pair_view(p)['Q1'].sum(-1)                             # (..., G, K) weighted counts per class
+    beta, se = fit['beta'].numpy(), fit['se'].numpy()
+    H = fit['hessian'].numpy()
+    with np.errstate(all='ignore'):
+        singular = ~np.isfinite(H).all((-1, -2)) | (np.linalg.cond(np.nan_to_num(H)) > 1e12)
+    zero_ref, zero_tgt = totals[..., 0] <= 0, totals[..., coord] <= 0
+    reasons = {'empty group': (cells[..., 0] == 0) | (cells[..., coord] == 0),   # a compared group without cells
+               'singular design': (cells == 0).any(-1),                         # a class of the design without cells
+               'all-zero gene': zero_ref & zero_tgt, 'zero in reference': zero_ref, 'zero in target': zero_tgt,
+               'singular design ': singular, 'non-finite fit': True}              # H not invertible; anything else
+    shape = np.broadcast_shapes(beta.shape, cells.shape[:-1])
+    code = np.select([np.broadcast_to(v, shape) for v in reasons.values()], [FIT_STATUS.index(k.strip()) for k in reasons])
+    ok = np.isfinite(beta) & np.isfinite(se) & (se > 0)
+    return torch.from_numpy(np.where(ok, 0, code))
+
 # %% ../nbs/40_ppi_de.ipynb #51754753
 def ppi_glm_fit(counts, labels, labels_hat=None, counts_unlabeled=None, labels_hat_unlabeled=None,
                 lam=None,        # None: PPI++ (per-gene lambda*); 1: PPI; 0: classical; or (..., G)
@@ -427,7 +450,7 @@ def ppi_glm_fit(counts, labels, labels_hat=None, counts_unlabeled=None, labels_h
                 family:str='poisson', inv_dispersion=None, n_classes:int=3, method:str='auto',
                 with_df:bool=False,   # also the Satterthwaite degrees of freedom (`ppi_glm_df`, one pass over curated cells)
                 chunk_bytes:int|None=None,
-               ) -> dict: # theta (..., G, K), cov (..., G, K, K), lam, beta, se (..., G), hessian; df when asked
+               ) -> dict: # theta (..., G, K), cov (..., G, K, K), lam, beta, se, status (..., G), hessian; df when asked
     "Fit the PPI++ GLM for all genes: point estimate, per-gene lambda and sandwich covariance."
     if family not in ('poisson', 'nb'): raise ValueError(f"family must be 'poisson' or 'nb', got {family!r}")
     p = _ppi_parts(counts, labels, labels_hat, counts_unlabeled, labels_hat_unlabeled, weights, offset,
@@ -444,6 +467,7 @@ def ppi_glm_fit(counts, labels, labels_hat=None, counts_unlabeled=None, labels_h
     lam = torch.as_tensor(lam, dtype=torch.float64).expand(theta.shape[:-1])
     fit = {'theta': theta, 'cov': cov, 'lam': lam, 'beta': theta[..., coord], 'hessian': stats['H'],
            'se': cov[..., coord, coord].clamp_min(0).sqrt(), 'inv_dispersion': phi}
+    fit['status'] = _fit_status(p, fit, coord)
     if with_df: fit['df'] = ppi_glm_df(p, fit, coord, family)
     return fit
 
@@ -518,7 +542,7 @@ def de_table(fit:dict,        # from `ppi_glm_fit` / `classical_glm_fit` / `naiv
              genes=None,      # (G,) gene names for the index
              alpha:float=0.05,
              interval:str='z', # 'z', or 't' (p-values and intervals on Satterthwaite df; fit from `with_df=True`)
-            ) -> pd.DataFrame: # per gene: beta (log fold change), se, ci_low, ci_high, z, p_value, p_adj, lam, ok (and df)
+            ) -> pd.DataFrame: # per gene: beta (log fold change), se, ci_low, ci_high, z, p_value, p_adj, lam, ok, status (and df)
     "Per-gene DE results as a DataFrame indexed by gene."
     beta, se = fit['beta'].numpy(), fit['se'].numpy()
     if beta.ndim != 1: raise ValueError(f"de_table expects one fit (G,), got shape {beta.shape}")
@@ -530,7 +554,9 @@ def de_table(fit:dict,        # from `ppi_glm_fit` / `classical_glm_fit` / `naiv
     genes = pd.Index(genes if genes is not None else [f'gene_{g}' for g in range(len(beta))], name='gene')
     out = pd.DataFrame({'beta': np.where(ok, beta, np.nan), 'se': np.where(ok, se, np.nan), 'ci_low': np.where(ok, lo, np.nan),
                         'ci_high': np.where(ok, hi, np.nan), 'z': z, 'p_value': p, 'p_adj': bh_adjust(p),
-                        'lam': fit['lam'].numpy(), 'ok': ok}, index=genes)
+                        'lam': fit['lam'].numpy(), 'ok': ok,
+                        'status': np.asarray(FIT_STATUS)[np.where(ok, 0, fit['status'].numpy() if 'status' in fit else -1)]},
+                       index=genes)
     if 'df' in fit: out['df'] = fit['df'].numpy()
     return out
 
@@ -595,6 +621,7 @@ def simulate_cells(genes:pd.DataFrame, # from `simulate_de_genes`
 # %% ../nbs/40_ppi_de.ipynb #2b929704
 SIM_ARMS = ('naive', 'classical', 'ppi', 'ppi++')
 
+# %% ../nbs/40_ppi_de.ipynb #b6ae1a16
 def ppi_sim_replicates(n_reps:int=100, n_unlabeled:int=20_000, n_curated:int=500, seed:int=0,
                        genes:pd.DataFrame|None=None, target_fraction:float=1/3, chunk:int=20,
                        arms=SIM_ARMS, # also: 'classical_unweighted', 'classical_pi_weights' (wrong on purpose)
@@ -679,200 +706,12 @@ def plot_sim_width(per_gene:pd.DataFrame, arms=('classical', 'ppi', 'ppi++'), ax
     ax.set_ylabel('median 95% CI width (log FC)'); ax.legend(fontsize=8)
     return ax
 
-# %% ../nbs/40_ppi_de.ipynb #c9f0906e
-class CurationLogError(RuntimeError):
-    "A curation log that cannot be written or read safely (damaged, changed by another writer, or closed)."
-
-class CurationLogLockedError(CurationLogError):
-    "Another live writer (process) holds the curation log's lock file."
-
-def _pid_alive(pid:int) -> bool:
-    try: os.kill(pid, 0)
-    except ProcessLookupError: return False
-    except PermissionError: return True
-    return True
-
-def _take_lock(lock:Path, token:str, owners:dict) -> None:
-    "Create `lock` holding 'pid host token'; a live foreign holder raises, a dead one's lock is taken over."
-    import socket
-    me = f"{os.getpid()} {socket.gethostname()} {token}"
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            with os.fdopen(fd, 'w') as f: f.write(me)
-            return
-        except FileExistsError:
-            pid, host, other = (lock.read_text().split() + ['', '', ''])[:3]
-            mine = pid == str(os.getpid()) and host == socket.gethostname()
-            if mine and other in owners: owners.pop(other)._close(reason='it was reopened by a newer CurationLog in this process')
-            elif not mine and host == socket.gethostname() and pid.isdigit() and _pid_alive(int(pid)):
-                raise CurationLogLockedError(f"{lock.with_suffix('')} is being written by process {pid} on {host} "
-                                             f"(lock file {lock}); close that session first")
-            elif not mine and host != socket.gethostname():
-                raise CurationLogLockedError(f"{lock.with_suffix('')} is locked by process {pid} on {host} (lock file {lock})")
-            else: warnings.warn(f"taking over the stale lock {lock} of process {pid}, which is not running")
-            lock.unlink(missing_ok=True)
-    raise CurationLogLockedError(f"could not take the lock {lock}")
-
-def _release_lock(lock:Path, token:str):
-    try:
-        if lock.read_text().split()[2:3] == [token]: lock.unlink()
-    except (FileNotFoundError, IndexError): pass
-
-# %% ../nbs/40_ppi_de.ipynb #5b4e01b8
-class CurationLog:
-    "Curation decisions for a list of cells: an append-only CSV journal with a lock file, resumable after a crash."
-    DECISIONS = ('accept', 'relabel', 'reject')
-    COLUMNS = ('cell_id', 'auto_label', 'decision', 'label', 'time')
-    _owners = {}   # lock token -> the live CurationLog holding it in this process
-    def __init__(self, path:str|Path,  # CSV journal; read back if it exists
-                 cell_ids,              # (n,) cells to curate, in order (compared as strings)
-                 auto_labels,           # (n,) automated label codes (0..K-1)
-                 class_names=('reference', 'target', 'other')):
-        import uuid, weakref
-        self.path, self.class_names = Path(path), tuple(class_names)
-        self.order = [str(c) for c in cell_ids]
-        if len(set(self.order)) != len(self.order): raise ValueError("cell_ids contain duplicates")
-        self.auto = pd.Series(np.asarray(auto_labels, dtype=int), index=pd.Index(self.order, dtype=object, name='cell_id'))
-        self._lock, self._token, self.closed, self._next = self.path.with_name(self.path.name + '.lock'), uuid.uuid4().hex, False, 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        _take_lock(self._lock, self._token, CurationLog._owners)
-        CurationLog._owners[self._token] = self
-        self._finalizer = weakref.finalize(self, _release_lock, self._lock, self._token)
-        try: self.decisions = self._read()
-        except BaseException: self.close(); raise
-
-    def _close(self, reason='it was closed'):
-        self.closed, self._reason = True, reason
-        CurationLog._owners.pop(self._token, None)
-
-    def close(self):
-        "Release the lock; the log can no longer record."
-        self._close(); self._finalizer()
-
-    def __enter__(self): return self
-    def __exit__(self, *exc): self.close()
-
-# %% ../nbs/40_ppi_de.ipynb #c4f096e5
-@patch
-def _read(self:CurationLog) -> dict:
-    "Decisions on disk, cell_id -> row (last line of a cell wins); a damaged last line is moved aside with a warning."
-    import csv, io
-    if not self.path.exists():
-        with atomic_file(self.path) as tmp: tmp.write_text(','.join(self.COLUMNS) + '\n')
-        self._stat = self._file_state(); return {}
-    try: text = self.path.read_bytes().decode('utf-8')
-    except UnicodeDecodeError as e: raise CurationLogError(f"{self.path}: not UTF-8 text ({e})") from e
-    lines = text.split('\n')
-    if lines[0] != ','.join(self.COLUMNS): raise CurationLogError(f"{self.path}: header {lines[0]!r}, expected {','.join(self.COLUMNS)!r}")
-    body, complete_last = lines[1:-1] if text.endswith('\n') else lines[1:], text.endswith('\n')
-    rows, bad = [], []
-    for i, line in enumerate(body):
-        row = next(csv.reader(io.StringIO(line)), [])
-        ok = (len(row) == 5 and row[2] in self.DECISIONS and row[1].lstrip('-').isdigit() and row[3].isdigit()
-              and int(row[3]) < len(self.class_names) and (complete_last or i < len(body) - 1))
-        (rows if ok else bad).append((i + 2, row))
-    if bad and [b[0] for b in bad] != [len(body) + 1]:
-        raise CurationLogError(f"{self.path}: {len(bad)} damaged lines (line {[b[0] for b in bad][:5]}); refusing to read it")
-    if bad: self._move_damaged_tail(body[:-1], bad[0][0])
-    unknown = sorted({r[0] for _, r in rows} - set(self.order))
-    if unknown: raise ValueError(f"{len(unknown)} cells in {self.path.name} are not in this curation set: {unknown[:5]}")
-    decisions = {}
-    for _, r in rows: decisions.pop(r[0], None); decisions[r[0]] = dict(zip(self.COLUMNS, [r[0], int(r[1]), r[2], int(r[3]), r[4]]))
-    self._stat = self._file_state()
-    return decisions
-
-@patch
-def _move_damaged_tail(self:CurationLog, good_lines:list, line_no:int):
-    aside = self.path.with_name(f"{self.path.name}.damaged-{pd.Timestamp.now(tz='UTC').strftime('%Y%m%dT%H%M%S%f')}")
-    aside.write_bytes(self.path.read_bytes())
-    with atomic_file(self.path) as tmp: tmp.write_text('\n'.join([','.join(self.COLUMNS)] + good_lines) + '\n')
-    warnings.warn(f"{self.path}: the last line ({line_no}) was cut or damaged and is not a decision; "
-                  f"the file as found is kept as {aside.name}")
-
-@patch
-def _file_state(self:CurationLog) -> tuple:
-    s = self.path.stat(); return (s.st_size, s.st_mtime_ns, s.st_ino)
-
-# %% ../nbs/40_ppi_de.ipynb #0c71ea45
-@patch
-def record(self:CurationLog, cell_id, decision:str, label:int|None=None):
-    "Append one decision (a repeated cell overrides its earlier decision), flushed and synced to disk."
-    import csv
-    if self.closed: raise CurationLogError(f"this CurationLog on {self.path} cannot record: {self._reason}")
-    cell_id = str(cell_id)
-    if cell_id not in self.auto.index: raise KeyError(f"cell {cell_id!r} is not in the curation set")
-    if decision not in self.DECISIONS: raise ValueError(f"decision must be one of {self.DECISIONS}, got {decision!r}")
-    if decision == 'relabel' and (label is None or not 0 <= int(label) < len(self.class_names)):
-        raise ValueError(f"relabel needs a label in 0..{len(self.class_names)-1}")
-    if self._file_state() != self._stat: raise CurationLogError(f"{self.path} was changed by another writer; reopen it")
-    auto = int(self.auto[cell_id])
-    final = {'accept': auto, 'relabel': None if label is None else int(label), 'reject': len(self.class_names) - 1}[decision]
-    row = {'cell_id': cell_id, 'auto_label': auto, 'decision': decision, 'label': final, 'time': pd.Timestamp.now(tz='UTC').isoformat()}
-    with open(self.path, 'a', newline='') as f:
-        csv.writer(f, lineterminator='\n').writerow([row[c] for c in self.COLUMNS]); f.flush(); os.fsync(f.fileno())
-    self._stat = self._file_state()
-    self.decisions.pop(cell_id, None); self.decisions[cell_id] = row
-
-@patch
-def next_pending(self:CurationLog) -> str|None:
-    "The first undecided cell in curation order (amortised O(1): decisions are never undone)."
-    while self._next < len(self.order) and self.order[self._next] in self.decisions: self._next += 1
-    return self.order[self._next] if self._next < len(self.order) else None
-
-@patch(as_prop=True)
-def pending(self:CurationLog) -> list:
-    "Cells without a decision yet, in curation order."
-    return [c for c in self.order if c not in self.decisions]
-
-@patch(as_prop=True)
-def table(self:CurationLog) -> pd.DataFrame:
-    "The current decisions, one row per decided cell."
-    return pd.DataFrame(list(self.decisions.values()), columns=list(self.COLUMNS))
-
-@patch
-def curated_labels(self:CurationLog) -> pd.Series:
-    "True label per decided cell (accept: automated, relabel: the new label, reject: the last class), in curation order."
-    done = [c for c in self.order if c in self.decisions]
-    return pd.Series([self.decisions[c]['label'] for c in done], index=pd.Index(done, dtype=object, name='cell_id'), dtype=int, name='label')
-
-# %% ../nbs/40_ppi_de.ipynb #7dfbbf7b
-def curation_widget(log:CurationLog,  # where decisions go; the panel is bound to it
-                    describe=None,    # cell_id -> str/HTML or a matplotlib Figure shown for the cell
-                   ):
-    "An ipywidgets panel: the next undecided cell, its automated label, Accept / Relabel / Reject."
-    import ipywidgets as w
-    from IPython.display import display
-    out, status = w.Output(), w.HTML()
-    new_label = w.Dropdown(options=[(n, i) for i, n in enumerate(log.class_names)], description='relabel to')
-    buttons = {d: w.Button(description=d.capitalize(), button_style=s)
-               for d, s in zip(log.DECISIONS, ('success', 'warning', 'danger'))}
-    shown = [None]   # the cell this panel shows: a click decides this cell, not whatever the log has next
-    def show():
-        out.clear_output(wait=True)
-        shown[0] = cell = log.next_pending()
-        status.value = f"<b>{len(log.decisions)}/{len(log.order)} decided</b>; log: {log.path}"
-        for b in buttons.values(): b.disabled = cell is None
-        if cell is None: return
-        with out:
-            print(f"cell {cell}: automated label = {log.class_names[int(log.auto[cell])]}")
-            if describe is not None: display(describe(cell))
-    def click(decision):
-        def handler(_):
-            try: log.record(shown[0], decision, new_label.value if decision == 'relabel' else None)
-            except CurationLogError as e:
-                status.value = f"<b style='color:#b00'>not recorded: {e}</b>"
-                for b in buttons.values(): b.disabled = True
-                return
-            show()
-        return handler
-    for d, b in buttons.items(): b.on_click(click(d))
-    show()
-    return w.VBox([status, out, w.HBox([buttons['accept'], new_label, buttons['relabel'], buttons['reject']])])
-
 # %% ../nbs/40_ppi_de.ipynb #d56d55a9
 class DEInputError(DataFormatError):
     "Input to `ppi_de` / `stlearn-nb de` that cannot give a valid answer (one message per problem)."
+
+class DEUndefinedError(DEInputError):
+    "Every gene's log fold change is undefined: an all-NaN table is refused, not returned."
 
 def _codes(values, reference, target) -> np.ndarray:
     v = np.asarray(values).astype(str)
@@ -928,6 +767,21 @@ def _matrix(adata, layer, columns=None):
     if _is_dask(x) or isinstance(x, np.ndarray) or scipy.sparse.issparse(x): return x[:, columns]
     return (x.to_memory() if hasattr(x, 'to_memory') else np.asarray(x[...]))[:, columns]   # backed: the small curated set
 
+def _n_classes(codes:dict, reference, target) -> int:
+    "2 when no cell is outside the two groups (an empty class makes every fit singular), else 3."
+    if not any((c == 2).any() for c in codes.values()): return 2
+    if 'yhc' in codes and not (codes['yc'] == 2).any():
+        k = int((codes['yhu'] == 2).sum() + (codes['yhc'] == 2).sum())
+        raise DEInputError(f"{k} cells have an automated label other than {reference!r} and {target!r} but no curated cell "
+                           "does: that class has no curated cell to fit it (singular design); curate some of them, or use method='classical'")
+    return 3
+
+def _defined(table:pd.DataFrame, method:str) -> pd.DataFrame:
+    "The table, unless no gene is defined (then a `DEUndefinedError` with the count of each reason)."
+    if table['ok'].any(): return table
+    reasons = ', '.join(f"{n} {s}" for s, n in table['status'].value_counts().items())
+    raise DEUndefinedError(f"{method}: none of the {len(table)} genes has a defined log fold change ({reasons})")
+
 def ppi_de(adata_unlabeled,            # AnnData, automated-only cells (N, G): in memory, sparse, backed='r' or Dask
            adata_curated,              # AnnData, curated cells (n, G); genes matched by name
            label_key:str,              # .obs column with the automated label (both objects)
@@ -939,7 +793,7 @@ def ppi_de(adata_unlabeled,            # AnnData, automated-only cells (N, G): i
            method:str='ppi++',         # 'ppi++', 'ppi', 'classical' or 'naive'
            family:str='poisson', alpha:float=0.05, clip:bool=True,
            interval:str='z',           # 'z' or 't' (Satterthwaite df: few heavily weighted curated cells)
-          ) -> pd.DataFrame:           # per gene (automated order): beta, se, ci_low, ci_high, z, p_value, p_adj, lam, ok
+          ) -> pd.DataFrame:           # per gene (automated order): beta, se, ci_low, ci_high, z, p_value, p_adj, lam, ok, status
     "Differential expression target vs reference with PPI++ (or the classical / naive / PPI baselines)."
     order = _check_de_input(adata_unlabeled, adata_curated, label_key, curated_key, reference, target, method, family, alpha)
     if interval not in ('z', 't'): raise DEInputError(f"interval must be 'z' or 't', got {interval!r}")
@@ -947,16 +801,16 @@ def ppi_de(adata_unlabeled,            # AnnData, automated-only cells (N, G): i
     w = None if weights_key is None else _positive_column(adata_curated, weights_key, 'curated')
     xu = _matrix(adata_unlabeled, layer) if method != 'classical' else None
     xc = _matrix(adata_curated, layer, order) if method != 'naive' else None
-    yc = _codes(adata_curated.obs[curated_key], reference, target)
-    kw = dict(family=family, with_df=interval == 't')
-    if method == 'naive':
-        fit = naive_glm_fit(xu, _codes(adata_unlabeled.obs[label_key], reference, target), off(adata_unlabeled, 'automated'), **kw)
-    elif method == 'classical': fit = classical_glm_fit(xc, yc, w, off(adata_curated, 'curated'), **kw)
+    codes = {k: _codes(a.obs[key], reference, target) for k, a, key, used in (
+        ('yc', adata_curated, curated_key, method != 'naive'), ('yhc', adata_curated, label_key, method in ('ppi', 'ppi++')),
+        ('yhu', adata_unlabeled, label_key, method != 'classical')) if used}
+    kw = dict(family=family, with_df=interval == 't', n_classes=_n_classes(codes, reference, target))
+    if method == 'naive': fit = naive_glm_fit(xu, codes['yhu'], off(adata_unlabeled, 'automated'), **kw)
+    elif method == 'classical': fit = classical_glm_fit(xc, codes['yc'], w, off(adata_curated, 'curated'), **kw)
     else:
-        fit = ppi_glm_fit(xc, yc, _codes(adata_curated.obs[label_key], reference, target), xu,
-                          _codes(adata_unlabeled.obs[label_key], reference, target), lam=1.0 if method == 'ppi' else None,
-                          clip=clip, weights=w, offset=off(adata_curated, 'curated'), offset_unlabeled=off(adata_unlabeled, 'automated'), **kw)
-    return de_table(fit, adata_unlabeled.var_names, alpha, interval)
+        fit = ppi_glm_fit(xc, codes['yc'], codes['yhc'], xu, codes['yhu'], lam=1.0 if method == 'ppi' else None, clip=clip,
+                          weights=w, offset=off(adata_curated, 'curated'), offset_unlabeled=off(adata_unlabeled, 'automated'), **kw)
+    return _defined(de_table(fit, adata_unlabeled.var_names, alpha, interval), method)
 
 # %% ../nbs/40_ppi_de.ipynb #cf2dcda4
 def plot_volcano(table:pd.DataFrame, # from `de_table` / `ppi_de`
@@ -1056,3 +910,9 @@ def run_ppi_sim(quick:bool=False, seed:int=0, data_dir=None, # data_dir unused (
              f"and PPI++; width_vs_classical is the ratio of median CI widths; "
              f"interval_t.csv: the same arms with t intervals (Satterthwaite df).")
     return Experiment(table=table, tables={'per_gene': per_gene, 'interval_t': table_t}, figures={'ppi_sim': fig}, notes=notes)
+
+# %% ../nbs/40_ppi_de.ipynb #54bd033c
+def check_perfect_labels(lam:float, width_ratio:float, n:int=500, N:int=20_000) -> bool:
+    "Exercise: lambda* and PPI++/classical width ratio with perfect automated labels (n curated, N automated-only)."
+    from stlearn_nb.core import check_answer
+    return check_answer([lam, width_ratio], [1 / (1 + n / N), math.sqrt(n / (n + N))], '(lambda*, width ratio)')

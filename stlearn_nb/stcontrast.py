@@ -10,13 +10,14 @@ import numpy as np, pandas as pd, torch, anndata as ad
 import matplotlib.pyplot as plt
 from torch import nn, Tensor
 import torch.nn.functional as F
+from .core import cpu_threads, seed_everything, default_device, nb_log_prob, type_palette, versions
+from .core import train_batch_size, check_train_steps, EmptyEpochError
+from .data import shared_data_dir, DataFormatError, ZeroCountsError, format_examples
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from fastai.learner import Learner
 from fastai.callback.core import Callback
 import fastai.callback.schedule, fastai.callback.progress  # fit_one_cycle, progress bars
-from .core import cpu_threads, seed_everything, default_device, nb_log_prob, type_palette, versions
-from .data import shared_data_dir, DataFormatError, ZeroCountsError, format_examples
 
 # %% auto #0
 __all__ = ['STCONTRAST_ARMS', 'simulate_batch_counts', 'CountVAE', 'elbo_terms', 'NegativeELBO', 'KLWarmup', 'CountDataset',
@@ -24,7 +25,7 @@ __all__ = ['STCONTRAST_ARMS', 'simulate_batch_counts', 'CountVAE', 'elbo_terms',
            'fit_latents', 'plot_latents', 'gene_latent', 'info_nce', 'ContrastiveHead', 'ContrastiveLoss',
            'SectionBatchDL', 'contrastive_learner', 'image_embedding', 'retrieval_accuracy', 'simulate_patch_features',
            'tissue_probe', 'class_scores', 'gene_targets', 'run_stcontrast_her2st', 'plot_stcontrast_bars',
-           'plot_embedding_umaps', 'plot_confusions']
+           'plot_embedding_umaps', 'plot_confusions', 'check_info_nce_chance']
 
 # %% ../nbs/50_stcontrast.ipynb #e5c5e9b9
 def simulate_batch_counts(n_patients:int=3,        # P patients (batches)
@@ -132,9 +133,11 @@ def count_vae_learner(counts,                 # (N, G) raw counts, array
     onehot = F.one_hot(codes).float()
     order = np.random.default_rng(seed).permutation(len(counts)); n_valid = max(1, int(valid_frac * len(counts)))
     ds = lambda idx: CountDataset(counts[idx], onehot[idx])
+    bs = train_batch_size(len(order) - n_valid, bs, 'CountVAE spots')   # drop_last: bs <= training spots
     dls = DataLoaders(DataLoader(ds(order[n_valid:]), bs=bs, shuffle=True, drop_last=True, device=device),
                       DataLoader(ds(order[:n_valid]), bs=bs, device=device), device=device)
     for dl in dls: dl.n_inp = 2
+    check_train_steps(dls, 'CountVAE')
     model = CountVAE(counts.shape[1], onehot.shape[1] if batch_aware else 0, n_latent, n_hidden)
     return Learner(dls, model, loss_func=NegativeELBO(), lr=lr, cbs=KLWarmup(warmup_frac))
 
@@ -294,7 +297,7 @@ class SectionBatchDL(DataLoader):
     def __init__(self, dataset, section, bs:int=64, seed:int=0, **kwargs):
         self.codes = pd.Categorical(np.asarray(section).astype(str)).codes
         counts = np.bincount(self.codes)
-        if (counts < bs).all(): raise ValueError(f"bs={bs} exceeds every section's spot count {counts.tolist()}: no batch can be formed")
+        if (counts < bs).all(): raise EmptyEpochError(f"bs={bs} exceeds every section's spot count {counts.tolist()}: no batch can be formed")
         self.n_batches, self.order_rng = int((counts // bs).sum()), np.random.default_rng(seed)
         super().__init__(dataset, bs=bs, shuffle=False, drop_last=True, **kwargs)
     def __len__(self): return self.n_batches
@@ -323,9 +326,11 @@ def contrastive_learner(features,                # (N, D) frozen patch features
     mean, sd = features[fit].mean(0), features[fit].std(0) + 1e-6
     x, y = torch.as_tensor((features - mean) / sd), torch.as_tensor((targets - targets[fit].mean(0)) / (targets[fit].std(0) + 1e-6))
     ds = lambda idx: torch.utils.data.TensorDataset(x[idx], y[idx])
+    if batch_mode == 'mixed': bs = train_batch_size(len(fit), bs, 'contrastive head spots', min_bs=2)   # InfoNCE: >= 2 per batch
     train_dl = (SectionBatchDL(ds(fit), np.asarray(section)[fit], bs=bs, seed=seed, device=device) if batch_mode == 'section'
                 else DataLoader(ds(fit), bs=bs, shuffle=True, drop_last=True, device=device))
     dls = DataLoaders(train_dl, DataLoader(ds(valid), bs=len(valid), device=device), device=device)
+    check_train_steps(dls, 'contrastive head')
     head = ContrastiveHead(x.shape[1], y.shape[1], n_hidden, temperature)
     learn = Learner(dls, head, loss_func=ContrastiveLoss(head), lr=lr)
     learn.standardise = (mean, sd)
@@ -540,3 +545,10 @@ def plot_confusions(confusion:pd.DataFrame, # table 'confusion': arm, test, true
         ax.set_title(_short(arm), fontsize=8); ax.set_xlabel('predicted', fontsize=7)
     axes[0].set_ylabel(f'true ({test})', fontsize=7)
     return axes
+
+# %% ../nbs/50_stcontrast.ipynb #6a3442b3
+def check_info_nce_chance(answer:float, batch:int=64) -> bool:
+    "Exercise: symmetric InfoNCE of a batch whose cosine similarities are all equal."
+    from stlearn_nb.core import check_answer
+    same = torch.ones(batch, 8)
+    return check_answer(answer, info_nce(same, same, torch.tensor(math.log(1 / 0.07))).item(), 'the InfoNCE loss')

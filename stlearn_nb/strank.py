@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 from .core import (cpu_threads, seed_everything, default_device, spearman_per_gene, pearson_per_gene,
                              average_ranks, correlation_summary, partial_spearman_per_gene,
-                             poisson_log_prob, nb_log_prob, Experiment)
+                             poisson_log_prob, nb_log_prob, Experiment, train_batch_size, check_train_steps)
 from .features import HER2ST_SPLIT, her2st_dataset
 
 # %% auto #0
@@ -24,7 +24,8 @@ __all__ = ['TOY_FUNCTIONS', 'TOY_LOSSES', 'TOY_PAPER', 'IMBALANCED_WINDOW', 'TOY
            'WarmRestartsLR', 'ToyEvalCallback', 'ConcatEnsembles', 'toy_grid', 'toy_datasets', 'toy_learner', 'fit_toy',
            'summarise_toy', 'plot_toy_curves', 'plot_toy_bars', 'run_strank_toy', 'LinearHead', 'real_loss',
            'KeepBestWeights', 'her2st_offset', 'her2st_learner', 'her2st_predict', 'section_scores', 'her2st_scores',
-           'her2st_ridge', 'plot_her2st_bars', 'plot_gene_maps', 'her2st_depth_baseline', 'run_strank_her2st']
+           'her2st_ridge', 'plot_her2st_bars', 'plot_gene_maps', 'her2st_depth_baseline', 'run_strank_her2st',
+           'check_list_strank_uniform']
 
 # %% ../nbs/10_strank.ipynb #f62e3a82
 def library_offset(counts:Tensor, # (B, G) raw counts of the selected genes
@@ -390,12 +391,14 @@ def toy_learner(datasets:list,      # dicts from `simulate_toy`, indexed by `gri
     stack = lambda key: torch.as_tensor(np.stack([d[key] for d in datasets]))
     parts = [EnsembleMLP(ds, n_losses, seed=seed + i, **configs[c]) for i, (c, ds, n_losses) in enumerate(_ensemble_blocks(grid))]
     model_data = torch.as_tensor(grid['dataset'].to_numpy())
+    bs = train_batch_size(min(len(d['x']) for d in datasets), bs, 'toy ensemble spots')
     batches = ToyBatches(stack('x'), stack('counts'), torch.as_tensor(np.stack([d['group'] for d in datasets])), bs=bs, seed=seed)
     evaluator = ToyEvalCallback(stack('x_val'), np.stack([d['mu_val'] for d in datasets]), stack('x_test'), model_data)
     opt = partial(Adam, mom=0.9, sqr_mom=0.999, eps=1e-8, wd=0.01)   # torch.optim.AdamW's defaults
     learn = Learner(DataLoaders(batches, batches), ConcatEnsembles(parts),
                     loss_func=ToyEnsembleLoss(grid.loss.tolist(), model_data, seed=seed),
                     opt_func=opt, lr=lr, cbs=[WarmRestartsLR(lr), evaluator])
+    check_train_steps(learn.dls, 'toy ensemble')
     learn.toy_eval = evaluator
     return learn
 
@@ -461,7 +464,10 @@ def plot_toy_bars(summary:pd.DataFrame, config:str, ax=None):
         ax.bar(pos, s.spearman_mean, 0.38, yerr=s.spearman_sd.fillna(0), color=colour, alpha=0.8, label=f'{setting} (ours)')
         ax.scatter(pos, s.paper, marker='_', s=200, color='k', zorder=3, label='paper' if k == 0 else None)
     ax.set_xticks(np.arange(len(TOY_LOSSES)), TOY_LOSSES, fontsize=8)
-    ax.set(ylabel='test Spearman', ylim=(min(0, t.spearman_mean.min()), 1), title=config); ax.legend(fontsize=7)
+    low = min(0, (t.spearman_mean - t.spearman_sd.fillna(0)).min())
+    ax.axhline(0, color='grey', lw=0.8)
+    ax.set(ylabel='test Spearman', ylim=(low - 0.05, 1.08), title=config)   # headroom: bars at .997 stay visible
+    ax.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1))      # outside the bars
     return ax
 
 # %% ../nbs/10_strank.ipynb #2b5273c1
@@ -488,7 +494,7 @@ def run_strank_toy(quick:bool=False, seed:int=0, data_dir=None, # data_dir unuse
     figs = {}
     for c in chosen:
         import matplotlib.pyplot as plt
-        fig, axs = plt.subplots(1, 2, figsize=(12, 3.6))
+        fig, axs = plt.subplots(1, 2, figsize=(14, 3.6), layout='constrained')
         plot_toy_bars(main, c, ax=axs[0])
         plot_toy_curves(runs, learn.toy_eval.best_test, datasets, int(runs[runs.setting == 'Imbalanced'].dataset.iloc[0]), c, ax=axs[1])
         figs['toy_' + c.split()[0].lower()] = fig
@@ -534,8 +540,10 @@ class KeepBestWeights(TrackerCallback):
     def after_fit(self):
         if self.state is not None: self.model.load_state_dict(self.state)
 
+# %% ../nbs/10_strank.ipynb #612d4a6a
 HER2ST_OFFSETS = ('selected', 'all', 'none')
 
+# %% ../nbs/10_strank.ipynb #5fe4c58d
 def her2st_offset(data:dict, kind:str='selected', train=HER2ST_SPLIT['train']) -> np.ndarray: # (n, 1) log offset
     "Per-spot log library offset: over the selected genes (the paper), the spot's all-gene total (rescaled), or none."
     counts = torch.as_tensor(data['counts'])
@@ -557,11 +565,13 @@ def her2st_learner(data:dict, loss:str, split=HER2ST_SPLIT, bs:int=128, lr:float
     codes = pd.Categorical(data['section']).codes.astype(np.float32)
     X = torch.as_tensor((data['features'] - mean) / sd)
     Y = torch.as_tensor(np.column_stack([data['counts'], her2st_offset(data, offset, split['train']), codes]).astype(np.float32))
+    bs = train_batch_size(int(train.sum()), bs, f"linear head on the training sections {list(split['train'])}")
     dl = lambda rows, shuffle: DataLoader(TensorDataset(X[rows], Y[rows]), batch_size=bs, shuffle=shuffle)
     head = LinearHead(X.shape[1], data['counts'].shape[1])
     learn = Learner(DataLoaders(dl(train, True), dl(valid, False)), head, loss_func=real_loss(loss, head), lr=lr,
                     opt_func=partial(Adam, mom=0.9, sqr_mom=0.999, eps=1e-8, wd=0.01),
                     cbs=[KeepBestWeights(), EarlyStoppingCallback(patience=patience)])
+    check_train_steps(learn.dls, 'linear head')
     learn.standardise = (mean, sd)
     return learn
 
@@ -708,3 +718,11 @@ def run_strank_her2st(quick:bool=False, seed:int=0, data_dir=None, n_genes:int=5
              f"spot's all-gene total. *_adj: mean per-gene partial Spearman given the spot's library size (depth removed). paper_hest1k: the paper's HEST-1k averages (context).")
     return Experiment(table, tables={'per_seed': runs, 'offsets': offsets, 'maps_C6': maps, 'per_gene_B4': pd.concat(per_gene), 'qc': qc.reset_index(names='section')},
                       figures=figs, notes=notes)
+
+# %% ../nbs/10_strank.ipynb #d6692fa1
+def check_list_strank_uniform(answer:float) -> bool:
+    "Exercise: ListSTRank loss of counts (0, 1, 3, 6) in one section under equal scores (mean over spots)."
+    from stlearn_nb.core import check_answer
+    counts = torch.tensor([[0.], [1.], [3.], [6.]])
+    expected = list_strank_loss(torch.zeros(4, 1), counts, torch.zeros(4, dtype=torch.long)).item()
+    return check_answer(answer, expected, 'the ListSTRank loss')

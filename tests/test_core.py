@@ -49,3 +49,21 @@ def test_seed_everything_reproduces_torch_and_numpy():
     seed_everything(11); a = torch.randn(3), np.random.rand(2)
     seed_everything(11); b = torch.randn(3), np.random.rand(2)
     assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_core_silences_fastai_torch_jit_warning_only():
+    "Importing stlearn_nb.core first hides fastai's torch.jit FutureWarning, and only that message."
+    import subprocess, sys
+    code = ("import warnings, stlearn_nb.core, fastai.layers\n"
+            "with warnings.catch_warnings(record=True) as w:\n"
+            "    warnings.simplefilter('default')\n"
+            "    warnings.warn('other future warning', FutureWarning)\n"
+            "print(len(w))")
+    r = subprocess.run([sys.executable, '-W', 'default', '-c', code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert 'torch.jit' not in r.stderr, r.stderr
+    assert r.stdout.strip() == '1'   # other FutureWarnings still reach the user
+    control = subprocess.run([sys.executable, '-W', 'default', '-c', 'import fastai.layers'],
+                             capture_output=True, text=True, timeout=120)
+    if 'torch.jit.script' not in control.stderr:
+        import pytest; pytest.skip('this fastai/torch pair no longer warns: the filter is untested here')

@@ -241,6 +241,9 @@ def test_cli_quick(tmp_path):
     res = pd.read_csv(tmp_path/'results.csv')
     assert set(res.method) == {'ST-derived', 'manual (1 organ, 1/4 tiles)'} and (tmp_path/'overlays.png').exists()
     assert res[['bPQ', 'AJI']].apply(lambda c: c.between(0, 1) | c.isna()).all().all()
+    # the manual arm has fewer training tiles than the batch size: it still trains, as many steps as the ST arm
+    steps = res.groupby('method')['train_steps'].first()
+    assert (steps > 0).all() and steps.nunique() == 1, steps
 
 
 def test_threads_option_is_restored():

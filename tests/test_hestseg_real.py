@@ -238,10 +238,58 @@ def test_read_he_image_tiff_png_and_grey(tmp_path):
     from PIL import Image
     img = np.random.default_rng(0).integers(0, 255, (9, 7, 3), dtype=np.uint8)
     tifffile.imwrite(tmp_path/'a.tif', img); Image.fromarray(img).save(tmp_path/'a.png'); Image.fromarray(img[..., 0]).save(tmp_path/'g.png')
-    np.testing.assert_array_equal(read_he_image(tmp_path/'a.tif'), img); np.testing.assert_array_equal(read_he_image(tmp_path/'a.png'), img)
-    np.testing.assert_array_equal(read_he_image(tmp_path/'g.png'), np.repeat(img[..., :1], 3, 2))
+    assert read_he_image(tmp_path/'a.tif')[1] == read_he_image(tmp_path/'a.png')[1] == ''   # RGB: no conversion to report
+    np.testing.assert_array_equal(read_he_image(tmp_path/'a.tif')[0], img); np.testing.assert_array_equal(read_he_image(tmp_path/'a.png')[0], img)
+    np.testing.assert_array_equal(read_he_image(tmp_path/'g.png')[0], np.repeat(img[..., :1], 3, 2))
     tifffile.imwrite(tmp_path/'f.tif', img.astype(np.float32))
-    with pytest.raises(Exception, match='expected uint8'): read_he_image(tmp_path/'f.tif')
+    with pytest.raises(Exception, match='expected 8-bit'): read_he_image(tmp_path/'f.tif')
+
+
+def _write_mode(path, fmt, mode, rgb):
+    "Save `rgb` as `fmt` in colour `mode`; return what a correct reader gives back as RGB (decoded independently)."
+    import tifffile
+    from PIL import Image
+    grey = rgb[..., 0]
+    if fmt == 'tiff':
+        if mode == 'L': tifffile.imwrite(path, grey, photometric='minisblack'); return np.repeat(grey[..., None], 3, 2)
+        if mode == 'miniswhite': tifffile.imwrite(path, 255 - grey, photometric='miniswhite'); return np.repeat(grey[..., None], 3, 2)
+        if mode == 'RGBA':
+            tifffile.imwrite(path, np.dstack([rgb, np.full(grey.shape, 200, np.uint8)]), photometric='rgb', extrasamples=['unassalpha'])
+            return rgb
+        if mode == 'P':
+            cmap = np.zeros((3, 256), np.uint16); cmap[:, :4] = (np.array([[0, 0, 0], [255, 0, 0], [0, 128, 255], [90, 60, 200]]).T * 257)
+            idx = grey % 4; tifffile.imwrite(path, idx, photometric='palette', colormap=cmap); return (cmap[:, idx] >> 8).transpose(1, 2, 0).astype(np.uint8)
+    im = Image.fromarray(rgb).convert(mode)
+    im.save(path)
+    with Image.open(path) as back: return np.asarray(back.convert('RGB'))   # Pillow's own decoding of the saved file
+
+
+@pytest.mark.parametrize('fmt,mode', [('png', 'L'), ('png', 'LA'), ('png', 'RGBA'), ('png', 'P'), ('jpeg', 'L'),
+                                      ('tiff', 'L'), ('tiff', 'miniswhite'), ('tiff', 'RGBA'), ('tiff', 'P')])
+def test_non_rgb_images_are_converted_and_said(tmp_path, fmt, mode, capsys):
+    "Greyscale, grey + alpha, RGBA and palette files: the same RGB as an independent decoder, a note, a log line, a CSV column."
+    rgb = simulate_tile('breast', 64, seed=1)['image']
+    path = tmp_path/f'x.{ {"png": "png", "jpeg": "jpg", "tiff": "tif"}[fmt] }'
+    expected = _write_mode(path, fmt, mode, rgb)
+    img, note = read_he_image(path)
+    np.testing.assert_array_equal(img, expected)
+    kind = {'L': 'greyscale', 'miniswhite': 'greyscale', 'LA': 'greyscale + alpha', 'RGBA': 'RGBA', 'P': 'palette'}[mode]
+    assert str(path) in note and f'{kind} image converted to RGB' in note, note
+    m = MobileHoVerNet(); save_segmenter(m, tmp_path/'m.pt')
+    table = segment_files([path], tmp_path/'m.pt', 0.5, tmp_path/'out')
+    assert f'segment: {note}' in capsys.readouterr().out
+    assert pd.read_csv(tmp_path/'out'/'segment.csv')['converted'].iloc[0] == note == table['converted'].iloc[0]
+    segment_files([path], tmp_path/'m.pt', 0.5, tmp_path/'out2', progress=False)   # --quiet: no line, the column stays
+    assert 'converted' not in capsys.readouterr().out
+
+
+def test_segment_nuclei_refuses_non_rgb_arrays_naming_to_rgb():
+    with pytest.raises(ValueError, match='to_rgb'): segment_nuclei(np.zeros((32, 32), np.uint8), AnswerInImage(), 0.5)
+    with pytest.raises(ValueError, match='to_rgb'): segment_nuclei(np.zeros((32, 32, 4), np.uint8), AnswerInImage(), 0.5)
+    grey = _coded(64)[1][..., 0]
+    np.testing.assert_array_equal(segment_nuclei(to_rgb(grey)[0], AnswerInImage(), 0.5, tile=1024),
+                                  segment_nuclei(np.repeat(grey[..., None], 3, 2), AnswerInImage(), 0.5, tile=1024))
+
 
 def test_run_hestseg_monuseg_quick_on_real_data(tmp_path):
     _real()
