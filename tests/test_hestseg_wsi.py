@@ -142,7 +142,7 @@ def test_block_wise_equals_one_pass_on_monuseg_tile(tmp_path, quick_model, share
     "A MoNuSeg test tile at the working resolution: block-wise (48, 100, 200 px blocks) == one pass == `segment_nuclei`, nucleus for nucleus."
     from stlearn_nb.hestseg_real import read_he_image, load_segmenter
     tif = sorted((shared('monuseg')/'test').glob('*.tif'))[0]
-    img, _ = resample_tile(read_he_image(tif), None, 0.25, 0.5); Image.fromarray(img).save(tmp_path/'mon.png')
+    img, _ = resample_tile(read_he_image(tif)[0], None, 0.25, 0.5); Image.fromarray(img).save(tmp_path/'mon.png')
     ref = segment_nuclei(img, load_segmenter(quick_model), 0.5)
     _, one = run(tmp_path, tmp_path/'mon.png', quick_model, 0.5, 'one', block_px=10_000, mask=True)
     assert same_partition(labels_of(tmp_path/'one'), ref) and len(one) > 50
