@@ -399,35 +399,71 @@ def run_encode(args) -> int:
 
 # %% ../nbs/90_cli.ipynb #b77d88e3
 def add_segment_parser(sub):
-    "The `segment` subcommand: nuclei instance masks of the user's H&E images with a trained model file."
-    desc = ('Segment nuclei in H&E images with a model file (the model.pt that `stlearn-nb hestseg-monuseg` writes); '
-            'one <stem>_mask.npy (int32 instances) and <stem>_overlay.png per image, and segment.csv, into --out.')
-    s = sub.add_parser('segment', help='nuclei masks of your own H&E images with a trained model file', description=desc)
-    s.add_argument('images', nargs='+', type=Path, metavar='IMAGE', help='H&E images (.tif, .png, .jpg), 8-bit; greyscale, palette and alpha are converted to RGB, and said')
+    "The `segment` subcommand: nuclei of the user's H&E images or whole slides with a trained model file."
+    desc = ('Segment nuclei in H&E images with a model file (the model.pt that `stlearn-nb hestseg-monuseg` writes). '
+            'Tiles: one <stem>_mask.npy (int32 instances) and <stem>_overlay.png per image, and segment.csv, into --out. '
+            'Whole slides (--block-px given): block by block in memory bounded by --block-px, one folder per slide '
+            '(nuclei.csv/.parquet/.h5ad/.geojson, thumbnail overlay, labels.zarr with --mask), resumable; under torchrun '
+            'the ranks share tile rows and blocks.')
+    s = sub.add_parser('segment', help='nuclei of your own H&E images or whole slides with a trained model file', description=desc)
+    s.add_argument('images', nargs='+', type=Path, metavar='SLIDE', help='H&E images or slides (.tif/.tiff incl. pyramidal BigTIFF, .png, .jpg; .svs/.ndpi/.mrxs with openslide), 8-bit; greyscale, palette and alpha are converted to RGB')
     s.add_argument('--model', type=Path, required=True, metavar='MODEL', help='model file: torch dict with state_dict and config')
     s.add_argument('--mpp', type=float, required=True, metavar='MPP', help='microns per pixel (pixel size) of the images (> 0)')
     s.add_argument('--out', type=Path, required=True, metavar='DIR', help='output folder (replaced only when every image is done)')
+    s.add_argument('--block-px', type=int, default=None, metavar='N', help='whole-slide mode: block side in the model\'s pixels (>= 64; 2048 at 0.5 um/px needs ~1.5 GB)')
+    s.add_argument('--workers', type=int, default=None, metavar='N', help='CPU threads for the network and post-processing (>= 1; default: torch\'s)')
+    s.add_argument('--mask', action='store_true', help='whole-slide mode: also write the label image as labels.zarr (slide pixels, chunked)')
     _add_run_flags(s, 'no per-image lines')
     return s
 
 def check_segment_args(args):
-    "The `segment` arguments, checked before torch is imported: --out, --mpp, every image's kind, the model file's kind."
-    check_out_dir(args.out, 'segment.csv')
+    "The `segment` arguments, checked before torch is imported: numbers, every image's kind, the model file's kind, --out."
     if not (math.isfinite(args.mpp) and args.mpp > 0): raise CommandLineError(f"--mpp {args.mpp}: must be a pixel size > 0 in um/px")
+    if args.block_px is not None and args.block_px < 64: raise CommandLineError(f"--block-px must be >= 64, got {args.block_px}")
+    if args.workers is not None and args.workers < 1: raise CommandLineError(f"--workers must be >= 1, got {args.workers}")
+    if args.mask and args.block_px is None: raise CommandLineError("--mask is for whole slides: give --block-px too (tiles always get <stem>_mask.npy)")
     missing = [str(p) for p in args.images if not Path(p).is_file()]
     if missing: raise FileNotFoundError(f"{len(missing)} of {len(args.images)} images not found: {', '.join(missing[:5])}")
-    for p in args.images: expect_file_kind(p, IMAGE_KINDS, 'an H&E image (PNG, JPEG or TIFF)')
+    for p in args.images:
+        if Path(p).suffix.lower() != '.mrxs': expect_file_kind(p, IMAGE_KINDS, 'an H&E image (PNG, JPEG or TIFF)')   # .mrxs: openslide's index file
     expect_file_kind(args.model, TORCH_FILE_KINDS, "a segmentation model file (the model.pt that `stlearn-nb hestseg-monuseg` writes)")
+    stems = [Path(p).stem for p in args.images]; dup = sorted({s for s in stems if stems.count(s) > 1})
+    if dup: raise CommandLineError(f"images share file names (outputs would collide): {', '.join(dup[:5])}")
+    if args.block_px is None: check_out_dir(args.out, 'segment.csv'); return
+    if not args.out.is_dir(): check_out_dir(args.out, 'segment.csv'); return     # a file, or a new folder to create
+    ours = {Path(p).stem for p in args.images}   # a resumed whole-slide run keeps its slide folders
+    if any(p for p in args.out.iterdir() if not p.name.startswith('.') and p.name not in ours) and not (args.out/'segment.csv').exists():
+        raise CommandLineError(f"--out {args.out} is a non-empty folder without segment.csv; the run would replace it: choose a new or empty folder")
+
+def _segment_slides(args):
+    "Whole-slide mode: `segment_slide` per slide into out/<stem>/, then out/segment.csv (rank 0)."
+    import pandas as pd, torch.distributed as dist
+    from stlearn_nb.hestseg_wsi import segment_slide
+    if int(os.environ.get('WORLD_SIZE', 1)) > 1 and not dist.is_initialized(): dist.init_process_group('gloo')
+    rows = []
+    for p in args.images:
+        s = segment_slide(p, args.model, args.mpp, args.out/Path(p).stem, block_px=args.block_px, mask=args.mask, progress=not args.quiet)
+        rows.append(dict(image=str(p), folder=Path(p).stem, **{k: s.get(k) for k in ('height', 'width', 'n_blocks', 'n_nuclei', 'seconds')}))
+        if not args.quiet and s['rank'] == 0: print(f"segment: {p}: {s.get('n_nuclei')} nuclei in {s.get('seconds')} s", flush=True)
+    table = pd.DataFrame(rows)
+    if s['rank'] == 0: table.to_csv(args.out/'segment.csv', index=False)
+    return table
 
 def run_segment(args) -> int:
     "Run `stlearn-nb segment`; bad input prints one line and returns 2."
     try:
         check_segment_args(args)
-        from stlearn_nb.hestseg_real import segment_files   # the concept is imported only when `segment` runs
-        table = segment_files(args.images, args.model, args.mpp, args.out, progress=not args.quiet)
+        import torch
+        if args.workers: torch.set_num_threads(args.workers)
+        if args.block_px is None:
+            from stlearn_nb.hestseg_real import segment_files   # the concept is imported only when `segment` runs
+            table = segment_files(args.images, args.model, args.mpp, args.out, progress=not args.quiet)
+        else: table = _segment_slides(args)
     except Exception as e: return _error_exit(args, e)
-    print(f"segment: {len(table)} images, {int(table.n_nuclei.sum())} nuclei; masks and overlays in {args.out}/")
+    where = 'masks and overlays' if args.block_px is None else 'nuclei tables, GeoJSON and thumbnails'
+    print(f"segment: {len(table)} images, {int(table.n_nuclei.fillna(0).sum())} nuclei; {where} in {args.out}/")
     return 0
+
 
 # %% ../nbs/90_cli.ipynb #4f70f6b1
 def _parse_option(text:str) -> tuple[str, object]:

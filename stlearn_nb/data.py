@@ -10,16 +10,16 @@ from pathlib import Path
 import numpy as np, pandas as pd, scipy.sparse as sp, anndata as ad, torch
 
 # %% auto #0
-__all__ = ['HER2ST_UM_PER_PX', 'HER2ST_CLASSES', 'UM_PER_PX_TIMES_MAGNIFICATION', 'MONUSEG_ORGANS', 'DataFormatError',
-           'BarcodeMismatchError', 'PatchOutOfBoundsError', 'ZeroCountsError', 'UnreadableFileError', 'format_examples',
-           'require_file', 'reading', 'check_text_complete', 'read_table', 'read_tiff', 'check_anndata',
-           'check_pixel_size', 'check_unique', 'check_finite', 'shared_data_dir', 'check_counts', 'crop_patches',
-           'resize_patches', 'read_hest_patches', 'read_hest_patch_index', 'read_hest', 'write_toy_hest', 'read_her2st',
-           'her2st_tissue_classes', 'read_full_image', 'spot_patches', 'read_10x_reference', 'write_toy_10x',
-           'transcripts_to_counts', 'read_cosmx', 'read_cosmx_masks', 'local_to_pixel', 'read_merfish_spatial',
-           'read_merfish_reference', 'read_merfish_rctd', 'MaskShapeError', 'read_cpm15_magnifications',
-           'read_cpm15_mask', 'read_png', 'read_cpm15', 'monuseg_organ', 'resize_labels', 'resample_tile',
-           'plot_spatial']
+__all__ = ['HER2ST_UM_PER_PX', 'HER2ST_CLASSES', 'UM_PER_PX_TIMES_MAGNIFICATION', 'MONUSEG_ORGANS', 'SLIDE_MAX_PIXELS',
+           'OPENSLIDE_SUFFIXES', 'DataFormatError', 'BarcodeMismatchError', 'PatchOutOfBoundsError', 'ZeroCountsError',
+           'UnreadableFileError', 'format_examples', 'require_file', 'reading', 'check_text_complete', 'read_table',
+           'read_tiff', 'check_anndata', 'check_pixel_size', 'check_unique', 'check_finite', 'shared_data_dir',
+           'check_counts', 'crop_patches', 'resize_patches', 'read_hest_patches', 'read_hest_patch_index', 'read_hest',
+           'write_toy_hest', 'read_her2st', 'her2st_tissue_classes', 'read_full_image', 'spot_patches',
+           'read_10x_reference', 'write_toy_10x', 'transcripts_to_counts', 'read_cosmx', 'read_cosmx_masks',
+           'local_to_pixel', 'read_merfish_spatial', 'read_merfish_reference', 'read_merfish_rctd', 'MaskShapeError',
+           'read_cpm15_magnifications', 'read_cpm15_mask', 'read_png', 'read_cpm15', 'monuseg_organ', 'resize_labels',
+           'resample_tile', 'SlideTooLargeError', 'SlideReader', 'write_pyramid_tiff', 'plot_spatial']
 
 # %% ../nbs/01_data.ipynb #d9fe5b4f
 class DataFormatError(ValueError):
@@ -784,6 +784,93 @@ def resample_tile(image:np.ndarray,     # (H, W, 3) uint8
     t = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)[None].float()
     t = torch.nn.functional.interpolate(t, size=(h, w), mode='bilinear', antialias=h < H, align_corners=False)
     return t[0].round().clamp(0, 255).byte().permute(1, 2, 0).numpy(), None if mask is None else resize_labels(mask, (h, w))
+
+# %% ../nbs/01_data.ipynb #425e85a6
+SLIDE_MAX_PIXELS = 600_000_000   # JPEG/PNG decoded whole up to this many pixels (1.8 GB of RGB)
+OPENSLIDE_SUFFIXES = ('.svs', '.ndpi', '.mrxs', '.scn', '.vms', '.vmu', '.bif', '.svslide')
+
+class SlideTooLargeError(DataFormatError):
+    "A JPEG/PNG slide has more pixels than the decode limit; tiled TIFF is read region by region instead."
+
+def _tiff_level0(tif, path:Path):
+    "The full-resolution level of a TIFF as a zarr array with axes (Y, X[, S])."
+    import zarr
+    series = tif.series[0]; page = series.levels[0].keyframe
+    end = max((o + n for o, n in zip(page.dataoffsets, page.databytecounts)), default=0)
+    if end > path.stat().st_size: raise UnreadableFileError(f"{path}: the slide (TIFF) is truncated: its pixels end at byte {end}, the file at {path.stat().st_size}")
+    axes = series.levels[0].axes
+    if axes not in ('YX', 'YXS'): raise DataFormatError(f"{path}: the slide has TIFF axes {axes!r}, expected 'YX' or 'YXS' (one RGB or grey plane)")
+    return zarr.open(series.aszarr(level=0), mode='r')
+
+# %% ../nbs/01_data.ipynb #36c2c3e6
+def _pillow_slide(path:Path, max_pixels:int) -> np.ndarray: # (H, W, 3) uint8, decoded whole
+    from PIL import Image
+    with reading(path, 'slide (Pillow)'), warnings.catch_warnings():
+        warnings.simplefilter('ignore', Image.DecompressionBombWarning)   # the explicit limit below replaces it
+        with Image.open(path) as im:
+            W, H = im.size
+            if H * W > max_pixels:
+                raise SlideTooLargeError(f"{path}: {H} x {W} = {H * W / 1e6:.0f} Mpx exceeds the {max_pixels / 1e6:g} Mpx limit for "
+                                         f"{im.format} slides (decoded whole, 3 bytes/px); convert it to a tiled TIFF or raise max_pixels")
+            rgb = im.convert('RGB') if im.mode != 'RGB' else im
+            rgb.load(); arr = np.asarray(rgb)
+    if arr.dtype != np.uint8: raise DataFormatError(f"{path}: the slide has dtype {arr.dtype}, expected 8-bit")
+    return arr
+
+def _openslide_slide(path:Path):
+    try: import openslide
+    except ImportError: raise ImportError(f"{path}: reading {path.suffix} slides needs openslide-python and openslide-bin (pip install openslide-python openslide-bin)") from None
+    with reading(path, 'slide (OpenSlide)'): return openslide.OpenSlide(str(path))
+
+# %% ../nbs/01_data.ipynb #ded61af6
+class SlideReader:
+    "Regions of a slide as (h, w, 3) uint8 RGB: TIFF via tifffile + zarr, OpenSlide formats if installed, JPEG/PNG decoded once up to `max_pixels`."
+    def __init__(self, path:str|Path, max_pixels:int=SLIDE_MAX_PIXELS):
+        self.path = path = require_file(path, 'slide image'); self.kind, suffix = None, path.suffix.lower()
+        if path.stat().st_size == 0: raise UnreadableFileError(f"{path}: the slide image is an empty file (0 bytes)")
+        if suffix in ('.tif', '.tiff', '.btf', '.tf8', '.ome.tif'):
+            import tifffile
+            with reading(path, 'slide (TIFF)'): self._tif = tifffile.TiffFile(path)
+            try: self._arr = _tiff_level0(self._tif, path)
+            except BaseException: self._tif.close(); raise
+            self.kind, self.shape = 'tiff', tuple(self._arr.shape[:2])
+        elif suffix in OPENSLIDE_SUFFIXES: self._slide = _openslide_slide(path); self.kind, self.shape = 'openslide', tuple(self._slide.dimensions[::-1])
+        else: self._arr = _pillow_slide(path, max_pixels); self.kind, self.shape = 'pillow', self._arr.shape[:2]
+        if self.kind == 'tiff' and self._arr.dtype != np.uint8: raise DataFormatError(f"{path}: the slide has dtype {self._arr.dtype}, expected uint8")
+    def read(self, y:int, x:int, h:int, w:int) -> np.ndarray: # (h, w, 3) uint8
+        "Pixels [y, y + h) x [x, x + w), which must lie inside the slide."
+        H, W = self.shape
+        if not (0 <= y and 0 <= x and h >= 0 and w >= 0 and y + h <= H and x + w <= W):
+            raise PatchOutOfBoundsError(f"{self.path}: region y={y}, x={x}, h={h}, w={w} reaches outside the {H} x {W} slide")
+        if self.kind == 'openslide':
+            return np.asarray(self._slide.read_region((x, y), 0, (w, h)).convert('RGB'))
+        with reading(self.path, 'slide region'): a = np.asarray(self._arr[y:y + h, x:x + w])
+        if a.ndim == 2: a = np.repeat(a[..., None], 3, axis=2)
+        return np.ascontiguousarray(a[..., :3])
+    def close(self):
+        for k in ('_tif', '_slide'):
+            if hasattr(self, k): getattr(self, k).close()
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.close()
+    def __repr__(self): return f"SlideReader({self.path.name}, {self.kind}, {self.shape[0]} x {self.shape[1]} px)"
+
+# %% ../nbs/01_data.ipynb #c088d8a8
+def write_pyramid_tiff(path:str|Path, shape:tuple, tile_fn, tile:int=256, levels:int=3) -> Path:
+    "A tiled pyramidal BigTIFF of `shape` (H, W) RGB written tile by tile; `tile_fn(y, x, h, w)` -> (h, w, 3) uint8 at level 0."
+    import tifffile
+    H, W = shape
+    def tiles(f):   # level f: each pixel is the top-left pixel of its f x f block of level 0 (cheap and exact to check)
+        h, w = -(-H // f), -(-W // f)
+        for y in range(0, h, tile):
+            for x in range(0, w, tile):
+                t = np.zeros((tile, tile, 3), np.uint8); th, tw = min(tile, h - y), min(tile, w - x)
+                t[:th, :tw] = tile_fn(y * f, x * f, min(th * f, H - y * f), min(tw * f, W - x * f))[::f, ::f][:th, :tw]; yield t
+    with tifffile.TiffWriter(path, bigtiff=True) as tw:
+        tw.write(tiles(1), shape=(H, W, 3), dtype=np.uint8, tile=(tile, tile), photometric='rgb', subifds=levels - 1, compression='zlib')
+        for k in range(1, levels):
+            f = 2 ** k
+            tw.write(tiles(f), shape=(-(-H // f), -(-W // f), 3), dtype=np.uint8, tile=(tile, tile), photometric='rgb', subfiletype=1, compression='zlib')
+    return Path(path)
 
 # %% ../nbs/01_data.ipynb #8d135b33
 def plot_spatial(adata:ad.AnnData,        # spots with .obsm['spatial'] and .uns['spatial'][library_id]

@@ -189,6 +189,24 @@ def test_segment_bad_input_one_line_exit_2(tmp_path, change, words):
     assert code == 2 and words in err and err.strip().count('\n') == 0, err
     assert not (tmp_path/'out').exists()
 
+def test_segment_whole_slide_mode_one_folder_per_slide(tmp_path):
+    "--block-px switches to block-wise segmentation: out/<stem>/ with the nuclei table, GeoJSON, AnnData, thumbnails and labels.zarr (--mask)."
+    img, model = _segment_inputs(tmp_path)
+    code, out, err = _cli('segment', str(img), '--model', str(model), '--mpp', '0.5', '--out', str(tmp_path/'out'), '--block-px', '64', '--mask', '--workers', '1', '--quiet')
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path/'out').iterdir()) == ['a', 'segment.csv']
+    assert {'nuclei.csv', 'nuclei.geojson', 'nuclei.h5ad', 'labels.zarr', 'thumbnail_overlay.png'} <= {p.name for p in (tmp_path/'out'/'a').iterdir()}
+    import pandas as pd
+    assert pd.read_csv(tmp_path/'out'/'segment.csv').n_blocks.tolist() == [1]
+
+@pytest.mark.parametrize('extra,words', [(['--block-px', '10'], '--block-px must be >= 64'), (['--workers', '0'], '--workers must be >= 1'),
+                                         (['--mask'], '--mask is for whole slides'), (['--block-px', '64', '--mpp', '0'], 'must be a pixel size > 0')])
+def test_segment_whole_slide_flags_checked_before_heavy_imports(tmp_path, extra, words):
+    img, model = _segment_inputs(tmp_path)
+    code = "import sys; from stlearn_nb.cli import main; rc = main(sys.argv[1:]); assert 'torch' not in sys.modules, 'torch imported'; sys.exit(rc)"
+    rc, out, err = _cli('segment', str(img), '--model', str(model), '--mpp', '0.5', '--out', str(tmp_path/'out'), *extra, code=code)
+    assert rc == 2 and words in err and err.strip().count('\n') == 0, err
+
 def test_hestseg_monuseg_registered_and_options_checked(tmp_path):
     assert 'hestseg-monuseg' in EXPERIMENTS
     code, out, err = _cli('hestseg-monuseg', '--out', str(tmp_path/'o'), '--set', 'epochs=0')

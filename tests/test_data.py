@@ -149,3 +149,41 @@ def test_error_message_helpers(tmp_path):
 def test_shared_data_dir_env_missing_folder_means_no_data(tmp_path, monkeypatch):
     monkeypatch.setenv('STLEARN_NB_DATA', str(tmp_path/'hidden'))
     assert shared_data_dir() is None and shared_data_dir('her2st') is None
+
+# ---------------------------------------------------------------- slides read region by region
+def _pattern(y, x, h, w):
+    r, c = np.arange(y, y + h)[:, None], np.arange(x, x + w)[None]
+    return np.dstack(np.broadcast_arrays(*[((r * a + c * b) % 251).astype(np.uint8) for a, b in ((1, 3), (7, 1), (2, 5))]))
+
+def test_pyramidal_bigtiff_regions_equal_slices_at_bounded_memory(tmp_path):
+    "A 6000 x 7000 px (126 MB RGB) pyramidal BigTIFF, written tile by tile: random regions equal the closed-form pattern, and reading them allocates < 8 MB."
+    import tracemalloc
+    H, W = 6000, 7000
+    p = write_pyramid_tiff(tmp_path/'big.tif', (H, W), _pattern, tile=256)
+    rng = np.random.default_rng(0); regions = [(0, 0, 300, 300), (H - 200, W - 250, 200, 250), (255, 255, 2, 2)]
+    regions += [(int(rng.integers(0, H - 600)), int(rng.integers(0, W - 600)), int(rng.integers(1, 600)), int(rng.integers(1, 600))) for _ in range(20)]
+    with SlideReader(p) as s:
+        assert s.shape == (H, W) and s.kind == 'tiff'
+        tracemalloc.start()
+        for y, x, h, w in regions: np.testing.assert_array_equal(s.read(y, x, h, w), _pattern(y, x, h, w))
+        peak = tracemalloc.get_traced_memory()[1]; tracemalloc.stop()
+    assert peak < 8e6, f"peak {peak / 1e6:.1f} MB while the slide holds {H * W * 3 / 1e6:.0f} MB"
+
+def test_slide_reader_faults(tmp_path):
+    from PIL import Image
+    Image.fromarray(_pattern(0, 0, 40, 50)).save(tmp_path/'s.jpg', quality=95)
+    with SlideReader(tmp_path/'s.jpg') as s: assert s.shape == (40, 50) and s.read(0, 0, 40, 50).shape == (40, 50, 3)
+    with pytest.raises(SlideTooLargeError, match=r's.jpg: 40 x 50 = .*exceeds the 0.001 Mpx limit'): SlideReader(tmp_path/'s.jpg', max_pixels=1000)
+    p = write_pyramid_tiff(tmp_path/'t.tif', (300, 300), _pattern, tile=256, levels=1)
+    b = p.read_bytes(); (tmp_path/'cut.tif').write_bytes(b[:len(b) // 2])
+    with pytest.raises(UnreadableFileError, match='cut.tif'): SlideReader(tmp_path/'cut.tif')
+    (tmp_path/'e.tif').write_bytes(b'')
+    with pytest.raises(UnreadableFileError, match='empty file'): SlideReader(tmp_path/'e.tif')
+    with pytest.raises(FileNotFoundError, match='slide image not found'): SlideReader(tmp_path/'absent.tif')
+    with SlideReader(p) as s, pytest.raises(PatchOutOfBoundsError, match='reaches outside the 300 x 300 slide'): s.read(290, 0, 20, 5)
+
+def test_large_jpeg_reads_without_pillow_bomb_warning(shared):
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        with SlideReader(shared('her2st')/'images'/'C6.jpg') as s: assert s.shape == (9907, 9288) and s.read(0, 0, 8, 8).dtype == np.uint8
