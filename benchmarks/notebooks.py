@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     from concurrent.futures import ProcessPoolExecutor
     t0 = time.perf_counter()
     with ProcessPoolExecutor(a.jobs) as ex:
-        rows = list(ex.map(rn.run_one, map(str, nbs), [a.no_data] * len(nbs), [600] * len(nbs)))
+        rows = list(ex.map(rn.run_one, map(str, nbs), [a.no_data] * len(nbs), [600] * len(nbs), [False] * len(nbs), [a.jobs] * len(nbs)))
     total = time.perf_counter() - t0
     print(f"{'notebook':<26} {'Run All s':>9} {'/ floor':>8} {'/ 120 s':>8}  status")
     for r in sorted(rows, key=lambda r: -r['wall_s']):

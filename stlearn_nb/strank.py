@@ -408,10 +408,10 @@ def toy_learner(datasets:list,      # dicts from `simulate_toy`, indexed by `gri
 # %% ../nbs/10_strank.ipynb #11bc35e6
 def fit_toy(datasets:list, grid:pd.DataFrame, epochs:int=200, configs:dict|None=None, bs:int=256, lr:float=1e-3,
             seed:int=0, progress:bool=True,
-            threads:int|None=None, # torch CPU threads for the fit (None: every core)
+            threads:int|None=None, # torch CPU threads for the fit (None: torch's setting, every core unless OMP_NUM_THREADS says less)
            ) -> tuple:             # (grid + best_epoch, val_spearman, test_spearman; Learner)
     "Train every model of `grid` together and score each on its dataset's noise-free test curve."
-    with cpu_threads(threads or os.cpu_count()):
+    with cpu_threads(threads or torch.get_num_threads()):
         learn = toy_learner(datasets, grid, configs, bs=bs, lr=lr, seed=seed)
         if progress: learn.fit(epochs)
         else:

@@ -1,5 +1,5 @@
 "The CI step that runs notebooks as a student does (.ci/run_notebooks.py) catches what a student would see."
-import importlib.util, re
+import importlib.util, os, re
 from pathlib import Path
 import nbformat, pytest
 
@@ -50,6 +50,15 @@ def test_student_env_drops_ci_settings(monkeypatch):
     assert not {'MPLBACKEND', 'PYTHONWARNINGS', 'STLEARN_NB_CPU'} & set(env)
     assert not Path(env['STLEARN_NB_DATA']).exists()
     assert env['PYTHONPATH'].split(':')[0] == str(ROOT)
+
+
+def test_side_by_side_kernels_share_the_cores(monkeypatch):
+    "Two kernels at once get half the cores each (torch thread pools spinning against each other cost 20x); one kernel is left alone."
+    monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
+    assert 'OMP_NUM_THREADS' not in rn.student_env(no_data=False, jobs=1)
+    assert rn.student_env(no_data=False, jobs=2)['OMP_NUM_THREADS'] == str(max(1, os.cpu_count() // 2))
+    monkeypatch.setenv('OMP_NUM_THREADS', '3')
+    assert rn.student_env(no_data=False, jobs=2)['OMP_NUM_THREADS'] == '3'   # the user's own setting wins
 
 
 def test_a_real_kernel_run_reports_errors_and_warnings(tmp_path):
