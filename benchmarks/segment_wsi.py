@@ -28,6 +28,10 @@ def child(kind, slide, model, mpp, out, block_px, threads):
         from stlearn_nb.hestseg_real import segment_nuclei
         with SlideReader(slide) as r: img = r.read(0, 0, *r.shape)
         inst = segment_nuclei(img, model, mpp); n, shape = int(len(np.unique(inst)) - 1), img.shape[:2]
+        from scipy import ndimage   # centroids (x, y) in slide px, for the one-to-one comparison in the parent
+        ids = np.unique(inst); ids = ids[ids > 0]
+        Path(out).mkdir(parents=True, exist_ok=True)
+        np.save(Path(out)/'centroids.npy', np.array(ndimage.center_of_mass(np.ones(inst.shape, np.float32), inst, ids))[:, ::-1])
     sec = time.perf_counter() - start
     print(json.dumps(dict(kind=kind, slide=str(slide), n_nuclei=n, mpx=shape[0] * shape[1] / 1e6, seconds=round(sec, 1),
                           mpx_per_s=round(shape[0] * shape[1] / 1e6 / sec, 3), peak_rss_gb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2))), flush=True)
@@ -64,7 +68,7 @@ def main():
     p.add_argument('--one-pass', action='store_true'); p.add_argument('--block-px', type=int, default=2048)
     p.add_argument('--threads', type=int, default=2); p.add_argument('--mpp', type=float, default=HER2ST_MPP)
     p.add_argument('--side', type=int, default=20000); p.add_argument('--work', default='/tmp/segment_wsi_bench')
-    p.add_argument('--child'); p.add_argument('--slide'); p.add_argument('--out')
+    p.add_argument('--csv', help='append the measurements to this CSV'); p.add_argument('--child'); p.add_argument('--slide'); p.add_argument('--out')
     args = p.parse_args()
     if args.child: return child(args.child, args.slide, args.model, args.mpp, args.out, args.block_px, args.threads)
     from stlearn_nb.data import shared_data_dir
@@ -80,5 +84,26 @@ def main():
     if len(rows) == 2:
         b, o = rows
         print(f"block-wise / one pass: time {b['seconds'] / o['seconds']:.2f}x, peak RSS {b['peak_rss_gb'] / o['peak_rss_gb']:.2f}x, nuclei {b['n_nuclei']} vs {o['n_nuclei']}")
+        b.update(match_centroids(work/f'{slide.stem}_blockwise'/'nuclei.csv', work/'unused'/'centroids.npy'))
+        print(f"one-to-one: {b['matched_1px']} block-wise nuclei within 1 slide px of a one-pass centroid "
+              f"({b['matched_1px'] / max(o['n_nuclei'], 1):.4f} of one pass), {b['matched_3px']} within 3 px")
+    if args.csv:
+        import pandas as pd
+        table = pd.DataFrame(rows).assign(block_px=args.block_px, threads=args.threads)
+        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.csv, mode='a', index=False, header=not Path(args.csv).exists()); print(f"appended to {args.csv}")
+
+def match_centroids(table_csv, onepass_npy) -> dict:
+    "Block-wise nuclei with a one-pass centroid within 1 (3) slide px, matched one to one (maximum bipartite matching)."
+    import numpy as np, pandas as pd
+    from scipy.sparse.csgraph import maximum_bipartite_matching
+    from scipy.spatial import cKDTree
+    b, o = pd.read_csv(table_csv)[['x_px', 'y_px']].to_numpy(), np.load(onepass_npy)
+    out = {}
+    for r in (1, 3):
+        close = cKDTree(b).sparse_distance_matrix(cKDTree(o), r, output_type='coo_matrix').tocsr()
+        close.data[:] = 1   # a pair at distance 0 is still a pair
+        out[f'matched_{r}px'] = int((maximum_bipartite_matching(close, perm_type='column') >= 0).sum())
+    return out
 
 if __name__ == '__main__': main()
