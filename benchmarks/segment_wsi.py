@@ -89,9 +89,10 @@ def main():
               f"({b['matched_1px'] / max(o['n_nuclei'], 1):.4f} of one pass), {b['matched_3px']} within 3 px")
     if args.csv:
         import pandas as pd
-        table = pd.DataFrame(rows).assign(block_px=args.block_px, threads=args.threads)
+        table = pd.DataFrame(rows).assign(block_px=args.block_px, threads=args.threads, slide=lambda d: d.slide.map(lambda x: Path(x).name))
         Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(args.csv, mode='a', index=False, header=not Path(args.csv).exists()); print(f"appended to {args.csv}")
+        if Path(args.csv).exists(): table = pd.concat([pd.read_csv(args.csv), table], ignore_index=True)   # rows of other runs, columns aligned
+        table.to_csv(args.csv, index=False); print(f"appended to {args.csv}")
 
 def match_centroids(table_csv, onepass_npy) -> dict:
     "Block-wise nuclei with a one-pass centroid within 1 (3) slide px, matched one to one (maximum bipartite matching)."
