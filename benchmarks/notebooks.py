@@ -9,6 +9,7 @@ The reference measured in the same run is the floor every notebook pays: a kerne
     python benchmarks/notebooks.py nbs/10_strank.ipynb
 """
 import argparse, json, sys, tempfile, time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +40,7 @@ def main(argv=None) -> int:
     from concurrent.futures import ProcessPoolExecutor
     t0 = time.perf_counter()
     with ProcessPoolExecutor(a.jobs) as ex:
-        rows = list(ex.map(rn.run_one, map(str, nbs), [a.no_data] * len(nbs), [600] * len(nbs), [False] * len(nbs), [a.jobs] * len(nbs)))
+        rows = list(ex.map(partial(rn.run_one, no_data=a.no_data, timeout=600, jobs=a.jobs), map(str, nbs)))
     total = time.perf_counter() - t0
     print(f"{'notebook':<26} {'Run All s':>9} {'/ floor':>8} {'/ 120 s':>8}  status")
     for r in sorted(rows, key=lambda r: -r['wall_s']):

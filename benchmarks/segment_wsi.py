@@ -27,14 +27,14 @@ def child(kind, slide, model, mpp, out, block_px, threads):
         from stlearn_nb.data import SlideReader
         from stlearn_nb.hestseg_real import segment_nuclei
         with SlideReader(slide) as r: img = r.read(0, 0, *r.shape)
-        inst = segment_nuclei(img, model, mpp); n, shape = int(len(np.unique(inst)) - 1), img.shape[:2]
-        from scipy import ndimage   # centroids (x, y) in slide px, for the one-to-one comparison in the parent
-        ids = np.unique(inst); ids = ids[ids > 0]
-        Path(out).mkdir(parents=True, exist_ok=True)
-        np.save(Path(out)/'centroids.npy', np.array(ndimage.center_of_mass(np.ones(inst.shape, np.float32), inst, ids))[:, ::-1])
+        inst = segment_nuclei(img, model, mpp); ids = np.unique(inst); ids = ids[ids > 0]; n, shape = len(ids), img.shape[:2]
     sec = time.perf_counter() - start
     print(json.dumps(dict(kind=kind, slide=str(slide), n_nuclei=n, mpx=shape[0] * shape[1] / 1e6, seconds=round(sec, 1),
                           mpx_per_s=round(shape[0] * shape[1] / 1e6 / sec, 3), peak_rss_gb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2))), flush=True)
+    if kind == 'onepass':   # after the measurement: centroids (x, y) in slide px, for the one-to-one comparison in the parent
+        from scipy import ndimage
+        Path(out).mkdir(parents=True, exist_ok=True)
+        np.save(Path(out)/'centroids.npy', np.array(ndimage.center_of_mass(inst > 0, inst, ids))[:, ::-1])
 
 def measure(kind, slide, args, out):
     cmd = [sys.executable, __file__, '--child', kind, '--model', str(args.model), '--block-px', str(args.block_px), '--threads', str(args.threads),
@@ -80,11 +80,11 @@ def main():
         if not slide.exists(): t = time.perf_counter(); build_bigtiff(slide, args.side, her2st); print(f"built {slide} in {time.perf_counter() - t:.0f} s", flush=True)
     rows = [measure('blockwise', slide, args, work/f'{slide.stem}_blockwise')]
     print(json.dumps(rows[-1]), flush=True)
-    if args.one_pass: rows.append(measure('onepass', slide, args, work/'unused')); print(json.dumps(rows[-1]), flush=True)
+    if args.one_pass: rows.append(measure('onepass', slide, args, work/'onepass')); print(json.dumps(rows[-1]), flush=True)
     if len(rows) == 2:
         b, o = rows
         print(f"block-wise / one pass: time {b['seconds'] / o['seconds']:.2f}x, peak RSS {b['peak_rss_gb'] / o['peak_rss_gb']:.2f}x, nuclei {b['n_nuclei']} vs {o['n_nuclei']}")
-        b.update(match_centroids(work/f'{slide.stem}_blockwise'/'nuclei.csv', work/'unused'/'centroids.npy'))
+        b.update(match_centroids(work/f'{slide.stem}_blockwise'/'nuclei.csv', work/'onepass'/'centroids.npy'))
         print(f"one-to-one: {b['matched_1px']} block-wise nuclei within 1 slide px of a one-pass centroid "
               f"({b['matched_1px'] / max(o['n_nuclei'], 1):.4f} of one pass), {b['matched_3px']} within 3 px")
     if args.csv:
