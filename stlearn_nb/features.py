@@ -95,6 +95,7 @@ class FrozenEncoder(nn.Module):
     def train(self, mode:bool=True): return super().train(False)                # frozen: BatchNorm/Dropout stay in eval
     def __repr__(self): return f"FrozenEncoder({self.arch}, weights {self.weights_hash}, {self.feature_dim}-d)"
 
+# %% ../nbs/02_features.ipynb #df8b325f
 class StainEncoder:
     "Stain statistics (`stain_features`) behind the encoder interface: `arch`, `weights_hash`, `feature_dim`."
     arch, weights_hash, feature_dim = 'stain', 'hed-stats-v1', len(STAIN_FEATURES)
@@ -168,7 +169,7 @@ def _show_progress(progress:bool|None) -> bool:
 # %% ../nbs/02_features.ipynb #4b116269
 @torch.no_grad()
 def encode_patches(patches,          # (n, H, W, 3) uint8 RGB
-                   encoder,          # from `load_encoder`: a `FrozenEncoder` or a `StainEncoder`
+                   encoder,          # from load_encoder: a FrozenEncoder or a StainEncoder
                    bs:int=64,        # patches per forward pass
                    tta:bool=False,   # average the 8 dihedral views (CNN encoders)
                    device=None,      # default: the GPU when present
@@ -202,7 +203,7 @@ def patch_geometry(adata:ad.AnnData, library_id:str|None=None) -> tuple[float|No
     return (float(mpp) * scale.get('patch_size_px', px) if mpp else None), px
 
 def add_patch_features(adata:ad.AnnData,   # spots/cells with `.obsm[patches_key]` (n, H, W, 3) uint8
-                       encoder,            # from `load_encoder`
+                       encoder,            # from load_encoder
                        patches_key:str='patches',
                        key_added:str|None=None, # default 'X_<arch>'
                        copy:bool=False, **kwargs) -> ad.AnnData|None:
@@ -236,7 +237,7 @@ def write_feature_file(path:str|Path, features:np.ndarray, obs_names, meta:dict)
     return Path(path)
 
 # %% ../nbs/02_features.ipynb #6c3af242
-def read_feature_file(path:str|Path, # a file written by `write_feature_file`
+def read_feature_file(path:str|Path, # a file written by write_feature_file
                       expect:dict,   # metadata it must carry (`arch`, `weights_hash`, `patch_um`, `patch_px`, `tta`)
                       obs_names=None, # spot names it must hold, in order (None: any)
                      ) -> tuple[np.ndarray, np.ndarray]|None: # (features (n, D), obs_names), or None (warned) when unusable
@@ -264,7 +265,7 @@ def cached_features(sample_id:str,       # file name inside the key folder
                     load_patches,        # callable -> (n, H, W, 3) uint8 patches; called only on a cache miss
                     encoder, patch_um:float|None, patch_px:int,
                     obs_names=None,      # spot names the features belong to (checked on read)
-                    cache_dir:str|Path|None=None, # None: `default_cache_dir()`; False: no cache
+                    cache_dir:str|Path|None=None, # None: default_cache_dir(); False: no cache
                     tta:bool=False, **kwargs) -> np.ndarray: # (n, D) float32
     "Features of one sample from the cache, or computed with `encode_patches` and stored."
     if cache_dir is False: return encode_patches(load_patches(), encoder, tta=tta, **kwargs)
@@ -289,10 +290,10 @@ def comparison_encoders(arch:str|None=None, weights=None, with_stain:bool=True) 
     return [first] + ([load_encoder('stain')] if with_stain and first.arch != 'stain' else [])
 
 def spot_features(adata:ad.AnnData,       # one section: `.obsm['spatial']` (full-res px) and `.uns['spatial']`
-                  encoder,                 # from `load_encoder`
+                  encoder,                 # from load_encoder
                   patch_um:float=112.,     # physical patch side
                   patch_px:int=224,        # pixels after resampling
-                  cache_dir=None,          # see `cached_features` (False: no cache)
+                  cache_dir=None,          # see cached_features (False: no cache)
                   tta:bool=False, image:np.ndarray|None=None, pad:bool=True, **kwargs) -> np.ndarray: # (n_obs, D)
     "Features of every spot of one section, cached per section and encoder key."
     from stlearn_nb.data import spot_patches
@@ -313,7 +314,7 @@ def hest_sample_ids(root:str|Path) -> list:
 
 # %% ../nbs/02_features.ipynb #3768aa30
 def encode_hest_samples(root:str|Path,      # HEST-1k folder with patches/{id}.h5
-                        encoder,            # from `load_encoder`
+                        encoder,            # from load_encoder
                         out_dir:str|Path,   # cache root: one key folder, one .npz per sample
                         sample_ids=None,    # default: every sample with a patch file
                         patch_um:float=112., # HEST-1k patches: 224 px at 0.5 um/px

@@ -61,6 +61,7 @@ class Overlap:
     @property
     def iou(self): return self.inter / self.union
 
+# %% ../nbs/20_hestseg.ipynb #58f0ac48
 def instance_overlap(true:np.ndarray, # (H, W) ground-truth instance map
                      pred:np.ndarray, # (H, W) predicted instance map
                     ) -> Overlap:
@@ -81,6 +82,7 @@ def dice_score(true:np.ndarray, pred:np.ndarray) -> float:
     denom = t.sum() + p.sum()
     return float(2 * (t & p).sum() / denom) if denom else float('nan')
 
+# %% ../nbs/20_hestseg.ipynb #3a2baa6a
 def _aji_from_pairs(ov:Overlap, ti:np.ndarray, pi:np.ndarray, k:np.ndarray) -> float:
     "AJI given chosen pairs (row k of the overlap table, true ti, pred pi)."
     union = ov.union[k].sum() + ov.true_area.sum() - ov.true_area[np.unique(ti)].sum() \
@@ -141,6 +143,7 @@ def multiclass_pq(true_inst:np.ndarray, true_type:np.ndarray, # (H, W) true inst
         if t.any(): out[j] = pq_stats(t, _class_map(pred_inst, pred_type, c))['pq']
     return out
 
+# %% ../nbs/20_hestseg.ipynb #0b55c215
 def dataset_pq(true_insts, true_types, pred_insts, pred_types, classes) -> dict:
     "bPQ and mPQ over a list of images (PanNuke averaging), plus per-class PQ averaged over images."
     b = np.array([pq_stats(t, p)['pq'] if np.any(t) else np.nan for t, p in zip(true_insts, pred_insts)])
@@ -161,6 +164,7 @@ def instance_centroids(inst:np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     xy = np.stack([np.bincount(lab, cols, n + 1)[1:], np.bincount(lab, rows, n + 1)[1:]], 1) / np.maximum(area, 1)[:, None]
     return ids, xy
 
+# %% ../nbs/20_hestseg.ipynb #c5f59e2e
 def pair_centroids(true_xy:np.ndarray, pred_xy:np.ndarray, radius:float) -> tuple[np.ndarray, np.ndarray]:
     "One-to-one minimum-distance pairing of two point sets, pairs farther than `radius` dropped: (true idx, pred idx)."
     if len(true_xy) == 0 or len(pred_xy) == 0: return np.arange(0), np.arange(0)
@@ -443,6 +447,7 @@ def leiden_clusters(counts,            # (N, G) counts
     part = leidenalg.find_partition(g, leidenalg.RBConfigurationVertexPartition, resolution_parameter=resolution, seed=seed)
     return np.asarray(part.membership)
 
+# %% ../nbs/20_hestseg.ipynb #3762fad2
 def smooth_by_cluster(scores:np.ndarray, # (N, S) per-cell scores
                       clusters:np.ndarray, # (N,) cluster labels
                       weight:float=0.5,  # w: 0 = no smoothing, 1 = cluster mean only
@@ -539,6 +544,7 @@ def soft_dice_loss(prob:torch.Tensor, onehot:torch.Tensor, valid:torch.Tensor|No
     inter = (prob * onehot).sum((0, 2, 3))
     return (1 - (2 * inter + smooth) / (prob.sum((0, 2, 3)) + onehot.sum((0, 2, 3)) + smooth)).sum()
 
+# %% ../nbs/20_hestseg.ipynb #c40d4dde
 def msge_loss(hv_pred:torch.Tensor, hv_true:torch.Tensor, focus:torch.Tensor) -> torch.Tensor:
     "Mean squared error of HV gradients over nuclear pixels (`focus`)."
     kh, kv = (k.to(hv_pred)[None, None] for k in _sobel_hv(5))
@@ -600,6 +606,7 @@ def hover_postprocess(np_prob:np.ndarray, # (H, W) nuclear probability
     marker = _remove_small(ndi.label(marker)[0], min_size)
     return watershed(dist, markers=marker, mask=fg).astype(np.int32)
 
+# %% ../nbs/20_hestseg.ipynb #bd5c7021
 def instance_classes(inst:np.ndarray, type_map:np.ndarray, n_classes:int) -> tuple[np.ndarray, np.ndarray]:
     "Majority class per instance (background votes ignored; 0 if only background): (ids, classes)."
     lab, n = _relabel(inst); t = np.clip(np.asarray(type_map).ravel(), 0, n_classes - 1)

@@ -23,7 +23,7 @@ __all__ = ['BLOCK_PX', 'HALO_PX', 'working_shape', 'reflect_index', 'axis_weight
 def working_shape(shape:tuple,     # (H, W) slide pixels
                   mpp:float,       # the slide's um/px
                   model_mpp:float, # the model's um/px
-                 ) -> tuple:       # (h, w) pixels of the working grid, as `resample_tile` rounds them
+                 ) -> tuple:       # (h, w) pixels of the working grid, as resample_tile rounds them
     "The slide's size on the model's grid."
     return tuple(max(1, round(n * mpp / model_mpp)) for n in shape)
 
@@ -52,7 +52,7 @@ def axis_weights(idx:np.ndarray, # (k,) output indices on the working grid, each
 def read_working(reader:SlideReader, # an open slide
                  rows:np.ndarray,    # (k,) working-grid row indices in [0, h) (any order, repeats allowed)
                  cols:np.ndarray,    # (l,) working-grid column indices in [0, w)
-                 work:tuple,         # (h, w) working grid (`working_shape`)
+                 work:tuple,         # (h, w) working grid (working_shape)
                 ) -> np.ndarray:     # (k, l, 3) uint8
     "Working-grid pixels of a slide, each a function of its own global position only (so blocks agree exactly)."
     (H, W), (h, w) = reader.shape, work
@@ -124,6 +124,7 @@ def block_grid(work:tuple, block_px:int) -> list: # [(y0, y1, x0, x1)] cores til
     (h, w) = work
     return [(y, min(y + block_px, h), x, min(x + block_px, w)) for y in range(0, h, block_px) for x in range(0, w, block_px)]
 
+# %% ../nbs/22_hestseg_wsi.ipynb #53604547
 def grow_box(box:tuple, px:int, work:tuple) -> tuple:
     "A core (y0, y1, x0, x1) widened by `px` on each side, clipped to the (h, w) grid."
     y0, y1, x0, x1 = box; return (max(0, y0 - px), min(work[0], y1 + px), max(0, x0 - px), min(work[1], x1 + px))
@@ -293,7 +294,7 @@ def _blocks_pass(maps, blocks:list, workgrid:tuple, halo:int, hv_range, sobel_ra
     _barrier(); return len(todo)
 
 # %% ../nbs/22_hestseg_wsi.ipynb #9f828cf6
-def nuclei_table(tables:list,      # per block: DataFrame from `segment_block` (cy, cx, area_px, y0, y1, x0, x1 in working px)
+def nuclei_table(tables:list,      # per block: DataFrame from segment_block (cy, cx, area_px, y0, y1, x0, x1 in working px)
                  shape:tuple,      # (H, W) slide pixels
                  workgrid:tuple,   # (h, w) working pixels
                  mpp:float,        # slide um/px
@@ -414,12 +415,12 @@ def write_label_zarr(path:Path, work:Path, blocks:list, halo:int, workgrid:tuple
 BLOCK_PX, HALO_PX = 2048, 64   # working px (0.5 um/px: a 1 mm block, a 32 um halo)
 
 def segment_slide(slide:str|Path,        # a slide image (TIFF, OpenSlide format, JPEG/PNG up to max_pixels)
-                  model,                 # a MobileHoVerNet-like module or a model file (`save_segmenter`)
+                  model,                 # a MobileHoVerNet-like module or a model file (save_segmenter)
                   mpp:float,             # the slide's um/px
                   out:str|Path,          # results folder (replaced atomically at the end)
                   block_px:int=BLOCK_PX, # block core side in working px: memory grows with (block_px + 2 halo)^2
                   halo:int=HALO_PX,      # context around a block, working px; >= the largest nucleus plus post-processing reach
-                  tile:int=768, overlap:int=64, bs:int=4, # network tiling, as `segment_nuclei`
+                  tile:int=768, overlap:int=64, bs:int=4, # network tiling, as segment_nuclei
                   mask:bool=False,       # also write the label image as labels.zarr
                   thumb_px:int=2048,     # longest side of the thumbnail
                   progress:bool=True, log_every:int=10, max_pixels:int=SLIDE_MAX_PIXELS,

@@ -170,22 +170,26 @@ def record(self:CurationLog, cell_id, decision:str, label:int|None=None):
     self._stat = self._file_state()
     self.decisions.pop(cell_id, None); self.decisions[cell_id] = row
 
+# %% ../nbs/41_ppi_curation.ipynb #5ca3f7ab
 @patch
 def next_pending(self:CurationLog) -> str|None:
     "The first undecided cell in curation order (amortised O(1): decisions are never undone)."
     while self._next < len(self.order) and self.order[self._next] in self.decisions: self._next += 1
     return self.order[self._next] if self._next < len(self.order) else None
 
+# %% ../nbs/41_ppi_curation.ipynb #a6668d31
 @patch(as_prop=True)
 def pending(self:CurationLog) -> list:
     "Cells without a decision yet, in curation order."
     return [c for c in self.order if c not in self.decisions]
 
+# %% ../nbs/41_ppi_curation.ipynb #dd285dc8
 @patch(as_prop=True)
 def table(self:CurationLog) -> pd.DataFrame:
     "The current decisions, one row per decided cell."
     return pd.DataFrame(list(self.decisions.values()), columns=list(self.COLUMNS))
 
+# %% ../nbs/41_ppi_curation.ipynb #d4793f97
 @patch
 def curated_labels(self:CurationLog) -> pd.Series:
     "True label per decided cell (accept: automated, relabel: the new label, reject: the last class), in curation order."

@@ -276,6 +276,7 @@ class ContrastiveHead(nn.Module):
         self.log_scale = nn.Parameter(torch.tensor(math.log(1 / temperature)))
     def forward(self, features:Tensor) -> Tensor: return self.project(features)   # (B, D) -> (B, L)
 
+# %% ../nbs/50_stcontrast.ipynb #1600b0e1
 class ContrastiveLoss:
     "fastai loss_func(pred image embeddings (B, L), target gene latents (B, L)): `info_nce` with the head's scale."
     def __init__(self, head:ContrastiveHead): self.head = head
@@ -482,7 +483,7 @@ def _umap_rows(x, data, patient, arm, seed) -> pd.DataFrame:
 # %% ../nbs/50_stcontrast.ipynb #b1526048
 def _short(arm:str) -> str: return arm.replace('contrastive: ', '').replace(', one-section batches', ',\none-section batches')
 
-def plot_stcontrast_bars(table:pd.DataFrame, # from `run_stcontrast_her2st`: arm, test, <metric>_mean, <metric>_sd
+def plot_stcontrast_bars(table:pd.DataFrame, # from run_stcontrast_her2st: arm, test, <metric>_mean, <metric>_sd
                          metrics=('balanced_accuracy', 'macro_f1', 'spearman'), axes=None) -> np.ndarray:
     "Per arm, mean over seeds (seed sd as error bars) of each metric on each test section; ImageNet features as a dashed line."
     if axes is None: axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics) + 1.8, 3.8), squeeze=False, layout='constrained')[1][0]
