@@ -40,7 +40,7 @@ def _dense_counts(adata:ad.AnnData, layer:str|None) -> np.ndarray:
     return X.astype(np.float32)
 
 # %% ../nbs/30_cpnn.ipynb #a66dbb4a
-def mean_prototypes(adata:ad.AnnData,  # cells x genes, raw counts in `layer` (or .X)
+def mean_prototypes(adata:ad.AnnData,  # cells x genes, raw counts in layer (or .X)
                     label_key:str,     # obs column with the cell type
                     layer:str|None='counts', # raw counts layer; None: .X
                    ) -> pd.DataFrame:  # (K, G) mean library-normalised expression, rows sum to 1
@@ -90,7 +90,7 @@ def fit_prototype_regression(counts:Tensor,  # (N, G) raw counts
                 inv_dispersion=log_theta.detach().exp())
 
 # %% ../nbs/30_cpnn.ipynb #43c4b62c
-def regression_prototypes(adata:ad.AnnData, # cells x genes, raw counts in `layer` (or .X)
+def regression_prototypes(adata:ad.AnnData, # cells x genes, raw counts in layer (or .X)
                           label_key:str,     # obs column with the cell type
                           batch_key:str|None=None, # obs column with the batch (sample, patient); None: one batch
                           layer:str|None='counts',

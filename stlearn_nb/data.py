@@ -88,7 +88,7 @@ def read_table(path:str|Path,     # a delimited text file (.gz allowed)
                need:list=(),      # columns that must be present (read by name)
                sep:str=',',       # the expected delimiter
                min_columns:int=2, # fewer columns (index included) means a wrong delimiter
-               **kwargs,          # passed to `pd.read_csv`
+               **kwargs,          # passed to pd.read_csv
               ) -> pd.DataFrame:
     "`pd.read_csv` that names the file in every failure: empty, undecodable, wrong delimiter, no rows, missing columns."
     path = require_file(path, what)
@@ -541,7 +541,7 @@ def write_toy_10x(folder:str|Path, n_cells:int=7, n_genes:int=4, seed:int=0) -> 
     return folder
 
 # %% ../nbs/01_data.ipynb #23d9b1f4
-def transcripts_to_counts(cell_ids:np.ndarray,  # (T,) cell id of each transcript; `unassigned` ids are dropped
+def transcripts_to_counts(cell_ids:np.ndarray,  # (T,) cell id of each transcript; unassigned ids are dropped
                           genes:np.ndarray,     # (T,) gene name of each transcript
                           unassigned=0,         # the id that marks transcripts outside any cell
                          ) -> ad.AnnData:       # cells x genes raw counts (sparse)

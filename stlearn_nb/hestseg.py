@@ -845,7 +845,7 @@ def plot_overlay(image:np.ndarray, inst:np.ndarray, # (H, W, 3) uint8 tile, (H, 
 
 # %% ../nbs/20_hestseg.ipynb #a17ddf00
 def _train_and_eval(images, inst, types, test:list, epochs:int, width:int, lr:float, seed:int, progress:bool,
-                    steps:int|None=None): # None: `epochs` epochs; else the epochs closest to `steps` optimiser steps
+                    steps:int|None=None): # None: epochs epochs; else the epochs closest to steps optimiser steps
     "Train one model with fastai and score it on every held-out section."
     import fastai.callback.progress, fastai.callback.schedule  # noqa: F401 (Learner.no_bar, fit_one_cycle)
     learn = hovernet_learner(images, inst, types, width=width, seed=seed)

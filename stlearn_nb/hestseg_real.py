@@ -256,7 +256,7 @@ def predict_maps(model:nn.Module,    # returns (B, 4 + K, h, w) for (B, 3, h, w)
 def segment_nuclei(image:np.ndarray,     # (H, W, 3) uint8 RGB H&E
                    model,                # a MobileHoVerNet-like module with .mpp and .config, or a model file
                    mpp:float,            # the image's um/px
-                   tile:int=768, overlap:int=64, **post, # tiling; `post` overrides the model's hover_postprocess setting
+                   tile:int=768, overlap:int=64, **post, # tiling; post overrides the model's hover_postprocess setting
                   ):                     # (H, W) int32 instances; with a type branch also (H, W) per-pixel classes
     "Nuclei of an H&E image: resampled to the model's resolution, tiled network, one post-processing, back to the input grid."
     if not isinstance(model, nn.Module): model = load_segmenter(model)
@@ -538,7 +538,7 @@ def _severity_figure(noise:pd.DataFrame, per_tile:pd.DataFrame):
 
 # %% ../nbs/21_hestseg_real.ipynb #d3a7c002
 def to_rgb(image,                # (H, W) grey, (H, W, 2) grey + alpha, (H, W, 3) RGB or (H, W, 4) RGBA, uint8; palette indices
-           palette=None,         # (n, 3) uint8 colours when `image` holds palette indices
+           palette=None,         # (n, 3) uint8 colours when image holds palette indices
            what:str='image',     # what it is, for messages and the note
           ) -> tuple:            # ((H, W, 3) uint8 RGB, note saying what was converted; '' when it was RGB)
     "An 8-bit image as RGB, and a note that says how it was converted (palette looked up, grey repeated, alpha dropped)."

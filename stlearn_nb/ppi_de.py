@@ -511,7 +511,7 @@ def _check_alpha(alpha):
     if not (isinstance(alpha, (int, float)) and 0 < alpha < 1): raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
 
 def glm_ci(fit:dict, alpha:float=0.05,
-           interval:str='z', # 'z' (normal reference) or 't' (Satterthwaite df, needs fit['df'] from `with_df=True`)
+           interval:str='z', # 'z' (normal reference) or 't' (Satterthwaite df, needs fit['df'] from with_df=True)
           ) -> tuple: # (lower, upper), each (..., G)
     "Two-sided interval for beta at level 1 - alpha."
     _check_alpha(alpha)
@@ -545,7 +545,7 @@ def bh_adjust(p_values, # (G,) p-values; NaN entries are left out of the family 
 def de_table(fit:dict,        # from ppi_glm_fit / classical_glm_fit / naive_glm_fit (no batch axis)
              genes=None,      # (G,) gene names for the index
              alpha:float=0.05,
-             interval:str='z', # 'z', or 't' (p-values and intervals on Satterthwaite df; fit from `with_df=True`)
+             interval:str='z', # 'z', or 't' (p-values and intervals on Satterthwaite df; fit from with_df=True)
             ) -> pd.DataFrame: # per gene: beta (log fold change), se, ci_low, ci_high, z, p_value, p_adj, lam, ok, status (and df)
     "Per-gene DE results as a DataFrame indexed by gene."
     beta, se = fit['beta'].numpy(), fit['se'].numpy()
@@ -656,7 +656,7 @@ def ppi_sim_replicates(n_reps:int=100, n_unlabeled:int=20_000, n_curated:int=500
 
 # %% ../nbs/40_ppi_de.ipynb #6b4f0b9a
 def ppi_sim_summary(reps:dict,            # from ppi_sim_replicates
-                    genes:pd.DataFrame,   # the simulated genes (true `lfc`, `kind`)
+                    genes:pd.DataFrame,   # the simulated genes (true lfc, kind)
                     alpha:float=0.05,
                     interval:str='z',     # 'z', or 't' (Satterthwaite df per replicate and gene; df = inf is z)
                    ) -> tuple: # (per-arm table, per-arm-and-gene table)
@@ -801,7 +801,7 @@ def _defined(table:pd.DataFrame, method:str) -> pd.DataFrame:
 def ppi_de(adata_unlabeled,            # AnnData, automated-only cells (N, G): in memory, sparse, backed='r' or Dask
            adata_curated,              # AnnData, curated cells (n, G); genes matched by name
            label_key:str,              # .obs column with the automated label (both objects)
-           curated_key:str,            # .obs column of `adata_curated` with the curated label
+           curated_key:str,            # .obs column of adata_curated with the curated label
            reference:str, target:str,  # the two groups; beta = log(target / reference)
            layer:str|None='counts',    # raw counts layer (None: .X)
            weights_key:str|None=None,  # .obs column of importance weights on curated cells (> 0)

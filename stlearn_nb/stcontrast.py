@@ -358,7 +358,7 @@ def simulate_patch_features(tissue_class,          # (N,) class of each spot
 # %% ../nbs/50_stcontrast.ipynb #c4ed4622
 def tissue_probe(train_x, train_y, valid_x, valid_y, # embeddings and class labels of the fit and validation spots
                  Cs=tuple(np.logspace(-4, 2, 13)),   # inverse penalties tried
-                ):  # sklearn Pipeline refitted on fit + validation spots, with `.C_` and `.valid_scores_` (C -> balanced accuracy)
+                ):  # sklearn Pipeline refitted on fit + validation spots, with .C_ and .valid_scores_ (C -> balanced accuracy)
     "Standardise + balanced multinomial logistic regression; C chosen on the validation spots' balanced accuracy, then refitted on all."
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -371,7 +371,7 @@ def tissue_probe(train_x, train_y, valid_x, valid_y, # embeddings and class labe
     model.C_, model.valid_scores_ = best, scores
     return model
 
-def class_scores(true, pred) -> dict: # balanced accuracy and macro-F1 over the classes present in `true`
+def class_scores(true, pred) -> dict: # balanced accuracy and macro-F1 over the classes present in true
     "Balanced accuracy and macro-F1 (scikit-learn) over the true classes."
     from sklearn.metrics import balanced_accuracy_score, f1_score
     true, pred = np.asarray(true).astype(str), np.asarray(pred).astype(str)

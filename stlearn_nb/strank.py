@@ -36,7 +36,7 @@ def library_offset(counts:Tensor, # (B, G) raw counts of the selected genes
 # %% ../nbs/10_strank.ipynb #c84c4682
 def segment_logsumexp(values:Tensor, # (B, G) scores
                       group:Tensor,  # (B,) group id per row, or (B, G): a grouping of its own for every column
-                     ) -> Tensor:    # (B, G) log-sum-exp of `values` over the rows of each row's group
+                     ) -> Tensor:    # (B, G) log-sum-exp of values over the rows of each row's group
     "Log-sum-exp over the rows of each group, broadcast back to the rows (no loop over groups)."
     _, inverse = torch.unique(group, return_inverse=True)
     idx = inverse if inverse.dim() == 2 else inverse[:, None].expand_as(values)
@@ -174,7 +174,7 @@ IMBALANCED_WINDOW = (0.2745, 0.4745)
 
 def toy_mu(x:np.ndarray,      # (n,) positions in [0, 1]
            params:tuple,      # (A, B, C, D)
-          ) -> np.ndarray:    # (n,) A sin(Cx) + B sin(Dx) minus its minimum over `x`
+          ) -> np.ndarray:    # (n,) A sin(Cx) + B sin(Dx) minus its minimum over x
     "The toy's true relative expression."
     A, B, C, D = params
     y = A * np.sin(C * x) + B * np.sin(D * x)
@@ -367,7 +367,7 @@ def toy_grid(functions=TOY_FUNCTIONS, settings=('Uniform', 'Imbalanced'), losses
 # %% ../nbs/10_strank.ipynb #b7652710
 def toy_datasets(grid:pd.DataFrame, # from toy_grid
                  functions=TOY_FUNCTIONS, n:int=50_000, # the grid's functions; spots per tissue
-                ) -> list:          # simulate_toy dicts, entry d for `grid.dataset == d`
+                ) -> list:          # simulate_toy dicts, entry d for grid.dataset == d
     "Simulate every dataset a grid trains on, in dataset order."
     rows = grid.drop_duplicates('dataset').sort_values('dataset')
     if not rows.dataset.equals(pd.Series(range(len(rows)), index=rows.index)): raise ValueError("grid datasets must be numbered 0..D-1 (use `toy_grid`)")
@@ -386,11 +386,11 @@ def _ensemble_blocks(grid:pd.DataFrame) -> list: # [(config, datasets, n_losses)
     if len({c for c, *_ in blocks}) != len(blocks): raise ValueError("grid rows of one configuration must be contiguous (use `toy_grid`)")
     return blocks
 
-def toy_learner(datasets:list,      # dicts from simulate_toy, indexed by `grid.dataset`
+def toy_learner(datasets:list,      # dicts from simulate_toy, indexed by grid.dataset
                 grid:pd.DataFrame,  # from toy_grid
                 configs:dict|None=None,
                 bs:int=256, lr:float=1e-3, seed:int=0,
-               ) -> Learner:        # fit it with `learn.fit(epochs)`; results in `learn.toy_eval`
+               ) -> Learner:        # fit it with learn.fit(epochs); results in learn.toy_eval
     "One fastai Learner that trains every model of `grid` together (AdamW = fastai Adam with decoupled wd)."
     configs = TOY_CONFIGS if configs is None else configs
     stack = lambda key: torch.as_tensor(np.stack([d[key] for d in datasets]))

@@ -51,7 +51,7 @@ def section_coordinates(spatial, # (n, 2) spot centres
 
 # %% ../nbs/60_where_what.ipynb #15df5b33
 def neighbour_mean(features,      # (n, D) per-spot features
-                   coords,        # (n, 2) positions, same unit as `radius`
+                   coords,        # (n, 2) positions, same unit as radius
                    radius:float,  # neighbours are the other spots at distance <= radius
                    section=None,  # (n,) only spots of one section are neighbours; None: all one section
                   ) -> np.ndarray: # (n, D) mean over each spot's neighbours; the spot's own features where it has none
@@ -103,7 +103,7 @@ def exponential_kernel(a, b, # (n, 2), (m, 2) coordinates
 def belief_map(coords,          # (n, 2) normalised coordinates of every spot of the section
                seen,            # (k,) indices of the measured spots, distinct
                values,          # (k,) their measured values
-               prior=None,      # (n,) prior mean per spot (e.g. a patch model's prediction); None: the mean of `values`
+               prior=None,      # (n,) prior mean per spot (e.g. a patch model's prediction); None: the mean of values
                length_scale:float=0.3, noise:float=1e-6,
               ) -> tuple:       # belief mean (n,), belief variance relative to the prior (n,)
     "Gaussian-process (simple kriging) belief about every spot's value from the seen spots: prior mean plus interpolated residuals."
@@ -191,7 +191,7 @@ def feature_learner(train_x, train_y,   # (n, D) features; (n,) class labels or 
                     valid_x, valid_y,   # the choice section's spots
                     task:str='class',   # 'class' (weighted cross-entropy) or 'regression' (MSE on standardised targets)
                     n_hidden:int=128, dropout:float=0.3, bs:int=64, wd:float=0.01, seed:int=0, device=None,
-                   ) -> Learner: # with `.classes` (class) or `.y_mean`, `.y_sd` (regression)
+                   ) -> Learner: # with .classes (class) or .y_mean, .y_sd (regression)
     "A fastai Learner for `FeatureMLP` on precomputed features, keeping the weights of the best validation epoch."
     if task not in ('class', 'regression'): raise ValueError(f"task must be 'class' or 'regression', got {task!r}")
     device = device or default_device()
@@ -359,7 +359,7 @@ def sampling_errors(coords,          # (n, 2) normalised coordinates of the sect
 PART3_GENES = ('ERBB2', 'COL1A1', 'IGKC')   # HER2 (cancer), collagen I (stroma), immunoglobulin kappa (immune)
 
 def her2st_where_dataset(root,                           # the her2st folder
-                         fields_um=(28., 56., 112., 224.), encoder=None, # None: `features.default_encoder()`
+                         fields_um=(28., 56., 112., 224.), encoder=None, # None: features.default_encoder()
                          patch_px:int=224, context_factor:int=12, context_px:int=128, cache_dir=None,
                          n_genes:int=50, part3_genes=PART3_GENES,
                          image_sections=WHERE_SPLIT['test'], # sections whose low-resolution H&E is kept for figures

@@ -159,12 +159,13 @@ def signatures(page) -> list:
             for sig in re.findall(r'```python\n(.*?)```', ''.join(o.get('data', {}).get('text/markdown', '')), re.S)]
 
 def check_signatures(page) -> list:
-    "No markdown link in a signature (printed verbatim in the code block), no inherited fastai event keywords."
+    "No markdown link or backtick in a signature (printed verbatim in the code block), no inherited fastai event keywords."
     problems = []
     for sig in signatures(page):
         first = sig.strip().splitlines()[0][:60]
         links = re.findall(r'\[[^\]]*\]\(\S+?\)', sig)
         if links: problems.append(f'markdown link in the signature of {first}: {links}')
+        elif '`' in sig: problems.append(f'backticks (printed as they are) in the signature of {first}')
         if 'after_create=None' in sig: problems.append(f"fastai's callback event keywords in the signature of {first}")
     return problems
 
@@ -297,7 +298,7 @@ def test_each_check_can_fail(pages, tmp_path):
     page['cells'].append(md('![a figure](images/not_there.png)'))
     assert check_figures(nb, page, tmp_path)
     # a docments comment turned into a link, fastai's event keywords: the signature check fails
-    for bad in ('x, # from [`toy_grid`](https://example.org/strank.html#toy_grid)', 'after_create=None, before_fit=None'):
+    for bad in ('x, # from [`toy_grid`](https://example.org/strank.html#toy_grid)', 'x, # one of `a`, `b`', 'after_create=None, before_fit=None'):
         broken = json.loads(json.dumps(page))
         docs = [o for c in broken['cells'] for o in c.get('outputs', []) if '### lesson' in out_text(o)]
         assert docs and not check_signatures(broken)
