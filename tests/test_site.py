@@ -6,7 +6,8 @@ temporary folder, and each page is checked: one title and a description, a sideb
 documented, the source of the `#| exports` (lesson) cells shown, figures kept, no `#| hide` scaffolding or
 processing noise on the page, and no warning from the processing; signatures free of markdown (a docments comment
 that names a symbol in backticks becomes a link that Quarto prints verbatim inside the code block) and of fastai's
-inherited callback keywords, and one public function or class per lesson cell (its source, then its documentation). `test_each_check_can_fail` processes tiny
+inherited callback keywords, one public function or class per lesson cell (its documentation, then its source), and
+prose cells (`Markdown(f"...")`) with their source hidden. `test_each_check_can_fail` processes tiny
 notebooks broken on purpose, one per check, and shows that the check catches each."""
 import ast, base64, json, os, re, warnings
 import multiprocessing as mp
@@ -179,6 +180,12 @@ def check_one_lesson(nb) -> list:
     return [f'lesson cell defines {", ".join(d)}: one per cell' for c in nb['cells'] if 'exports' in directives(c)
             for d in [public_defs(c)] if len(d) > 1 and not all(n.endswith('Error') for n in d)]
 
+def check_prose(nb) -> list:
+    "A visible cell that builds prose with `Markdown(...)` hides its source (`#| echo: false`): else the page shows it twice."
+    return [f'prose cell shows its source: {body(c).splitlines()[0][:80]}' for c in nb['cells']
+            if c['cell_type'] == 'code' and not hidden(c) and re.search(r'\bMarkdown\(', body(c))
+            and not re.search(r'^#\|\s*echo:\s*false', src(c), re.M)]
+
 def check_scaffolding(nb, page) -> list:
     "No hidden cell's source, test/export scaffolding, leftover directives or processing errors on the page."
     code = [src(c) for c in page['cells'] if c['cell_type'] == 'code']
@@ -235,13 +242,15 @@ BROKEN = {   # notebook -> (the check that must catch it, the notebook[, names i
     'stderr': ('scaffolding', tiny(code('#| exports\nimport sys\nsys.stderr.write("a note for developers\\n")'))),
     'warns': ('warnings', tiny(code('import math\nx = math.pi'))),
     'no_sidebar': ('sidebar', tiny()),
+    'prose_twice': ('prose', tiny(code('from IPython.display import Markdown\nMarkdown(f"one plus one is {lesson(1)}")'))),
     'two_lessons': ('one_lesson', tiny(code('#| exports\ndef first(x):\n    "One."\n    return x\n\ndef second(x):\n    "Two."\n    return x'))),
 }
 
 def all_checks(name, nb, page, caught, names, entries, nbs=NBS) -> dict:
     return {'title': check_title(page), 'sidebar': check_sidebar(name, entries), 'documented': check_documented(page, names),
             'lessons': check_lessons(nb, page), 'figures': check_figures(nb, page, nbs), 'scaffolding': check_scaffolding(nb, page),
-            'warnings': check_warnings(caught), 'signatures': check_signatures(page), 'one_lesson': check_one_lesson(nb)}
+            'warnings': check_warnings(caught), 'signatures': check_signatures(page), 'one_lesson': check_one_lesson(nb),
+            'prose': check_prose(nb)}
 
 # --- the real notebooks -------------------------------------------------------------------------------------
 
