@@ -1206,3 +1206,90 @@ def test_check_finite_keeps_zero_rows():
     "An empty (0, 2) array is (0, 2), not a reshape error; a loop over rows agrees on a non-empty one."
     assert check_finite(np.zeros((0, 2)), 'f', 'x').shape == (0, 2) and check_finite([], 'f', 'x').shape == (0, 1)
     v = np.arange(6.).reshape(3, 2); np.testing.assert_array_equal(check_finite(v, 'f', 'x'), np.array([list(r) for r in v]))
+
+# ---------------------------------------------------------------- two tables that disagree: the MERFISH pair on one gene axis, by name
+def _ref_genes(fn): return table(fn, index_col=0)
+TWO_TABLES = [  # (case, change to reference/counts.csv, genes expected on both axes, words of the warning or None)
+    ('reference genes in another order', _ref_genes(lambda d: d.loc[['G3', 'G1', 'G2']]), ['G1', 'G2', 'G3'], None),
+    ('reference lacks a gene', _ref_genes(lambda d: d.loc[['G1', 'G3']]), ['G1', 'G3'], 'dropped 1 spatial-only genes (G2) and 0 reference-only genes ()'),
+    ('reference has an extra gene, reordered', _ref_genes(lambda d: pd.concat([d, d.loc[['G1']].rename(index={'G1': 'G9'})]).iloc[::-1]), ['G1', 'G2', 'G3'],
+     'dropped 0 spatial-only genes () and 1 reference-only genes (G9)'),
+]
+
+@pytest.mark.parametrize('change,genes,words', [pytest.param(*c[1:], id=c[0]) for c in TWO_TABLES])
+def test_two_tables_share_one_gene_axis(tmp_path, change, genes, words):
+    "Each reference column is the same gene's counts as in the reference file, by name (a loop over genes), and the axes match."
+    write_merfish(tmp_path); change(tmp_path/'reference'/'counts.csv')
+    if words is None:
+        with warnings.catch_warnings(): warnings.simplefilter('error'); spatial, ref = read_merfish_rctd(tmp_path)
+    else:
+        with pytest.warns(UserWarning, match=re.escape(words)): spatial, ref = read_merfish_rctd(tmp_path)
+    assert list(spatial.var_names) == list(ref.var_names) == genes
+    raw_ref = pd.read_csv(tmp_path/'reference'/'counts.csv', index_col=0); raw_sp = pd.read_csv(tmp_path/'spatial'/'counts.csv', index_col=0)
+    for j, g in enumerate(genes):
+        np.testing.assert_array_equal(ref.X[:, j].toarray().ravel(), raw_ref.loc[g].to_numpy())
+        np.testing.assert_array_equal(spatial.X[:, j].toarray().ravel(), raw_sp.loc[g].to_numpy())
+
+def test_two_tables_without_a_shared_gene(tmp_path):
+    write_merfish(tmp_path); _ref_genes(lambda d: d.rename(index=lambda g: g.lower()))(tmp_path/'reference'/'counts.csv')
+    with pytest.raises(DataFormatError, match='share no gene: spatial G1, G2, G3, reference g1, g2, g3'): read_merfish_rctd(tmp_path)
+
+# ---------------------------------------------------------------- patches with no image in them: refused, never all-white data
+@pytest.mark.parametrize('shift', [(-200., 0.), (0., 500.), (1e6, 1e6)], ids=['left', 'below', 'far'])
+def test_patch_without_image_is_refused(tmp_path, shift):
+    "crop_patches and spot_patches (pad=True): a patch holding no image pixel is refused naming how many (and which spots);"
+    " the loop below is the independent answer for which patches hold at least one pixel of the image."
+    a = read_her2st(write_her2st(tmp_path), 'Z1', lowres=0)      # 3 spots on a 64 x 64 image, 4 px patches
+    a.obsm['spatial'][1] += shift
+    size = 4; H = W = 64
+    def holds_image(x, y):
+        x0, y0 = int(np.floor(x - size / 2)), int(np.floor(y - size / 2))
+        return any(0 <= x0 + i < W and 0 <= y0 + j < H for i in range(size) for j in range(size))
+    empty = [not holds_image(*xy) for xy in a.obsm['spatial']]; assert empty == [False, True, False]
+    with pytest.raises(PatchOutOfBoundsError, match=r'1 of 3 spots .* no image pixel in their 4px patch .*: 2x1'):
+        spot_patches(a, patch_um=size * 0.69, out_px=4, pad=True)
+    img = np.zeros((H, W, 3), np.uint8)
+    with pytest.raises(PatchOutOfBoundsError, match='1 of 3 patches of 4px lie wholly outside the 64x64 image'): crop_patches(img, a.obsm['spatial'], size, pad=True)
+    p, _ = crop_patches(img, a.obsm['spatial'][[0, 2]], size, pad=True); assert p.shape == (2, 4, 4, 3)
+
+def test_patch_with_one_image_pixel_is_kept():
+    "The boundary: a patch whose corner pixel is the image's corner pixel holds image, so it is padded, not refused."
+    p, tl = crop_patches(IMG, [[-1., -1.]], 4, pad=True)         # top-left (-3, -3): only pixel (3, 3) of the patch is inside
+    assert tl.tolist() == [[-3, -3]] and (p[0, 3, 3] == IMG[0, 0]).all() and (p[0, :3] == 255).all() and (p[0, :, :3] == 255).all()
+    with pytest.raises(PatchOutOfBoundsError, match='wholly outside'): crop_patches(IMG, [[-2., -1.]], 4, pad=True)   # top-left x -4: none
+
+# ---------------------------------------------------------------- names vs codes: CurationLog.record takes a class name as a label
+@pytest.mark.parametrize('label,code', [('target', 1), ('other', 2), (0, 0), (np.int64(2), 2), (1.0, 1)])
+def test_curation_log_record_label_name_or_code(tmp_path, label, code):
+    "A name maps to its index in class_names (the independent answer: class_names.index), a code stays; both read back from the CSV."
+    CurationLog, _ = _curation_log()
+    names = ('reference', 'target', 'other')
+    with CurationLog(tmp_path/'log.csv', ['a', 'b'], [0, 0], class_names=names) as log: log.record('a', 'relabel', label)
+    assert code == (names.index(label) if isinstance(label, str) else int(label))
+    with CurationLog(tmp_path/'log.csv', ['a', 'b'], [0, 0], class_names=names) as log: assert log.curated_labels().tolist() == [code]
+
+@pytest.mark.parametrize('label', ['Target', 'nope', 3, -1, 1.5, True, None])
+def test_curation_log_record_label_wrong(tmp_path, label):
+    CurationLog, _ = _curation_log()
+    with CurationLog(tmp_path/'log.csv', ['a'], [0]) as log:
+        with pytest.raises(ValueError, match=re.escape("relabel needs a label: a code 0..2 or a name of class_names ['reference', 'target', 'other'], got")):
+            log.record('a', 'relabel', label)
+        assert log.decisions == {}
+
+# ---------------------------------------------------------------- issue 28's classes (readers / data part), listed with the others
+BAD_INPUT_CLASSES.update({
+    'process-level crashes: a reader on a threaded or native parser given corrupt input, in a subprocess, repeated': (
+        sorted({c[0].split(':')[0] for c in CRASH_CASES}), ['test_corrupt_input_never_kills_the_process']),
+    'values silently changed: a non-integer count under an integer header, a column index out of range, a pixel size missing from metadata': (
+        ['read_10x_reference', 'read_hest'], ['test_values_never_silently_changed', 'test_10x_matrix_market_read_as_scipy_reads_it',
+                                              'test_10x_matrix_market_header_and_entries']),
+    'rows silently dropped or kept: zero-count rows under one rule (data.check_count_rows), no rows at all': (
+        [c[0] for c in ZERO_ROWS], ['test_zero_count_rows_one_rule', 'test_cosmx_negative_probe_only_cell_counted_not_lost', 'test_no_rows_is_a_named_error',
+                                    'test_check_finite_keeps_zero_rows']),
+    'two tables that disagree: reference genes fewer, extra or in another order': (
+        ['read_merfish_rctd'], ['test_two_tables_share_one_gene_axis', 'test_two_tables_without_a_shared_gene']),
+    'patches with no image in them, even with pad=True': (
+        ['crop_patches', 'spot_patches'], ['test_patch_without_image_is_refused', 'test_patch_with_one_image_pixel_is_kept']),
+    'names vs codes: a class name as the relabel label': (
+        ['CurationLog.record'], ['test_curation_log_record_label_name_or_code', 'test_curation_log_record_label_wrong']),
+})
