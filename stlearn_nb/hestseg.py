@@ -13,7 +13,7 @@ from scipy import ndimage as ndi
 from scipy.optimize import linear_sum_assignment
 from .core import seed_everything, default_device, type_palette, Experiment, cpu_threads, train_batch_size, check_train_steps
 from .data import DataFormatError, transcripts_to_counts, shared_data_dir, format_examples, require_file
-from .data import BarcodeMismatchError, UnreadableFileError, reading, read_table, check_finite, check_unique, read_tiff, check_pixel_size
+from .data import BarcodeMismatchError, UnreadableFileError, reading, read_table, check_finite, check_unique, read_tiff, check_pixel_size, check_count_rows
 
 # %% auto #0
 __all__ = ['CONTROL_PATTERN', 'UNASSIGNED_IDS', 'CLASSES', 'IGNORE', 'HIERARCHY', 'MARKERS', 'ORGAN_STYLES', 'NUCLEUS_LOOK',
@@ -294,18 +294,23 @@ def microns_to_he(xy_um:np.ndarray,   # (n, 2) x, y in microns (Xenium frame)
 def read_xenium(folder:str|Path,       # Xenium output folder (XOA): transcripts, nucleus_boundaries, experiment.xenium
                 alignment:str|Path|np.ndarray|None=None, # H&E alignment csv or 3x3 array; None: morphology pixels
                 min_qv:float=20,
+                drop_zero:bool=False,  # drop cells left without counts (only controls or qv < min_qv), with a warning, instead of raising
                ) -> ad.AnnData:        # cells x genes counts; obsm['spatial'] nucleus centroid (um)
     "Read raw Xenium output: per-cell counts (qv >= min_qv, controls dropped) and nucleus polygons in um and H&E px."
     folder = Path(folder)
     find = lambda stem: next((p for p in (folder/f'{stem}.parquet', folder/f'{stem}.csv.gz', folder/f'{stem}.csv') if p.exists()), folder/f'{stem}.csv')
     tx_path, nuc_path = find('transcripts'), find('nucleus_boundaries')
-    tx = read_xenium_transcripts(tx_path, min_qv)
+    every = read_xenium_transcripts(tx_path, -np.inf, drop_controls=False)   # each cell with an assigned transcript is a row
+    every = every[~every['cell_id'].isin(UNASSIGNED_IDS)]
+    tx = every[(pd.to_numeric(every['qv']) >= min_qv) & ~every['feature_name'].str.match(CONTROL_PATTERN)]
     nuc = read_xenium_boundaries(nuc_path)
     px = read_xenium_pixel_size(folder/'experiment.xenium')
     A = read_alignment(alignment) if isinstance(alignment, (str, Path)) else None if alignment is None else check_alignment(alignment, 'alignment')
-    tx = tx[~tx['cell_id'].isin(UNASSIGNED_IDS)]
     if tx.empty: raise XeniumFormatError(f"{tx_path}: no transcript with qv >= {min_qv} is assigned to a cell")
     adata = transcripts_to_counts(tx['cell_id'].to_numpy(), tx['feature_name'].to_numpy(), unassigned=None)
+    lost = pd.Index(every['cell_id'].unique()).difference(adata.obs_names)   # only controls or low-quality transcripts: zero counts
+    if len(lost): adata = ad.concat([adata, ad.AnnData(sp.csr_matrix((len(lost), adata.n_vars), dtype=adata.X.dtype), obs=pd.DataFrame(index=lost), var=adata.var)])
+    adata = check_count_rows(adata, drop_zero, 'cells', source=tx_path)
     adata.obs['n_nuclear'] = tx.groupby('cell_id')['overlaps_nucleus'].sum().reindex(adata.obs_names).to_numpy() \
         if 'overlaps_nucleus' in tx else np.nan
     nuc[['he_x', 'he_y']] = microns_to_he(nuc[['vertex_x', 'vertex_y']].to_numpy(), px, A)

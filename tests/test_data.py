@@ -2,7 +2,6 @@
 import gzip, json
 import numpy as np, pandas as pd, pytest, h5py, anndata as ad
 from stlearn_nb.data import *
-from stlearn_nb.data import _drop_zero
 
 HER2ST_SPOTS = {'B4': 283, 'C2': 187, 'C3': 180, 'C4': 184, 'C5': 181, 'C6': 178}  # PROVENANCE.txt
 
@@ -30,8 +29,10 @@ def test_her2st_patches_on_the_real_image(shared):
     np.testing.assert_array_equal(resize_patches(full[None, y0:y0+size, x0:x0+size], 224)[0], a.obsm['patches'][0])
     # tissue is darker than glass: the mean patch is clearly not white
     assert a.obsm['patches'].mean() < 230
-    with pytest.raises(PatchOutOfBoundsError, match='reach outside'):
+    with pytest.raises(PatchOutOfBoundsError, match="178 of 178 spots of 'C6' have no image pixel in their 162px patch"):   # C6's spots lie past 2000 px
         spot_patches(a, patch_um=112, image=full[:2000, :2000], copy=True)
+    with pytest.raises(PatchOutOfBoundsError, match='reach outside'):
+        spot_patches(a, patch_um=112, image=full[:, :int(a.obsm['spatial'][:, 0].max())], copy=True)   # the last column's patches cut
 
 def test_wu2021_reference(shared):
     r = read_10x_reference(shared('wu2021_brca_scrna_CID4465'))
@@ -62,8 +63,11 @@ def test_cosmx_transcripts_fall_in_their_cells(shared):
     assert (m['mask'][rc[ok, 0], rc[ok, 1]] == t.cell_ID.to_numpy()[ok]).mean() < 0.5
 
 def test_merfish(shared):
-    sp_, ref = read_merfish_rctd(shared('merfish_hypothalamus_rctd'))
-    assert sp_.shape == (750, 134) and ref.shape == (1308, 134)
+    raw = pd.read_csv(shared('merfish_hypothalamus_rctd')/'reference'/'counts.csv', index_col=0)
+    zero = raw.columns[raw.sum(0) == 0]; assert len(zero) == 4 and raw.shape == (134, 1308)   # 4 reference cells without counts
+    with pytest.raises(ZeroCountsError, match=f'4 cells have zero total counts: {zero[0]}'): read_merfish_rctd(shared('merfish_hypothalamus_rctd'))
+    with pytest.warns(UserWarning, match='dropped 4 cells with zero total counts'): sp_, ref = read_merfish_rctd(shared('merfish_hypothalamus_rctd'), drop_zero=True)
+    assert sp_.shape == (750, 134) and ref.shape == (1304, 134) and not ref.obs_names.isin(zero).any()
     assert ref.obs['cell_type'].nunique() == 14 and sp_.obsm['spatial'].shape == (750, 2)
 
 # ---- bad input -------------------------------------------------------------------------------------------
