@@ -11,12 +11,12 @@ from pathlib import Path
 from .filekind import expect_file_kind, TORCH_FILE_KINDS, IMAGE_KINDS   # standard library only: no torch yet
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'CLI_OWNED', 'RANGE_RULES', 'DATASET_FOLDERS', 'available_experiments', 'CommandLineError', 'Option',
-           'experiment_options', 'NotStatic', 'static_options', 'command_options', 'check_option', 'validate_options',
-           'options_help', 'check_out_dir', 'check_data_dir', 'training_label', 'progress_mode', 'add_de_parser',
-           'check_de_args', 'run_de', 'add_encode_parser', 'check_encode_args', 'run_encode', 'add_segment_parser',
-           'check_segment_args', 'run_segment', 'closest_flag', 'build_parser', 'experiment_function', 'run_experiment',
-           'main']
+__all__ = ['EXPERIMENTS', 'CLI_OWNED', 'RANGE_RULES', 'GLM_FAMILIES', 'CHOICE_RULES', 'DATASET_FOLDERS', 'SEED_MAX',
+           'available_experiments', 'CommandLineError', 'Option', 'experiment_options', 'NotStatic', 'static_options',
+           'command_options', 'check_option', 'validate_options', 'options_help', 'check_out_dir', 'check_data_dir',
+           'training_label', 'progress_mode', 'add_de_parser', 'check_de_args', 'run_de', 'add_encode_parser',
+           'check_encode_args', 'run_encode', 'add_segment_parser', 'check_segment_args', 'run_segment', 'closest_flag',
+           'build_parser', 'experiment_function', 'check_seed', 'run_experiment', 'main']
 
 # %% ../nbs/90_cli.ipynb #0c1ef7cc
 EXPERIMENTS = {  # subcommand -> (module, function, one-line description)
@@ -181,9 +181,16 @@ RANGE_RULES = [  # (parameter-name pattern, test, wording): the package's naming
     (r'^(lr|\w+_um)$', lambda v: v > 0, '> 0'),
     (r'^(lam)$', lambda v: v >= 0, '>= 0'),
 ]
+GLM_FAMILIES = ('poisson', 'nb')   # count likelihoods of the GLM estimators (ppi_de) and of `de --family`
+CHOICE_RULES = [  # (parameter-name pattern, valid values): the package's naming conventions for words
+    (r'^family$', GLM_FAMILIES),
+]
 
 def _range_rule(name:str):
     return next(((test, words) for pattern, test, words in RANGE_RULES if re.match(pattern, name)), None)
+
+def _choice_rule(name:str) -> tuple|None:
+    return next((values for pattern, values in CHOICE_RULES if re.match(pattern, name)), None)
 
 def check_option(opt:Option, value):
     "`value` converted to `opt`'s type, or `CommandLineError` saying what was expected."
@@ -197,6 +204,9 @@ def check_option(opt:Option, value):
     rule = _range_rule(opt.name)
     if rule and isinstance(value, (int, float)) and not isinstance(value, bool) and (math.isnan(value) or not rule[0](value)):
         raise CommandLineError(f"--set {opt.name}={value!r}: must be {rule[1]}")
+    choices = _choice_rule(opt.name)
+    if choices and isinstance(value, str) and value not in choices:
+        raise CommandLineError(f"--set {opt.name}={value!r}: must be one of {', '.join(map(repr, choices))}")
     return value
 
 def _options_of(experiment) -> tuple[dict, str]:
@@ -219,7 +229,8 @@ def options_help(experiment) -> str:
     "The `--set` keys of `experiment` (a name or a function) with defaults, types and ranges, for `<cmd> --help`."
     valid, owner = _options_of(experiment)
     rows = [f"  {o.name}={o.default_text}" + (f"  ({_type_names(o.types)}" if o.types else '  (any')
-            + (f", {_range_rule(o.name)[1]})" if _range_rule(o.name) else ')') for o in valid.values()]
+            + (f", {_range_rule(o.name)[1]}" if _range_rule(o.name) else '')
+            + (f", one of {', '.join(_choice_rule(o.name))})" if _choice_rule(o.name) else ')') for o in valid.values()]
     return f"options (--set KEY=VALUE), from {owner}'s signature:\n" + ('\n'.join(rows) or '  none')
 
 # %% ../nbs/90_cli.ipynb #06e57f2a
@@ -319,7 +330,7 @@ def add_de_parser(sub) -> argparse.ArgumentParser:
     a('--weights-key', default=None, metavar='W', help='.obs column of importance weights on curated cells')
     a('--size-factor-key', default=None, metavar='S', help='.obs column of size factors (both files)')
     a('--method', default='ppi++', choices=['ppi++', 'ppi', 'classical', 'naive'])
-    a('--family', default='poisson', choices=['poisson', 'nb'])
+    a('--family', default='poisson', choices=list(GLM_FAMILIES))
     a('--layer', default='auto', help="counts layer ('auto': 'counts' when both files have it, else .X; 'X' for .X)")
     a('--alpha', type=float, default=0.05, help='intervals at 1 - alpha, BH at alpha')
     a('--interval', default='z', choices=['z', 't'], help="'t': Satterthwaite df for few heavily weighted curated cells")
@@ -546,10 +557,20 @@ def experiment_function(name:str):
     module, function, _ = EXPERIMENTS[name]
     return getattr(importlib.import_module(module), function)
 
+SEED_MAX = 2**31 - 1   # NumPy seeds are 0..2**32 - 1; experiments also seed seed + k for their k-th seed or replicate
+
+def check_seed(seed) -> int:
+    "`seed` as a base seed every experiment can use (an int in [0, SEED_MAX]); else `CommandLineError`."
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise CommandLineError(f"--seed {seed}: must be an integer in [0, {SEED_MAX}] (NumPy seeds are 0..2**32 - 1, and "
+                               "experiments derive seed + k from it)")
+    return seed
+
 def run_experiment(name:str, out:Path|None=None, quick:bool=False, seed:int=0, data_dir=None, quiet:bool=False, **options):
-    "Check `out`, `data_dir` and `options` (no heavy import yet), run the experiment, write its results atomically into `out`; return the `Experiment`."
+    "Check `out`, `data_dir`, `seed` and `options` (no heavy import yet), run the experiment, write its results atomically into `out`; return the `Experiment`."
     out = check_out_dir(Path(out) if out is not None else Path('results')/name)
     if data_dir is not None: check_data_dir(data_dir)
+    check_seed(seed)
     options = validate_options(name, options)                 # read from the experiment's source: nothing imported
     from stlearn_nb.core import write_experiment, seed_everything, atomic_dir
     fn = experiment_function(name)
