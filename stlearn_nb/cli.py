@@ -447,17 +447,20 @@ def check_segment_args(args):
         raise CommandLineError(f"--out {args.out} is a non-empty folder without segment.csv; the run would replace it: choose a new or empty folder")
 
 def _segment_slides(args):
-    "Whole-slide mode: `segment_slide` per slide into out/<stem>/, then out/segment.csv (rank 0)."
+    "Whole-slide mode, `--out` locked against a second run: `segment_slide` per slide into out/<stem>/ (a finished one is skipped), then out/segment.csv (rank 0)."
     import pandas as pd, torch.distributed as dist
-    from stlearn_nb.hestseg_wsi import segment_slide
+    from stlearn_nb.core import atomic_file
+    from stlearn_nb.hestseg_wsi import segment_slide, output_lock
     if int(os.environ.get('WORLD_SIZE', 1)) > 1 and not dist.is_initialized(): dist.init_process_group('gloo')
     rows = []
-    for p in args.images:
-        s = segment_slide(p, args.model, args.mpp, args.out/Path(p).stem, block_px=args.block_px, mask=args.mask, progress=not args.quiet)
-        rows.append(dict(image=str(p), folder=Path(p).stem, **{k: s.get(k) for k in ('height', 'width', 'n_blocks', 'n_nuclei', 'seconds')}))
-        if not args.quiet and s['rank'] == 0: print(f"segment: {p}: {s.get('n_nuclei')} nuclei in {s.get('seconds')} s", flush=True)
-    table = pd.DataFrame(rows)
-    if s['rank'] == 0: table.to_csv(args.out/'segment.csv', index=False)
+    with output_lock(args.out):   # OutputInUseError while another run writes this --out
+        for p in args.images:
+            s = segment_slide(p, args.model, args.mpp, args.out/Path(p).stem, block_px=args.block_px, mask=args.mask, progress=not args.quiet)
+            rows.append(dict(image=str(p), folder=Path(p).stem, **{k: s.get(k) for k in ('height', 'width', 'n_blocks', 'n_nuclei', 'seconds')}))
+            if not args.quiet and s['rank'] == 0: print(f"segment: {p}: {s.get('n_nuclei')} nuclei in {s.get('seconds')} s" + (' (done before)' if s.get('skipped') else ''), flush=True)
+        table = pd.DataFrame(rows)
+        if s['rank'] == 0:
+            with atomic_file(args.out/'segment.csv') as tmp: table.to_csv(tmp, index=False)
     return table
 
 def run_segment(args) -> int:
