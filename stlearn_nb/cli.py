@@ -414,7 +414,8 @@ def add_segment_parser(sub):
     desc = ('Segment nuclei in H&E images with a model file (the model.pt that `stlearn-nb hestseg-monuseg` writes). '
             'Tiles: one <stem>_mask.npy (int32 instances) and <stem>_overlay.png per image, and segment.csv, into --out. '
             'Whole slides (--block-px given): block by block in memory bounded by --block-px, one folder per slide '
-            '(nuclei.csv/.parquet/.h5ad/.geojson, thumbnail overlay, labels.zarr with --mask), resumable; under torchrun '
+            '(nuclei.csv/.parquet/.h5ad/.geojson, thumbnail overlay, labels.zarr with --mask), resumable (a rerun skips finished '
+            'slides and saved blocks; a second run on the same --out is refused while the first runs); under torchrun '
             'the ranks share tile rows and blocks.')
     s = sub.add_parser('segment', help='nuclei of your own H&E images or whole slides with a trained model file', description=desc)
     s.add_argument('images', nargs='+', type=Path, metavar='SLIDE', help='H&E images or slides (.tif/.tiff incl. pyramidal BigTIFF, .png, .jpg; .svs/.ndpi/.mrxs with openslide), 8-bit; greyscale, palette and alpha are converted to RGB')
