@@ -301,7 +301,7 @@ def _finished(out:Path, key:dict) -> dict|None:
 def _disk_full(e:OSError, slide:Path, work:Path|None, n_blocks:int, n_rows:int) -> DiskFullError:
     "The error a full disk raises: what was being written, what is kept, and that the same call resumes."
     count = lambda d, ext: len(list((work/d).glob(f'*.{ext}'))) if work is not None and (work/d).is_dir() else 0
-    return DiskFullError(e.errno, f"disk full while segmenting {slide.name} ({e.strerror or 'no space left'}{f': {e.filename}' if e.filename else ''}); {count('rows', 'json')} of {n_rows} tile rows "
+    return DiskFullError(e.errno, f"disk full while segmenting {slide.name} ({' '.join((e.strerror or 'no space left').split())}{f': {e.filename}' if e.filename else ''}); {count('rows', 'json')} of {n_rows} tile rows "
                          f"and {count('blocks', 'npz')} of {n_blocks} blocks are kept in {work}: free space there and run the same command again to resume from them")
 
 # %% ../nbs/22_hestseg_wsi.ipynb #55b3d4ec
