@@ -4,7 +4,7 @@
 
 # %% ../nbs/90_cli.ipynb #53a099f5
 from __future__ import annotations
-import argparse, ast, difflib, importlib, importlib.util, inspect, math, os, re, sys, textwrap, time, traceback, types, typing
+import argparse, ast, difflib, functools, importlib, importlib.util, inspect, math, os, re, sys, textwrap, time, traceback, types, typing
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,10 +13,10 @@ from .filekind import expect_file_kind, TORCH_FILE_KINDS, IMAGE_KINDS   # standa
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'CLI_OWNED', 'RANGE_RULES', 'GLM_FAMILIES', 'CHOICE_RULES', 'DATASET_FOLDERS', 'SEED_MAX',
            'available_experiments', 'CommandLineError', 'Option', 'experiment_options', 'NotStatic', 'static_options',
-           'command_options', 'check_option', 'validate_options', 'options_help', 'check_out_dir', 'check_data_dir',
-           'training_label', 'progress_mode', 'add_de_parser', 'check_de_args', 'run_de', 'add_encode_parser',
-           'check_encode_args', 'run_encode', 'add_segment_parser', 'check_segment_args', 'run_segment', 'closest_flag',
-           'build_parser', 'experiment_function', 'check_seed', 'run_experiment', 'main']
+           'command_options', 'torchvision_classifiers', 'check_option', 'validate_options', 'options_help',
+           'check_out_dir', 'check_data_dir', 'training_label', 'progress_mode', 'add_de_parser', 'check_de_args',
+           'run_de', 'add_encode_parser', 'check_encode_args', 'run_encode', 'add_segment_parser', 'check_segment_args',
+           'run_segment', 'closest_flag', 'build_parser', 'experiment_function', 'check_seed', 'run_experiment', 'main']
 
 # %% ../nbs/90_cli.ipynb #0c1ef7cc
 EXPERIMENTS = {  # subcommand -> (module, function, one-line description)
@@ -174,6 +174,21 @@ def command_options(name:str) -> dict:
     try: return static_options(*EXPERIMENTS[name][:2])
     except (NotStatic, SyntaxError, OSError, ValueError): return experiment_options(experiment_function(name))
 
+# %% ../nbs/90_cli.ipynb #c28b0a04
+@functools.lru_cache(None)
+def torchvision_classifiers() -> tuple|None:
+    "torchvision's classification model names (`list_models(module=torchvision.models)`) read from its source files, not imported (5 s); None without torchvision."
+    spec = importlib.util.find_spec('torchvision')
+    if spec is None or not spec.submodule_search_locations: return None
+    names = []
+    for f in sorted(Path(spec.submodule_search_locations[0], 'models').glob('*.py')):   # torchvision.models.<file>, not its subpackages
+        for node in ast.parse(f.read_text(encoding='utf-8')).body:
+            for d in getattr(node, 'decorator_list', []):
+                call = d if isinstance(d, ast.Call) else None; fn = call.func if call else d
+                if (getattr(fn, 'id', None) or getattr(fn, 'attr', None)) == 'register_model':
+                    names += [next((k.value.value for k in (call.keywords if call else []) if k.arg == 'name'), node.name)]
+    return tuple(sorted(names)) or None   # none found (another layout): no check rather than refusing every name
+
 # %% ../nbs/90_cli.ipynb #2c987839
 RANGE_RULES = [  # (parameter-name pattern, test, wording): the package's naming conventions for numbers
     (r'^(n|n_\w+|\w*epochs|bs|batch_size|chunk|threads|patience|width|size|\w+_size|\w+_px)$', lambda v: v >= 1, '>= 1'),
@@ -182,15 +197,19 @@ RANGE_RULES = [  # (parameter-name pattern, test, wording): the package's naming
     (r'^(lam)$', lambda v: v >= 0, '>= 0'),
 ]
 GLM_FAMILIES = ('poisson', 'nb')   # count likelihoods of the GLM estimators (ppi_de) and of `de --family`
-CHOICE_RULES = [  # (parameter-name pattern, valid values): the package's naming conventions for words
+CHOICE_RULES = [  # (parameter-name pattern, valid values or a function giving them): the package's naming conventions for words
     (r'^family$', GLM_FAMILIES),
+    (r'^arch$', lambda: ('stain', *torchvision_classifiers()) if torchvision_classifiers() else None),   # features.load_encoder's architectures
 ]
 
 def _range_rule(name:str):
     return next(((test, words) for pattern, test, words in RANGE_RULES if re.match(pattern, name)), None)
 
 def _choice_rule(name:str) -> tuple|None:
-    return next((values for pattern, values in CHOICE_RULES if re.match(pattern, name)), None)
+    values = next((values for pattern, values in CHOICE_RULES if re.match(pattern, name)), None)
+    return values() if callable(values) else values
+
+def _listed(values:tuple, n:int=8) -> str: return ', '.join(map(repr, values[:n])) + (f" (+{len(values) - n} more)" if len(values) > n else '')
 
 def check_option(opt:Option, value):
     "`value` converted to `opt`'s type, or `CommandLineError` saying what was expected."
@@ -206,7 +225,8 @@ def check_option(opt:Option, value):
         raise CommandLineError(f"--set {opt.name}={value!r}: must be {rule[1]}")
     choices = _choice_rule(opt.name)
     if choices and isinstance(value, str) and value not in choices:
-        raise CommandLineError(f"--set {opt.name}={value!r}: must be one of {', '.join(map(repr, choices))}")
+        close = difflib.get_close_matches(value, choices, 3, 0.5)
+        raise CommandLineError(f"--set {opt.name}={value!r}: must be one of {_listed(choices)}" + (f"; did you mean {' or '.join(map(repr, close))}?" if close else ''))
     return value
 
 def _options_of(experiment) -> tuple[dict, str]:
@@ -230,7 +250,7 @@ def options_help(experiment) -> str:
     valid, owner = _options_of(experiment)
     rows = [f"  {o.name}={o.default_text}" + (f"  ({_type_names(o.types)}" if o.types else '  (any')
             + (f", {_range_rule(o.name)[1]}" if _range_rule(o.name) else '')
-            + (f", one of {', '.join(_choice_rule(o.name))})" if _choice_rule(o.name) else ')') for o in valid.values()]
+            + (f", one of {_listed(_choice_rule(o.name), 4)})" if _choice_rule(o.name) else ')') for o in valid.values()]
     return f"options (--set KEY=VALUE), from {owner}'s signature:\n" + ('\n'.join(rows) or '  none')
 
 # %% ../nbs/90_cli.ipynb #06e57f2a

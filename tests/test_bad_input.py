@@ -1032,6 +1032,8 @@ SLOW_ARGUMENT_ERRORS = [   # (argv, words of the one error line): values an expe
     (['cpnn-synth', '--seed', '2147483648'], '--seed 2147483648: must be an integer in [0, 2147483647]'),
     (['ppi-sim', '--set', 'family=nbinom'], "--set family='nbinom': must be one of 'poisson', 'nb'"),
     (['ppi-sim', '--set', 'family=NB'], "--set family='NB': must be one of 'poisson', 'nb'"),
+    (['features-her2st', '--set', 'arch=resnet99'], "--set arch='resnet99': must be one of 'stain', 'alexnet',"),
+    (['cpnn-her2st', '--set', 'arch=mobilenetv2'], "did you mean 'mobilenet_v2'"),
 ]
 
 @pytest.mark.parametrize('argv,words', SLOW_ARGUMENT_ERRORS)
@@ -1040,7 +1042,7 @@ def test_argument_errors_refused_before_the_experiment_is_imported(tmp_path, arg
     import subprocess, sys, os
     code = ("import sys, io, contextlib; from stlearn_nb.cli import main\n"
             "err = io.StringIO()\nwith contextlib.redirect_stderr(err): rc = main(sys.argv[1:])\n"
-            "heavy = [m for m in ('torch', 'numpy', 'pandas', 'stlearn_nb.ppi_de', 'stlearn_nb.strank', 'stlearn_nb.cpnn') if m in sys.modules]\n"
+            "heavy = [m for m in ('torch', 'torchvision', 'numpy', 'pandas', 'stlearn_nb.ppi_de', 'stlearn_nb.strank', 'stlearn_nb.cpnn', 'stlearn_nb.features') if m in sys.modules]\n"
             "print(rc, heavy); print(err.getvalue(), end='')")
     env = {**os.environ, 'PYTHONPATH': os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get('PYTHONPATH', '')])}
     r = subprocess.run([sys.executable, '-c', code, *argv, '--quick', '--out', str(tmp_path/'o')], capture_output=True, text=True, env=env, timeout=120)
@@ -1067,6 +1069,18 @@ def test_cli_seed_and_family_rules_match_numpy_and_ppi_de():
         except CommandLineError: cli_ok = False
         assert fits == cli_ok == (family in GLM_FAMILIES), family
 
-BAD_INPUT_CLASSES['command-line values an experiment refuses only after its import (seed range, GLM family)'] = (
-    ['stlearn-nb <experiment> --seed', 'stlearn-nb <experiment> --set family='],
-    ['test_argument_errors_refused_before_the_experiment_is_imported', 'test_cli_seed_and_family_rules_match_numpy_and_ppi_de'])
+def test_cli_arch_rule_matches_torchvision_and_load_encoder():
+    "The architectures read from torchvision's source files == `list_models(module=torchvision.models)`; `load_encoder` refuses what the CLI refuses."
+    import torchvision
+    from stlearn_nb.cli import torchvision_classifiers, validate_options, CommandLineError
+    from stlearn_nb.features import load_encoder
+    assert torchvision_classifiers() == tuple(sorted(torchvision.models.list_models(module=torchvision.models)))
+    for arch in ('resnet99', 'mobilenetv2', 'maskrcnn_resnet50_fpn'):   # the last: a torchvision model, but a detector
+        with pytest.raises(CommandLineError, match='must be one of'): validate_options('features-her2st', {'arch': arch})
+        with pytest.raises(ValueError, match='unknown architecture'): load_encoder(arch, 'random')
+    for arch in ('stain', 'resnet18', 'mobilenet_v2', None): assert validate_options('features-her2st', {'arch': arch}) == {'arch': arch}
+
+BAD_INPUT_CLASSES['command-line values an experiment refuses only after its import (seed range, GLM family, encoder architecture)'] = (
+    ['stlearn-nb <experiment> --seed', 'stlearn-nb <experiment> --set family=', 'stlearn-nb <experiment> --set arch='],
+    ['test_argument_errors_refused_before_the_experiment_is_imported', 'test_cli_seed_and_family_rules_match_numpy_and_ppi_de',
+     'test_cli_arch_rule_matches_torchvision_and_load_encoder'])
