@@ -279,7 +279,7 @@ def _take_lock(path:Path) -> tuple: # (fd, None) when taken, else (None, who hol
 @contextmanager
 def output_lock(out:str|Path): # the output folder; its lock is the file .NAME.lock beside it
     "Hold an exclusive `fcntl.flock` on `.NAME.lock` beside `out` while the block runs (rank 0 for all ranks); `OutputInUseError` when another run holds it."
-    out = Path(out); path = out.with_name(f'.{out.name}.lock'); fd, holder = None, None
+    out = Path(out).resolve(); path = out.with_name(f'.{out.name}.lock'); fd, holder = None, None   # one lock however `out` is spelled
     if _rank_world()[0] == 0: out.parent.mkdir(parents=True, exist_ok=True); fd, holder = _take_lock(path)
     holder = _share_from_rank0(holder)
     if holder: raise OutputInUseError(f"{out} is being written by another run ({holder}; lock file {path}): wait for it to end or choose another output folder")
