@@ -287,10 +287,11 @@ def output_lock(out:str|Path): # the output folder; its lock is the file .NAME.l
     finally:
         if fd is not None: path.unlink(missing_ok=True); os.close(fd)   # removed while held, then released; a killed process's lock the kernel releases
 
-def _remove_stale(out:Path):
-    "Under the lock: the temporary and old folders `atomic_dir` leaves beside `out` when a run is killed during its final merge."
+def _remove_stale(out:Path, finished:bool=False):
+    "Under the lock: the temporary and old folders `atomic_dir` leaves beside `out` when a run is killed during its final merge (and the work folder of a finished `out`)."
     import glob
-    for p in [*out.parent.glob(f'.{glob.escape(out.name)}.tmp-*'), *out.parent.glob(f'.{glob.escape(out.name)}.old-*')]: shutil.rmtree(p, ignore_errors=True)
+    stale = [*out.parent.glob(f'.{glob.escape(out.name)}.tmp-*'), *out.parent.glob(f'.{glob.escape(out.name)}.old-*')]
+    for p in stale + ([out.with_name(f'.{out.name}.work')] if finished else []): shutil.rmtree(p, ignore_errors=True)
 
 def _finished(out:Path, key:dict) -> dict|None:
     "The summary in `out/segment.json` when that folder is complete for the same slide, model and settings (`key`), else None."
@@ -298,9 +299,9 @@ def _finished(out:Path, key:dict) -> dict|None:
     except (OSError, ValueError): return None
     return prev if prev.get('fingerprint') == json.loads(json.dumps(key)) else None
 
-def _disk_full(e:OSError, slide:Path, work:Path|None, n_blocks:int, n_rows:int) -> DiskFullError:
+def _disk_full(e:OSError, slide:Path, work:Path, n_blocks:int, n_rows:int) -> DiskFullError:
     "The error a full disk raises: what was being written, what is kept, and that the same call resumes."
-    count = lambda d, ext: len(list((work/d).glob(f'*.{ext}'))) if work is not None and (work/d).is_dir() else 0
+    count = lambda d, ext: len(list((work/d).glob(f'*.{ext}'))) if (work/d).is_dir() else 0
     return DiskFullError(e.errno, f"disk full while segmenting {slide.name} ({' '.join((e.strerror or 'no space left').split())}{f': {e.filename}' if e.filename else ''}); {count('rows', 'json')} of {n_rows} tile rows "
                          f"and {count('blocks', 'npz')} of {n_blocks} blocks are kept in {work}: free space there and run the same command again to resume from them")
 
@@ -493,9 +494,9 @@ def segment_slide(slide:str|Path,        # a slide image (TIFF, OpenSlide format
         workgrid = working_shape(reader.shape, mpp, model.mpp); grid = tile_grid(workgrid, tile, overlap); blocks = block_grid(workgrid, block_px)
         fp = _fingerprint(slide, reader.shape, mpp, model, dict(tile=tile, overlap=overlap, block_px=block_px, halo=halo, post=post))
         key = dict(fp, mask=mask, thumb_px=thumb_px); prev = _share_from_rank0(_finished(out, key) if rank == 0 else None)
+        if rank == 0: _remove_stale(out, prev is not None)
         if prev is not None: return dict(prev, blocks_run=0, skipped=True, rank=rank, world_size=world)   # done before: a resumed list of slides
-        if rank == 0: _remove_stale(out)
-        work = None
+        work = out.with_name(f'.{out.name}.work')
         try:
             work = _work_dir(out, fp, rank); t = {'start': time.perf_counter()}
             hv_range = _maps_pass(model, reader, workgrid, grid, work, bs, rank, world, progress, log_every); t['maps'] = time.perf_counter()

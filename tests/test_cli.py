@@ -51,7 +51,7 @@ def test_wrong_values_exit_2(tmp_path, capsys):
 
 def test_help_lists_options_with_defaults():
     rc, out, err = _cli('ppi-sim', '--help')
-    assert rc == 0 and 'n_unlabeled=20000  (int, >= 1)' in out and "family='poisson'  (str, one of poisson, nb)" in out and 'alpha=0.05' in out
+    assert rc == 0 and 'n_unlabeled=20000  (int, >= 1)' in out and "family='poisson'  (str, one of 'poisson', 'nb')" in out and 'alpha=0.05' in out
 
 def test_options_follow_kwargs():
     "run_cpnn_synth reads epochs/n_slides from **options and forwards the rest to train_slide_models."

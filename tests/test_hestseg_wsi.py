@@ -257,8 +257,9 @@ def test_killed_during_final_merge_rerun_merges_without_redoing_blocks(tmp_path,
     pd.testing.assert_frame_equal(again, whole)
     assert not list(tmp_path.glob('.r.tmp-*')) and not list(tmp_path.glob('.r.old-*')) and not (tmp_path/'.r.work').exists()
     assert not (tmp_path/'.r.lock').exists()   # the stale lock was taken, and removed at the end
+    (tmp_path/'.r.work'/'blocks').mkdir(parents=True)   # as a run killed while removing its work folder leaves it
     s = segment_slide(slide, AnswerInImage(), 0.5, tmp_path/'r', progress=False, **KW)   # finished: nothing to do
-    assert s['skipped'] and s['n_nuclei'] == len(whole) and calls == []
+    assert s['skipped'] and s['n_nuclei'] == len(whole) and calls == [] and not (tmp_path/'.r.work').exists()
     assert segment_slide(slide, AnswerInImage(), 0.5, tmp_path/'r', progress=False, mask=True, **KW)['blocks_run'] == 16   # other outputs asked for: run again
 
 def test_second_run_on_the_same_out_refused_while_the_first_runs(tmp_path):
