@@ -1301,3 +1301,63 @@ BAD_INPUT_CLASSES.update({
     'names vs codes: a class name as the relabel label': (
         ['CurationLog.record'], ['test_curation_log_record_label_name_or_code', 'test_curation_log_record_label_wrong']),
 })
+
+# ---------------------------------------------------------------- command-line values checked before the experiment is imported
+SLOW_ARGUMENT_ERRORS = [   # (argv, words of the one error line): values an experiment would refuse only after its 10-30 s import
+    (['ppi-sim', '--seed', '-1'], '--seed -1: must be an integer in [0, 2147483647]'),
+    (['strank-toy', '--seed', '4294967296'], '--seed 4294967296: must be an integer in [0, 2147483647]'),
+    (['cpnn-synth', '--seed', '2147483648'], '--seed 2147483648: must be an integer in [0, 2147483647]'),
+    (['ppi-sim', '--set', 'family=nbinom'], "--set family='nbinom': must be one of 'poisson', 'nb'"),
+    (['ppi-sim', '--set', 'family=NB'], "--set family='NB': must be one of 'poisson', 'nb'"),
+    (['features-her2st', '--set', 'arch=resnet99'], "--set arch='resnet99': must be one of 'stain', 'alexnet',"),
+    (['cpnn-her2st', '--set', 'arch=mobilenetv2'], "did you mean 'mobilenet_v2'"),
+]
+
+@pytest.mark.parametrize('argv,words', SLOW_ARGUMENT_ERRORS)
+def test_argument_errors_refused_before_the_experiment_is_imported(tmp_path, argv, words):
+    "`stlearn-nb` in a fresh interpreter: exit 2, one line naming the value, and nothing heavy imported (the import was the 6.5-13 s)."
+    import subprocess, sys, os
+    code = ("import sys, io, contextlib; from stlearn_nb.cli import main\n"
+            "err = io.StringIO()\nwith contextlib.redirect_stderr(err): rc = main(sys.argv[1:])\n"
+            "heavy = [m for m in ('torch', 'torchvision', 'numpy', 'pandas', 'stlearn_nb.ppi_de', 'stlearn_nb.strank', 'stlearn_nb.cpnn', 'stlearn_nb.features') if m in sys.modules]\n"
+            "print(rc, heavy); print(err.getvalue(), end='')")
+    env = {**os.environ, 'PYTHONPATH': os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get('PYTHONPATH', '')])}
+    r = subprocess.run([sys.executable, '-c', code, *argv, '--quick', '--out', str(tmp_path/'o')], capture_output=True, text=True, env=env, timeout=120)
+    first, *err = r.stdout.splitlines()
+    assert first == '2 []' and len(err) == 1 and words in err[0], r.stdout + r.stderr
+    assert not (tmp_path/'o').exists()
+
+def test_cli_seed_and_family_rules_match_numpy_and_ppi_de():
+    "The CLI's rules against the libraries that would refuse later: NumPy's seed range (seed + k too) and the families `ppi_de` fits."
+    import torch
+    from stlearn_nb.cli import check_seed, SEED_MAX, GLM_FAMILIES, validate_options, CommandLineError
+    from stlearn_nb.ppi_de import glm_terms
+    for seed in (-1, 0, SEED_MAX, SEED_MAX + 1, 2**32 - 1, 2**32):
+        try: np.random.seed(seed); numpy_ok = True
+        except ValueError: numpy_ok = False
+        try: check_seed(seed); cli_ok = True
+        except CommandLineError: cli_ok = False
+        assert not cli_ok or (numpy_ok and np.random.seed(seed + 10**6) is None), seed   # accepted: NumPy takes it and seed + k
+        assert cli_ok or seed < 0 or seed > SEED_MAX
+    for family in ('poisson', 'nb', 'nbinom', 'NB', 'gaussian'):
+        try: glm_terms(torch.ones(2, 1), torch.ones(2, 1), torch.zeros(1, 1), family=family, inv_dispersion=torch.ones(1)); fits = True
+        except ValueError: fits = False
+        try: validate_options('ppi-sim', {'family': family}); cli_ok = True
+        except CommandLineError: cli_ok = False
+        assert fits == cli_ok == (family in GLM_FAMILIES), family
+
+def test_cli_arch_rule_matches_torchvision_and_load_encoder():
+    "The architectures read from torchvision's source files == `list_models(module=torchvision.models)`; `load_encoder` refuses what the CLI refuses."
+    import torchvision
+    from stlearn_nb.cli import torchvision_classifiers, validate_options, CommandLineError
+    from stlearn_nb.features import load_encoder
+    assert torchvision_classifiers() == tuple(sorted(torchvision.models.list_models(module=torchvision.models)))
+    for arch in ('resnet99', 'mobilenetv2', 'maskrcnn_resnet50_fpn'):   # the last: a torchvision model, but a detector
+        with pytest.raises(CommandLineError, match='must be one of'): validate_options('features-her2st', {'arch': arch})
+        with pytest.raises(ValueError, match='unknown architecture'): load_encoder(arch, 'random')
+    for arch in ('stain', 'resnet18', 'mobilenet_v2', None): assert validate_options('features-her2st', {'arch': arch}) == {'arch': arch}
+
+BAD_INPUT_CLASSES['command-line values an experiment refuses only after its import (seed range, GLM family, encoder architecture)'] = (
+    ['stlearn-nb <experiment> --seed', 'stlearn-nb <experiment> --set family=', 'stlearn-nb <experiment> --set arch='],
+    ['test_argument_errors_refused_before_the_experiment_is_imported', 'test_cli_seed_and_family_rules_match_numpy_and_ppi_de',
+     'test_cli_arch_rule_matches_torchvision_and_load_encoder'])
