@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 
 # %% auto #0
-__all__ = ['seed_everything', 'default_device', 'cpu_threads', 'EmptyEpochError', 'train_batch_size', 'check_train_steps',
-           'fit_small', 'pearson_per_gene', 'average_ranks', 'spearman_per_gene', 'partial_spearman_per_gene',
-           'correlation_summary', 'poisson_log_prob', 'nb_log_prob', 'zinb_log_prob', 'type_palette', 'Experiment',
+__all__ = ['CB_COLOURS', 'FIGURE_STYLE', 'seed_everything', 'default_device', 'cpu_threads', 'EmptyEpochError',
+           'train_batch_size', 'check_train_steps', 'fit_small', 'pearson_per_gene', 'average_ranks',
+           'spearman_per_gene', 'partial_spearman_per_gene', 'correlation_summary', 'poisson_log_prob', 'nb_log_prob',
+           'zinb_log_prob', 'type_palette', 'set_figure_style', 'figure_style', 'legend_outside', 'Experiment',
            'markdown_table', 'write_experiment', 'atomic_dir', 'atomic_file', 'versions', 'check_answer']
 
 # %% ../nbs/00_core.ipynb #a594e852
@@ -196,6 +197,31 @@ def type_palette(names, # cell-type names, in display order
         if str(n).lower() in ('ignore', 'background', 'unknown', 'other'): out[n] = (0.6, 0.6, 0.6)
         else: out[n] = colours[i % len(colours)]; i += 1
     return out
+
+# %% ../nbs/00_core.ipynb #2316bce1
+CB_COLOURS = ('#0072B2', '#E69F00', '#009E73', '#D55E00', '#CC79A7', '#56B4E9', '#F0E442', '#000000')   # Okabe & Ito (2008)
+FIGURE_STYLE = {'font.size': 9, 'axes.titlesize': 10, 'axes.labelsize': 9, 'xtick.labelsize': 8, 'ytick.labelsize': 8,
+                'legend.fontsize': 8, 'legend.title_fontsize': 8, 'figure.titlesize': 11, 'legend.frameon': False,
+                'figure.constrained_layout.use': True, 'figure.dpi': 100, 'savefig.dpi': 100, 'image.cmap': 'viridis',
+                'axes.spines.top': False, 'axes.spines.right': False}
+
+def _style_rc() -> dict:
+    from cycler import cycler
+    return {**FIGURE_STYLE, 'axes.prop_cycle': cycler(color=list(CB_COLOURS))}
+
+def set_figure_style():
+    "Apply `FIGURE_STYLE` (and the colour-blind-safe cycle) to every later figure of this session."
+    import matplotlib as mpl
+    mpl.rcParams.update(_style_rc())
+
+def figure_style():
+    "`FIGURE_STYLE` inside a `with` block, or on a function as a decorator (`@figure_style()`)."
+    import matplotlib as mpl
+    return mpl.rc_context(_style_rc())
+
+def legend_outside(ax, title:str|None=None, **kwargs):
+    "The legend of `ax` to the right of its axes (outside the data)."
+    return ax.legend(loc='upper left', bbox_to_anchor=(1.01, 1), title=title, **kwargs)
 
 # %% ../nbs/00_core.ipynb #d396a134
 @dataclass
