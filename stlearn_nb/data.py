@@ -21,6 +21,9 @@ __all__ = ['HER2ST_UM_PER_PX', 'HER2ST_CLASSES', 'UM_PER_PX_TIMES_MAGNIFICATION'
            'read_cpm15_magnifications', 'read_cpm15_mask', 'read_png', 'read_cpm15', 'monuseg_organ', 'resize_labels',
            'resample_tile', 'SlideTooLargeError', 'SlideReader', 'write_pyramid_tiff', 'plot_spatial']
 
+# %% ../nbs/01_data.ipynb #e85b3df9
+from .core import figure_style, set_figure_style, legend_outside
+
 # %% ../nbs/01_data.ipynb #d9fe5b4f
 class DataFormatError(ValueError):
     "A file exists but its content does not match the expected format."
@@ -873,6 +876,7 @@ def write_pyramid_tiff(path:str|Path, shape:tuple, tile_fn, tile:int=256, levels
     return Path(path)
 
 # %% ../nbs/01_data.ipynb #8d135b33
+@figure_style()
 def plot_spatial(adata:ad.AnnData,        # spots with .obsm['spatial'] and .uns['spatial'][library_id]
                  color=None,              # a gene name, an obs column, or an (n_obs,) array; None: spots only
                  library_id:str|None=None,

@@ -29,6 +29,9 @@ __all__ = ['CONTROL_PATTERN', 'UNASSIGNED_IDS', 'CLASSES', 'IGNORE', 'HIERARCHY'
            'plot_overlay', 'run_hestseg_synth', 'check_outlines_fit', 'read_monuseg', 'monuseg_tiles',
            'evaluate_on_monuseg', 'check_pq_exercise']
 
+# %% ../nbs/20_hestseg.ipynb #28db81b1
+from .core import figure_style, set_figure_style, legend_outside
+
 # %% ../nbs/20_hestseg.ipynb #2f330026
 class LabelMapError(DataFormatError):
     "An instance or type map has the wrong shape, dtype or values."
@@ -817,6 +820,7 @@ def evaluate_segmentation(true_inst, true_type, pred_inst, pred_type, classes=(1
     return out
 
 # %% ../nbs/20_hestseg.ipynb #cb543a5f
+@figure_style()
 def plot_overlay(image:np.ndarray, inst:np.ndarray, # (H, W, 3) uint8 tile, (H, W) instance mask
                  types:np.ndarray|None=None,          # (H, W) class per pixel (-1 = ignore); None: class-free masks, one outline colour
                  ax=None, title:str='', legend:bool=True, outline_label:str='nucleus outline'):

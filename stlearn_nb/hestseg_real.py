@@ -27,6 +27,9 @@ __all__ = ['WORKING_MPP', 'MONUSEG_MPP', 'UNSEEN_ORGANS', 'VALID_TILES', 'POST_R
            'plot_pq_vs_severity', 'run_hestseg_monuseg', 'to_rgb', 'read_he_image', 'check_segment_inputs',
            'segment_files']
 
+# %% ../nbs/21_hestseg_real.ipynb #096981b1
+from .core import figure_style, set_figure_style, legend_outside
+
 # %% ../nbs/21_hestseg_real.ipynb #7f72ca84
 WORKING_MPP = 0.5                      # um/px of every tile the model sees
 MONUSEG_MPP = 0.25                     # 40x, for the one MoNuSeg XML without MicronsPerPixel (TCGA-NH-A8F7)
@@ -400,6 +403,7 @@ def outline_handles(pred_label:str='predicted') -> list:
     from matplotlib.lines import Line2D
     return [Line2D([], [], color=c, lw=2, label=n) for c, n in zip(OUTLINE_COLOURS.values(), ('manual outline', pred_label))]
 
+@figure_style()
 def plot_outlines(image:np.ndarray, true:np.ndarray, pred:np.ndarray, ax=None, title:str='', pred_label:str='predicted', legend:bool=True):
     "Tile with manual and predicted nucleus outlines and a legend, beside the tile, naming the two colours."
     import matplotlib.pyplot as plt
@@ -419,6 +423,7 @@ def severity_references(noise:pd.DataFrame, per_tile:pd.DataFrame) -> dict: # na
     lines.update({m: unseen[m] for m in unseen.index if m.endswith('only')})
     return lines
 
+@figure_style()
 def plot_pq_vs_severity(noise:pd.DataFrame, lines:dict, ax=None, column:str='PQ_unseen'):
     "PQ of the models trained on Xenium-like labels against severity, with reference methods as horizontal lines (style fixed by name)."
     import matplotlib.pyplot as plt

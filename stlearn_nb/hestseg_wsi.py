@@ -19,6 +19,9 @@ __all__ = ['BLOCK_PX', 'HALO_PX', 'working_shape', 'reflect_index', 'axis_weight
            'segment_block', 'nuclei_table', 'nuclei_anndata', 'write_geojson', 'geojson_to_labels', 'thumbnail_overlay',
            'write_label_zarr', 'segment_slide']
 
+# %% ../nbs/22_hestseg_wsi.ipynb #f1f81b9a
+from .core import figure_style, set_figure_style, legend_outside
+
 # %% ../nbs/22_hestseg_wsi.ipynb #a70d1c26
 def working_shape(shape:tuple,     # (H, W) slide pixels
                   mpp:float,       # the slide's um/px

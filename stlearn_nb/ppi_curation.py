@@ -13,6 +13,9 @@ from .core import atomic_file
 # %% auto #0
 __all__ = ['CurationLogError', 'CurationLogLockedError', 'CurationLog', 'curation_widget']
 
+# %% ../nbs/41_ppi_curation.ipynb #662e5dca
+from .core import figure_style, set_figure_style, legend_outside
+
 # %% ../nbs/41_ppi_curation.ipynb #c9f0906e
 class CurationLogError(RuntimeError):
     "A curation log that cannot be written or read safely (damaged, changed by another writer, or closed)."

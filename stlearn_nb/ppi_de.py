@@ -21,6 +21,9 @@ __all__ = ['CHUNK_BYTES', 'FIT_STATUS', 'SIM_ARMS', 'glm_design', 'glm_terms', '
            'DEUndefinedError', 'ppi_de', 'plot_volcano', 'plot_forest', 'de_files', 'run_ppi_sim',
            'check_perfect_labels']
 
+# %% ../nbs/40_ppi_de.ipynb #2cae618e
+from .core import figure_style, set_figure_style, legend_outside
+
 # %% ../nbs/40_ppi_de.ipynb #2ae7dd78
 def glm_design(labels, # (..., c) integer labels in 0..n_classes-1; 0 is the reference group
                n_classes:int=3, # K
@@ -680,6 +683,7 @@ def ppi_sim_summary(reps:dict,            # from `ppi_sim_replicates`
     return pd.DataFrame(rows), pd.concat(per_gene, ignore_index=True)
 
 # %% ../nbs/40_ppi_de.ipynb #3dfcc49a
+@figure_style()
 def plot_sim_coverage(table:pd.DataFrame, # from `ppi_sim_summary`
                       n_reps:int,         # replicates behind each rate (for the binomial error bars)
                       alpha:float=0.05, ax=None):
@@ -698,6 +702,7 @@ def plot_sim_coverage(table:pd.DataFrame, # from `ppi_sim_summary`
     return ax
 
 # %% ../nbs/40_ppi_de.ipynb #33a0e350
+@figure_style()
 def plot_sim_width(per_gene:pd.DataFrame, arms=('classical', 'ppi', 'ppi++'), ax=None, alpha:float=0.05):
     "Median interval width per gene (log fold change units) for the unbiased arms."
     if ax is None: import matplotlib.pyplot as plt; _, ax = plt.subplots(figsize=(9, 3.6), layout='constrained')
@@ -826,6 +831,7 @@ def ppi_de(adata_unlabeled,            # AnnData, automated-only cells (N, G): i
     return _defined(de_table(fit, adata_unlabeled.var_names, alpha, interval), method)
 
 # %% ../nbs/40_ppi_de.ipynb #cf2dcda4
+@figure_style()
 def plot_volcano(table:pd.DataFrame, # from `de_table` / `ppi_de`
                  alpha:float=0.05, n_labels:int=8, ax=None,
                  method:str|None=None, target:str='target', reference:str='reference'): # estimator and the two groups, for the title
@@ -843,6 +849,7 @@ def plot_volcano(table:pd.DataFrame, # from `de_table` / `ppi_de`
     return ax
 
 # %% ../nbs/40_ppi_de.ipynb #4490fd7a
+@figure_style()
 def plot_forest(tables:dict,   # name -> per-gene table with beta, ci_low, ci_high
                 genes,         # genes to show, top to bottom
                 reference:pd.Series|None=None, # optional per-gene reference value (drawn as a cross)

@@ -27,6 +27,9 @@ __all__ = ['STCONTRAST_ARMS', 'simulate_batch_counts', 'CountVAE', 'elbo_terms',
            'class_scores', 'gene_targets', 'run_stcontrast_her2st', 'plot_stcontrast_bars', 'plot_embedding_umaps',
            'plot_confusions', 'check_info_nce_chance']
 
+# %% ../nbs/50_stcontrast.ipynb #dad5afa4
+from .core import figure_style, set_figure_style, legend_outside
+
 # %% ../nbs/50_stcontrast.ipynb #e5c5e9b9
 def simulate_batch_counts(n_patients:int=3,        # P patients (batches)
                           n_spots:int=300,         # spots per patient
@@ -197,6 +200,7 @@ def fit_latents(counts, batch, n_latent:int=10, epochs:int=150, seed:int=0, prog
     return out
 
 # %% ../nbs/50_stcontrast.ipynb #82640048
+@figure_style()
 def plot_latents(latents:dict,      # name -> (N, L) latent
                  tissue_class,      # (N,) class label of each spot
                  patient,           # (N,) patient label
@@ -482,6 +486,7 @@ def _umap_rows(x, data, patient, arm, seed) -> pd.DataFrame:
 # %% ../nbs/50_stcontrast.ipynb #b1526048
 def _short(arm:str) -> str: return arm.replace('contrastive: ', '').replace(', one-section batches', ',\none-section batches')
 
+@figure_style()
 def plot_stcontrast_bars(table:pd.DataFrame, # from `run_stcontrast_her2st`: arm, test, <metric>_mean, <metric>_sd
                          metrics=('balanced_accuracy', 'macro_f1', 'spearman'), axes=None) -> np.ndarray:
     "Per arm, mean over seeds (seed sd as error bars) of each metric on each test section; ImageNet features as a dashed line."
@@ -503,6 +508,7 @@ def plot_stcontrast_bars(table:pd.DataFrame, # from `run_stcontrast_her2st`: arm
     axes[-1].legend(handles.values(), handles.keys(), fontsize=7, loc='upper left', bbox_to_anchor=(1.02, 1), title='mean +- sd over seeds', title_fontsize=7)
     return axes
 
+@figure_style()
 def plot_embedding_umaps(umap:pd.DataFrame, # table 'umap': arm, section, patient, tissue_class, x, y
                          axes=None) -> np.ndarray:
     "UMAP of each arm's image embeddings of all spots, coloured by tissue class (top) and by patient (bottom)."
@@ -523,6 +529,7 @@ def plot_embedding_umaps(umap:pd.DataFrame, # table 'umap': arm, section, patien
                                              title='class' if i == 0 else 'patient', title_fontsize=7)
     return axes
 
+@figure_style()
 def plot_confusions(confusion:pd.DataFrame, # table 'confusion': arm, test, true, predicted, n (summed over seeds)
                     test:str='B4', axes=None) -> np.ndarray:
     "Row-normalised confusion matrix of the tissue-class probe per arm on one test section (counts summed over seeds)."

@@ -27,6 +27,9 @@ __all__ = ['TOY_FUNCTIONS', 'TOY_LOSSES', 'TOY_PAPER', 'IMBALANCED_WINDOW', 'TOY
            'her2st_ridge', 'plot_her2st_bars', 'plot_gene_maps', 'her2st_depth_baseline', 'run_strank_her2st',
            'check_list_strank_uniform']
 
+# %% ../nbs/10_strank.ipynb #86138038
+from .core import figure_style, set_figure_style, legend_outside
+
 # %% ../nbs/10_strank.ipynb #f62e3a82
 def library_offset(counts:Tensor, # (B, G) raw counts of the selected genes
                   ) -> Tensor:    # (B, 1) log(mean_g counts + 1e-6)
@@ -198,6 +201,7 @@ def simulate_toy(params:tuple,           # (A, B, C, D) of `toy_mu`
                 x_test=x_test.astype(np.float32), mu_test=toy_mu(x_test, params))
 
 # %% ../nbs/10_strank.ipynb #dff65129
+@figure_style()
 def plot_toy_data(data:dict, params:tuple, ax=None, n_show:int=3000):
     "Counts of both tissues against x (symlog axis), with the true means 1 * mu and 10 * mu + 10 as dashed curves."
     import matplotlib.pyplot as plt
@@ -438,6 +442,7 @@ def summarise_toy(runs:pd.DataFrame, # from `fit_toy`
     return main[['loss', 'setting', 'config', 'spearman_mean', 'spearman_sd', 'paper', 'n_seeds', 'n_functions']], per_function
 
 # %% ../nbs/10_strank.ipynb #c15fe3b3
+@figure_style()
 def plot_toy_curves(runs:pd.DataFrame, predictions:Tensor, datasets:list, # runs from fit_toy, (M, n_test) predictions
                     dataset:int=0, config:str|None=None, losses=TOY_LOSSES, ax=None):
     "Min-max scaled best-epoch predictions of each loss against the true mu on one dataset."
@@ -456,6 +461,7 @@ def plot_toy_curves(runs:pd.DataFrame, predictions:Tensor, datasets:list, # runs
     return ax
 
 # %% ../nbs/10_strank.ipynb #4b697081
+@figure_style()
 def plot_toy_bars(summary:pd.DataFrame, config:str, ax=None):
     "Our mean test Spearman per loss and setting (error bar: sd over seeds), with the paper's value marked."
     import matplotlib.pyplot as plt
@@ -609,6 +615,7 @@ def her2st_ridge(data:dict, split=HER2ST_SPLIT) -> dict:
     return dict(scores=scores, model=model)
 
 # %% ../nbs/10_strank.ipynb #8998176d
+@figure_style()
 def plot_her2st_bars(table:pd.DataFrame, # from `run_strank_her2st`: encoder, loss, {C6,B4}_mean, {C6,B4}_sd ('ridge' rows)
                      axes=None):
     "Mean per-gene Spearman per loss and encoder on C6 and B4, seed sd as error bars; ridge and the library-size predictor as lines."
@@ -629,6 +636,7 @@ def plot_her2st_bars(table:pd.DataFrame, # from `run_strank_her2st`: encoder, lo
     axes[0].set_ylabel('mean per-gene Spearman'); axes[-1].legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1))
     return axes
 
+@figure_style()
 def plot_gene_maps(spatial:np.ndarray,  # (n, 2) spot centres, full-resolution pixels (image y axis down)
                    measured:np.ndarray, predicted:np.ndarray, # (n, G) log-normalised expression and predicted scores
                    genes:list, show:list, axes=None, title:str=''):

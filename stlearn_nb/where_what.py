@@ -26,6 +26,9 @@ __all__ = ['WHERE_SECTIONS', 'WHERE_SPLIT', 'WHERE_ARMS', 'WHERE_REFERENCES', 'S
            'run_where_what_her2st', 'plot_field_curves', 'plot_sampling_curves', 'plot_sampling_path',
            'check_belief_variance']
 
+# %% ../nbs/60_where_what.ipynb #f5e7e8e8
+from .core import figure_style, set_figure_style, legend_outside
+
 # %% ../nbs/60_where_what.ipynb #9df37d8f
 def tissue_coordinates(spatial, # (n, 2) spot centres of one section (pixels, microns or array units)
                       ) -> np.ndarray: # (n, 2) minus the centroid, divided by the RMS distance to it
@@ -462,7 +465,7 @@ def run_where_what_her2st(quick:bool=False, seed:int=0, data_dir=None,
         figures[f'error_vs_budget_{t}'] = plot_sampling_curves(summary, t)[0].figure
         img = data['images'].get(t, (None, 1.))
         figures[f'sampling_path_{t}'] = plot_sampling_path(paths, t, *img)[0].figure
-    for f in figures.values(): f.tight_layout()
+    for f in figures.values(): f.set_layout_engine('constrained')
     notes = (f"encoder {encoder!r}; fields {list(fields_um)} um; {n_seeds} seeds x {epochs} epochs per arm; "
              f"{n_sampling_seeds} sampling seeds; wall time {info.wall_s.iloc[0]:.0f} s.")
     return Experiment(table, tables={'sampling': summary, 'per_seed': per_seed, 'paths': paths, 'run_info': info}, figures=figures, notes=notes)
@@ -472,6 +475,7 @@ _ARM_STYLE = {'patch': ('black', 'o'), 'patch + position': ('tab:blue', 's'), 'p
               'patch + neighbours': ('tab:orange', 'D'), 'patch + all': ('tab:red', 'v')}
 _METRIC_LABEL = {'balanced_accuracy': 'balanced accuracy (cancer vs immune)', 'spearman': 'mean per-gene Spearman'}
 
+@figure_style()
 def plot_field_curves(table:pd.DataFrame, # results: arm, field_um, test, <metric>_mean, <metric>_sd
                       metrics=('balanced_accuracy', 'spearman'), axes=None) -> np.ndarray:
     "Score against field of view per arm (seed sd as bars), one panel per metric and test section; references dashed."
@@ -495,6 +499,7 @@ def plot_field_curves(table:pd.DataFrame, # results: arm, field_um, test, <metri
 
 _SAMPLER_STYLE = dict(zip(SAMPLERS, ('grey', 'tab:blue', 'tab:green', 'tab:orange', 'tab:red')))
 
+@figure_style()
 def plot_sampling_curves(sampling:pd.DataFrame, # summary: section, target, sampler, k, mean_abs_error, sd_abs_error
                          section:str, axes=None) -> np.ndarray:
     "Mean absolute error of the section estimate against the budget k per sampler (band: sd over seeds), one panel per target."
@@ -514,6 +519,7 @@ def plot_sampling_curves(sampling:pd.DataFrame, # summary: section, target, samp
     axes[-1].legend(fontsize=6, loc='upper right')
     return axes
 
+@figure_style()
 def plot_sampling_path(paths:pd.DataFrame, # from `sampling_paths`: section, x_px, y_px, order, belief_k*
                        section:str, image=None, scale:float=1., # low-resolution H&E and its scale to full-res pixels
                        axes=None) -> np.ndarray:
