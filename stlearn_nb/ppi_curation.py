@@ -207,10 +207,12 @@ def curation_widget(log:CurationLog,  # where decisions go; the panel is bound t
     buttons = {d: w.Button(description=d.capitalize(), button_style=s)
                for d, s in zip(log.DECISIONS, ('success', 'warning', 'danger'))}
     shown = [None]   # the cell this panel shows: a click decides this cell, not whatever the log has next
+    try: where = str(log.path.resolve().relative_to(Path.cwd().resolve()))   # a log in the working folder: its relative path
+    except ValueError: where = log.path.name                                    # elsewhere (a temporary folder): its name only
     def show():
         out.clear_output(wait=True)
         shown[0] = cell = log.next_pending()
-        status.value = f"<b>{len(log.decisions)}/{len(log.order)} decided</b>; log: {log.path}"
+        status.value = f"<b>{len(log.decisions)}/{len(log.order)} decided</b>; log: {where}"
         for b in buttons.values(): b.disabled = cell is None
         if cell is None: return
         with out:
@@ -220,7 +222,7 @@ def curation_widget(log:CurationLog,  # where decisions go; the panel is bound t
         def handler(_):
             try: log.record(shown[0], decision, new_label.value if decision == 'relabel' else None)
             except CurationLogError as e:
-                status.value = f"<b style='color:#b00'>not recorded: {e}</b>"
+                status.value = f"<b style='color:#b00'>not recorded: {str(e).replace(str(log.path), where)}</b>"
                 for b in buttons.values(): b.disabled = True
                 return
             show()
