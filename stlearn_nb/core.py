@@ -214,10 +214,14 @@ def set_figure_style():
     import matplotlib as mpl
     mpl.rcParams.update(_style_rc())
 
+@contextmanager
 def figure_style():
     "`FIGURE_STYLE` inside a `with` block, or on a function as a decorator (`@figure_style()`)."
-    import matplotlib as mpl
-    return mpl.rc_context(_style_rc())
+    import matplotlib as mpl   # saves and restores only the style's keys: `mpl.rc_context` restores every rcParam,
+    rc = _style_rc(); old = {k: mpl.rcParams[k] for k in rc}   # which stops Jupyter's inline backend showing later figures
+    mpl.rcParams.update(rc)
+    try: yield
+    finally: mpl.rcParams.update(old)
 
 def legend_outside(ax, title:str|None=None, **kwargs):
     "The legend of `ax` to the right of its axes (outside the data)."
