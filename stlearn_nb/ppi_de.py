@@ -22,7 +22,7 @@ __all__ = ['CHUNK_BYTES', 'FIT_STATUS', 'SIM_ARMS', 'glm_design', 'glm_terms', '
            'check_perfect_labels']
 
 # %% ../nbs/40_ppi_de.ipynb #2cae618e
-from .core import figure_style, set_figure_style, legend_outside
+from .core import figure_style, set_figure_style, legend_outside, CB_COLOURS
 
 # %% ../nbs/40_ppi_de.ipynb #2ae7dd78
 def glm_design(labels, # (..., c) integer labels in 0..n_classes-1; 0 is the reference group

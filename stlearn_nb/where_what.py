@@ -27,7 +27,7 @@ __all__ = ['WHERE_SECTIONS', 'WHERE_SPLIT', 'WHERE_ARMS', 'WHERE_REFERENCES', 'S
            'check_belief_variance']
 
 # %% ../nbs/60_where_what.ipynb #f5e7e8e8
-from .core import figure_style, set_figure_style, legend_outside
+from .core import figure_style, set_figure_style, legend_outside, CB_COLOURS
 
 # %% ../nbs/60_where_what.ipynb #9df37d8f
 def tissue_coordinates(spatial, # (n, 2) spot centres of one section (pixels, microns or array units)
@@ -536,16 +536,16 @@ def plot_sampling_path(paths:pd.DataFrame, # from `sampling_paths`: section, x_p
     if image is not None: ax.imshow(image)
     ax.scatter(x, y, s=8, c=np.where(p.truth > 0.5, 'tab:red', 'tab:blue'), alpha=0.5)
     seen = p[p.order > 0].sort_values('order')
-    span = max(np.ptp(x), np.ptp(y), 1e-9); placed, hidden = [], 0
+    span = max(abs(np.diff(ax.get_xlim()))[0], abs(np.diff(ax.get_ylim()))[0]); placed, hidden = [], 0   # the panel's extent
     for _, r in seen.iterrows():   # a number that would cover an earlier one becomes a ring: the order stays readable
         xy = np.array([r.x_px * scale, r.y_px * scale])
-        if any(np.hypot(*(xy - q)) < 0.045 * span for q in placed):
+        if any(np.hypot(*(xy - q)) < 0.07 * span for q in placed):
             ax.scatter(*xy, s=30, facecolors='none', edgecolors='black', lw=0.8); hidden += 1; continue
         placed.append(xy)
         ax.annotate(str(int(r.order)), tuple(xy), fontsize=8, ha='center', va='center', color='black',
                     bbox=dict(boxstyle='circle,pad=0.15', fc='white', alpha=0.85, lw=0.5))
-    ax.set_title(f'{section}: spots in visiting order' + (f' ({hidden} too close to number: rings)' if hidden else '')
-                 + '\nred: cancer, blue: other', fontsize=8)
+    ax.set_title(f'{section}: measured spots, numbered in visiting order' + (f'\n(rings: {hidden} spots too close to an earlier number)' if hidden else '')
+                 + '\ndots: red cancer, blue other', fontsize=8)
     for ax, k in zip(axes[1:], ks):
         sc = ax.scatter(x, y, c=p[f'belief_k{k}'], cmap='viridis', vmin=0, vmax=1, s=18)
         first = (p.order > 0) & (p.order <= k)
