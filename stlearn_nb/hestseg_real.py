@@ -412,7 +412,7 @@ def plot_outlines(image:np.ndarray, true:np.ndarray, pred:np.ndarray, ax=None, t
     rgb = image.astype(float) / 255; c_true, c_pred = OUTLINE_COLOURS.values()
     rgb[find_boundaries(true, mode='inner')] = c_true; rgb[find_boundaries(pred, mode='inner')] = c_pred
     ax.imshow(rgb); ax.set_title(title, fontsize=8); ax.set_axis_off()
-    if legend: ax.legend(handles=outline_handles(pred_label), loc='upper left', bbox_to_anchor=(1.01, 1), fontsize=7)
+    if legend: ax.legend(handles=outline_handles(pred_label), loc='upper left', bbox_to_anchor=(1.01, 1))
     return ax
 
 def severity_references(noise:pd.DataFrame, per_tile:pd.DataFrame) -> dict: # name -> mean PQ on the unseen-organ tiles
@@ -428,13 +428,17 @@ def plot_pq_vs_severity(noise:pd.DataFrame, lines:dict, ax=None, column:str='PQ_
     "PQ of the models trained on Xenium-like labels against severity, with reference methods as horizontal lines (style fixed by name)."
     import matplotlib.pyplot as plt
     ax = ax or plt.subplots(figsize=(7.5, 3.5), layout='constrained')[1]
-    ax.plot(noise.severity, noise[column], 'o-', color='C0', label='MobileHoVerNet, Xenium-like labels')
+    ax.plot(noise.offset_um, noise[column], 'o-', color='C0', label='MobileHoVerNet, Xenium-like labels')   # x: the offset in um (uneven steps)
     style = lambda k, name: (('--', 'C1') if name.startswith('manual') else (':', 'C2') if name.startswith('classical')
                              else ('-.', 'C3') if name.endswith('only') else ((0, (5, 1, 1, 1)), f'C{k + 4}'))
-    for k, (name, v) in enumerate(lines.items()): ax.axhline(v, ls=style(k, name)[0], color=style(k, name)[1], label=name)
-    ax.set_xticks(noise.severity, [f"{s}\n{o:g} um" for s, o in zip(noise.severity, noise.offset_um)])
-    ax.set_xlabel('label-noise severity (registration offset)'); ax.set_ylabel(f"{column.replace('_', ' (')} tiles)")
-    ax.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1)); return ax
+    values = list(lines.values())
+    for k, (name, v) in enumerate(lines.items()):   # the value in the label: lines that coincide are named as such
+        same = [n for n, w in lines.items() if n != name and abs(w - v) < 0.005]
+        ax.axhline(v, ls=style(k, name)[0], color=style(k, name)[1], lw=1.5 if k % 2 == 0 else 2.5, alpha=0.9,
+                   label=f"{name}: {v:.3f}" + (f" (coincides with {same[0].split(' (')[0]})" if same else ''))
+    ax.set_xticks(noise.offset_um, [f"{o:g} um\nseverity {s}" for s, o in zip(noise.severity, noise.offset_um)])
+    ax.set_xlabel('registration offset of the labels (label-noise severity)'); ax.set_ylabel(f"{column.replace('_', ' (')} tiles)")
+    ax.set_title('PQ against label noise'); legend_outside(ax); return ax
 
 # %% ../nbs/21_hestseg_real.ipynb #bf4bebf7
 PUBLISHED_HOVERNET = dict(method='HoVer-Net, published (Graham et al. 2019; cited, not run)', group='all 14 Kumar test tiles, 40x', AJI=0.618, PQ=0.597)
