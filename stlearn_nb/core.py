@@ -14,8 +14,8 @@ import numpy as np, pandas as pd, torch
 __all__ = ['CB_COLOURS', 'FIGURE_STYLE', 'seed_everything', 'default_device', 'cpu_threads', 'EmptyEpochError',
            'train_batch_size', 'check_train_steps', 'fit_small', 'pearson_per_gene', 'average_ranks',
            'spearman_per_gene', 'partial_spearman_per_gene', 'correlation_summary', 'poisson_log_prob', 'nb_log_prob',
-           'zinb_log_prob', 'type_palette', 'set_figure_style', 'figure_style', 'legend_outside', 'Experiment',
-           'markdown_table', 'write_experiment', 'atomic_dir', 'atomic_file', 'versions', 'check_answer']
+           'zinb_log_prob', 'type_palette', 'set_figure_style', 'figure_style', 'legend_outside', 'label_points',
+           'Experiment', 'markdown_table', 'write_experiment', 'atomic_dir', 'atomic_file', 'versions', 'check_answer']
 
 # %% ../nbs/00_core.ipynb #a594e852
 warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)
@@ -226,6 +226,23 @@ def figure_style():
 def legend_outside(ax, title:str|None=None, **kwargs):
     "The legend of `ax` to the right of its axes (outside the data)."
     return ax.legend(loc='upper left', bbox_to_anchor=(1.01, 1), title=title, **kwargs)
+
+def label_points(ax, xs, ys, labels, fontsize:float=8,
+                 offsets=((4, 3), (4, -10), (-4, 3), (-4, -10), (4, 12), (-4, 12), (4, -19), (-4, -19))): # points from each point
+    "Name points, each label at the first offset where it stays inside the axes and overlaps no earlier label (a dense cluster may still leave one on top)."
+    ax.figure.draw_without_rendering(); placed, texts = [], []   # the layout first: boxes are compared where they will be drawn
+    frame = ax.get_window_extent()
+    for x, y, name in zip(xs, ys, labels):
+        for dx, dy in offsets:
+            t = ax.annotate(str(name), (x, y), xytext=(dx, dy), textcoords='offset points', fontsize=fontsize,
+                            ha='left' if dx >= 0 else 'right', annotation_clip=True)
+            box = t.get_window_extent()
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            if inside and not any(box.overlaps(q) for q in placed): break
+            t.remove()
+        else: t = ax.annotate(str(name), (x, y), xytext=offsets[0], textcoords='offset points', fontsize=fontsize); box = t.get_window_extent()
+        placed.append(box); texts.append(t)
+    return texts
 
 # %% ../nbs/00_core.ipynb #d396a134
 @dataclass

@@ -27,7 +27,7 @@ __all__ = ['HER2ST_TYPE_MAP', 'mean_prototypes', 'fit_prototype_regression', 're
            'plot_composition_map', 'plot_composition_comparison', 'run_cpnn_her2st', 'check_spot_composition']
 
 # %% ../nbs/30_cpnn.ipynb #659489c3
-from .core import figure_style, set_figure_style, legend_outside, CB_COLOURS
+from .core import figure_style, set_figure_style, legend_outside, label_points, CB_COLOURS
 
 # %% ../nbs/30_cpnn.ipynb #5fdf7c81
 def _codes(values) -> tuple[np.ndarray, list]:

@@ -22,7 +22,7 @@ __all__ = ['HER2ST_UM_PER_PX', 'HER2ST_CLASSES', 'UM_PER_PX_TIMES_MAGNIFICATION'
            'resample_tile', 'SlideTooLargeError', 'SlideReader', 'write_pyramid_tiff', 'plot_spatial']
 
 # %% ../nbs/01_data.ipynb #e85b3df9
-from .core import figure_style, set_figure_style, legend_outside, CB_COLOURS
+from .core import figure_style, set_figure_style, legend_outside, label_points, CB_COLOURS
 
 # %% ../nbs/01_data.ipynb #d9fe5b4f
 class DataFormatError(ValueError):

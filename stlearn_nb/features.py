@@ -21,7 +21,7 @@ __all__ = ['STAIN_FEATURES', 'SHARED_WEIGHTS', 'IMAGENET_MEAN', 'IMAGENET_STD', 
            'ridge_probe', 'her2st_dataset', 'run_features_her2st']
 
 # %% ../nbs/02_features.ipynb #92e9c1c5
-from .core import figure_style, set_figure_style, legend_outside, CB_COLOURS
+from .core import figure_style, set_figure_style, legend_outside, label_points, CB_COLOURS
 
 # %% ../nbs/02_features.ipynb #2c8e7916
 def _stain_region_stats(channels:np.ndarray, grey:np.ndarray) -> np.ndarray: # (n, h, w, 6), (n, h, w) -> (n, 32)

@@ -30,7 +30,7 @@ __all__ = ['CONTROL_PATTERN', 'UNASSIGNED_IDS', 'CLASSES', 'IGNORE', 'HIERARCHY'
            'evaluate_on_monuseg', 'check_pq_exercise']
 
 # %% ../nbs/20_hestseg.ipynb #28db81b1
-from .core import figure_style, set_figure_style, legend_outside, CB_COLOURS
+from .core import figure_style, set_figure_style, legend_outside, label_points, CB_COLOURS
 
 # %% ../nbs/20_hestseg.ipynb #2f330026
 class LabelMapError(DataFormatError):

@@ -28,7 +28,7 @@ __all__ = ['WORKING_MPP', 'MONUSEG_MPP', 'UNSEEN_ORGANS', 'VALID_TILES', 'POST_R
            'segment_files']
 
 # %% ../nbs/21_hestseg_real.ipynb #096981b1
-from .core import figure_style, set_figure_style, legend_outside, CB_COLOURS
+from .core import figure_style, set_figure_style, legend_outside, label_points, CB_COLOURS
 
 # %% ../nbs/21_hestseg_real.ipynb #7f72ca84
 WORKING_MPP = 0.5                      # um/px of every tile the model sees

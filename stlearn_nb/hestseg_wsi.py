@@ -20,7 +20,7 @@ __all__ = ['BLOCK_PX', 'HALO_PX', 'working_shape', 'reflect_index', 'axis_weight
            'write_label_zarr', 'segment_slide']
 
 # %% ../nbs/22_hestseg_wsi.ipynb #f1f81b9a
-from .core import figure_style, set_figure_style, legend_outside, CB_COLOURS
+from .core import figure_style, set_figure_style, legend_outside, label_points, CB_COLOURS
 
 # %% ../nbs/22_hestseg_wsi.ipynb #a70d1c26
 def working_shape(shape:tuple,     # (H, W) slide pixels

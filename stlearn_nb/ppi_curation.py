@@ -14,7 +14,7 @@ from .core import atomic_file
 __all__ = ['CurationLogError', 'CurationLogLockedError', 'CurationLog', 'curation_widget']
 
 # %% ../nbs/41_ppi_curation.ipynb #662e5dca
-from .core import figure_style, set_figure_style, legend_outside, CB_COLOURS
+from .core import figure_style, set_figure_style, legend_outside, label_points, CB_COLOURS
 
 # %% ../nbs/41_ppi_curation.ipynb #c9f0906e
 class CurationLogError(RuntimeError):

@@ -28,7 +28,7 @@ __all__ = ['STCONTRAST_ARMS', 'simulate_batch_counts', 'CountVAE', 'elbo_terms',
            'plot_confusions', 'check_info_nce_chance']
 
 # %% ../nbs/50_stcontrast.ipynb #dad5afa4
-from .core import figure_style, set_figure_style, legend_outside, CB_COLOURS
+from .core import figure_style, set_figure_style, legend_outside, label_points, CB_COLOURS
 
 # %% ../nbs/50_stcontrast.ipynb #e5c5e9b9
 def simulate_batch_counts(n_patients:int=3,        # P patients (batches)

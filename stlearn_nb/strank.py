@@ -28,7 +28,7 @@ __all__ = ['TOY_FUNCTIONS', 'TOY_LOSSES', 'TOY_PAPER', 'IMBALANCED_WINDOW', 'TOY
            'check_list_strank_uniform']
 
 # %% ../nbs/10_strank.ipynb #86138038
-from .core import figure_style, set_figure_style, legend_outside, CB_COLOURS
+from .core import figure_style, set_figure_style, legend_outside, label_points, CB_COLOURS
 
 # %% ../nbs/10_strank.ipynb #f62e3a82
 def library_offset(counts:Tensor, # (B, G) raw counts of the selected genes

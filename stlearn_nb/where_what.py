@@ -27,7 +27,7 @@ __all__ = ['WHERE_SECTIONS', 'WHERE_SPLIT', 'WHERE_ARMS', 'WHERE_REFERENCES', 'S
            'check_belief_variance']
 
 # %% ../nbs/60_where_what.ipynb #f5e7e8e8
-from .core import figure_style, set_figure_style, legend_outside, CB_COLOURS
+from .core import figure_style, set_figure_style, legend_outside, label_points, CB_COLOURS
 
 # %% ../nbs/60_where_what.ipynb #9df37d8f
 def tissue_coordinates(spatial, # (n, 2) spot centres of one section (pixels, microns or array units)
