@@ -410,7 +410,7 @@ def plot_weight_recovery(pred, # (n, K) predicted weights
     ax.set(xlabel='true weight (share of the patch)', ylabel='predicted weight (share of the patch)', xlim=(0, 1), ylim=(0, 1), aspect='equal')
     ax.set_title(f'{title}: Pearson r of predicted vs true\nweight, pooled over patches and {pred.shape[1]} types = {composition_recovery(pred, true):.2f}', fontsize=9)
     ax.figure.colorbar(hb, ax=ax, label='patch-type pairs per hexagon')
-    ax.legend(fontsize=7, loc='upper left'); return ax
+    ax.legend(fontsize=8, loc='upper left'); return ax
 
 # %% ../nbs/30_cpnn.ipynb #6187bdbe
 def train_spot_models(features,   # (n_spots, D) or (n_spots, n, D) patch features of the training spots

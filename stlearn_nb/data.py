@@ -911,7 +911,7 @@ def plot_spatial(adata:ad.AnnData,        # spots with .obsm['spatial'] and .uns
         pal = type_palette([c for c in values.cat.categories if (values == c).any()])
         circles(facecolors=[pal[v] for v in values], **kwargs)
         for k, c in pal.items(): ax.scatter([], [], color=c, label=k)
-        ax.legend(fontsize=7, frameon=False, loc='center left', bbox_to_anchor=(1, 0.5), title=label, title_fontsize=7)
+        ax.legend(fontsize=8, frameon=False, loc='center left', bbox_to_anchor=(1, 0.5), title=label, title_fontsize=8)
     elif values is not None:
         col = circles(cmap=cmap, **kwargs); col.set_array(np.asarray(values, float))
         plt.colorbar(col, ax=ax, shrink=0.7, label=label)

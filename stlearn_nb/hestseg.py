@@ -837,7 +837,7 @@ def plot_overlay(image:np.ndarray, inst:np.ndarray, # (H, W, 3) uint8 tile, (H, 
         t = np.where(np.asarray(types) < 0, len(CLASSES), np.asarray(types)); rgb[edge] = lut[t[edge]]
     ax.imshow(rgb); ax.set_title(title, fontsize=9); ax.set_axis_off()
     if legend: ax.legend(handles=[Line2D([], [], color=lut[k], lw=2, label=n) for k, n in enumerate(names, 1)],
-                         loc='upper left', bbox_to_anchor=(1.01, 1), fontsize=7, handlelength=1)   # beside the tile, not on it
+                         loc='upper left', bbox_to_anchor=(1.01, 1), fontsize=8, handlelength=1)   # beside the tile, not on it
     return ax
 
 # %% ../nbs/20_hestseg.ipynb #a17ddf00

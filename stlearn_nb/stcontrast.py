@@ -218,8 +218,8 @@ def plot_latents(latents:dict,      # name -> (N, L) latent
                 m = labels == lab; ax.scatter(xy[m, 0], xy[m, 1], s=4, color=palette[lab], label=lab, alpha=0.7)
             ax.set(xticks=[], yticks=[], xlabel='PC 1 of latent', ylabel='PC 2 of latent')
             ax.set_title(f"PCA of {name}: by {'class' if i == 0 else 'patient'}", fontsize=9)
-            if j == len(latents) - 1: ax.legend(fontsize=7, markerscale=2, loc='center left', bbox_to_anchor=(1.02, 0.5),
-                                                title='class' if i == 0 else 'patient', title_fontsize=7)
+            if j == len(latents) - 1: ax.legend(fontsize=8, markerscale=2, loc='center left', bbox_to_anchor=(1.02, 0.5),
+                                                title='class' if i == 0 else 'patient', title_fontsize=8)
     return axes
 
 # %% ../nbs/50_stcontrast.ipynb #3eea4f37
@@ -505,7 +505,7 @@ def plot_stcontrast_bars(table:pd.DataFrame, # from `run_stcontrast_her2st`: arm
         ax.set_xticks(x, [_short(a) for a in arms], rotation=35, ha='right', fontsize=8)
         ax.set(xlabel='embedding', ylabel=labels.get(m, ('', m))[1]); ax.set_title(': '.join(labels.get(m, (m,))), fontsize=9)
     handles = {l: h for ax in axes for h, l in zip(*ax.get_legend_handles_labels())}   # one legend for all panels, beside the last
-    axes[-1].legend(handles.values(), handles.keys(), fontsize=7, loc='upper left', bbox_to_anchor=(1.02, 1), title='mean +- sd over seeds', title_fontsize=7)
+    axes[-1].legend(handles.values(), handles.keys(), fontsize=8, loc='upper left', bbox_to_anchor=(1.02, 1), title='mean +- sd over seeds', title_fontsize=8)
     return axes
 
 @figure_style()
@@ -525,8 +525,8 @@ def plot_embedding_umaps(umap:pd.DataFrame, # table 'umap': arm, section, patien
                 if m.any(): ax.scatter(u.x[m], u.y[m], s=3, color=colour, label=lab, alpha=0.7, rasterized=True)
             ax.set(xticks=[], yticks=[], xlabel='UMAP 1', ylabel='UMAP 2')
             ax.set_title(f"UMAP of {_short(arm)}\nby {'tissue class' if i == 0 else 'patient'}", fontsize=8)
-            if j == len(arms) - 1: ax.legend(fontsize=7, markerscale=3, loc='center left', bbox_to_anchor=(1.02, 0.5),
-                                             title='class' if i == 0 else 'patient', title_fontsize=7)
+            if j == len(arms) - 1: ax.legend(fontsize=8, markerscale=3, loc='center left', bbox_to_anchor=(1.02, 0.5),
+                                             title='class' if i == 0 else 'patient', title_fontsize=8)
     return axes
 
 @figure_style()
@@ -541,9 +541,9 @@ def plot_confusions(confusion:pd.DataFrame, # table 'confusion': arm, test, true
         share = m.to_numpy() / np.maximum(m.to_numpy().sum(1, keepdims=True), 1)
         im = ax.imshow(share, vmin=0, vmax=1, cmap='Blues')   # one colour range for every arm
         for (i, k), v in np.ndenumerate(share): ax.text(k, i, f'{v:.2f}', ha='center', va='center', fontsize=8, color='white' if v > 0.6 else 'black')
-        ax.set_xticks(range(len(classes)), classes, fontsize=7); ax.set_yticks(range(len(classes)), classes, fontsize=7)
-        ax.set_title(_short(arm), fontsize=8); ax.set_xlabel('predicted class', fontsize=7)
-    axes[0].set_ylabel(f'true class ({test})', fontsize=7)
+        ax.set_xticks(range(len(classes)), classes, fontsize=8); ax.set_yticks(range(len(classes)), classes, fontsize=8)
+        ax.set_title(_short(arm), fontsize=8); ax.set_xlabel('predicted class', fontsize=8)
+    axes[0].set_ylabel(f'true class ({test})', fontsize=8)
     axes[0].figure.colorbar(im, ax=list(axes), fraction=0.02, label='share of the true class')
     axes[0].figure.suptitle(f'tissue-class probe on held-out {test}: confusion per embedding (counts summed over seeds)', fontsize=9)
     return axes

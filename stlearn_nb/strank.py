@@ -213,7 +213,7 @@ def plot_toy_data(data:dict, params:tuple, ax=None, n_show:int=3000):
         ax.plot(grid, scale * mu + shift, color=colour, lw=1.5, ls='--', label=f"tissue {s + 1}: true mean {'mu' if s == 0 else '10 mu + 10'}")
     ax.set(xlabel='image feature x', ylabel='count (symlog: linear below 1, log above)')
     ax.set_yscale('symlog', linthresh=1)
-    ax.legend(markerscale=4, fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1))   # outside the points
+    ax.legend(markerscale=4, fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1))   # outside the points
     return ax
 
 # %% ../nbs/10_strank.ipynb #a7bfd7fe
@@ -457,7 +457,7 @@ def plot_toy_curves(runs:pd.DataFrame, predictions:Tensor, datasets:list, # runs
         ax.plot(d['x_test'][order], (p - p.min()) / (np.ptp(p) + 1e-12), lw=1, label=f"{loss} {row.test_spearman.iloc[0]:.2f}")
     setting = runs[runs.dataset == dataset].setting.iloc[0] if 'setting' in runs else ''
     ax.set(xlabel='x', ylabel='scaled prediction', title=f'{setting} tissues, dataset {dataset}, {config}'.strip(', '))
-    ax.legend(fontsize=6, loc='upper left', bbox_to_anchor=(1.01, 1), title='loss, test Spearman', title_fontsize=6)
+    ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1), title='loss, test Spearman', title_fontsize=8)
     return ax
 
 # %% ../nbs/10_strank.ipynb #4b697081
@@ -476,7 +476,7 @@ def plot_toy_bars(summary:pd.DataFrame, config:str, ax=None):
     low = min(0, (t.spearman_mean - t.spearman_sd.fillna(0)).min())
     ax.axhline(0, color='grey', lw=0.8)
     ax.set(ylabel='test Spearman', ylim=(low - 0.05, 1.08), title=config)   # headroom: bars at .997 stay visible
-    ax.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1))      # outside the bars
+    ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1))      # outside the bars
     return ax
 
 # %% ../nbs/10_strank.ipynb #2b5273c1
@@ -633,7 +633,7 @@ def plot_her2st_bars(table:pd.DataFrame, # from `run_strank_her2st`: encoder, lo
         if len(depth): ax.axhline(depth[f'{sec}_mean'].iloc[0], color='grey', ls=':', lw=1.5, label='library size only')
         ax.axhline(0, color='k', lw=0.5)
         ax.set_xticks(x, TOY_LOSSES, rotation=30); ax.set_xlabel('training loss'); ax.set_title(f'held-out {"section" if sec == "C6" else "patient"} {sec}')
-    axes[0].set_ylabel('mean per-gene Spearman'); axes[-1].legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1))
+    axes[0].set_ylabel('mean per-gene Spearman'); axes[-1].legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1))
     return axes
 
 @figure_style()
