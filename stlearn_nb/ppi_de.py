@@ -857,7 +857,7 @@ def plot_volcano(table:pd.DataFrame, # from `de_table` / `ppi_de`
 def plot_forest(tables:dict,   # name -> per-gene table with beta, ci_low, ci_high
                 genes,         # genes to show, top to bottom
                 reference:pd.Series|None=None, # optional per-gene reference value (drawn as a cross)
-                ax=None):
+                ax=None, title:str='log fold change per gene'):
     "Forest plot: each estimator's interval per gene, side by side."
     if ax is None: import matplotlib.pyplot as plt; _, ax = plt.subplots(figsize=(7.5, 0.35 * len(genes) + 1), layout='constrained')
     genes = list(genes); y = np.arange(len(genes))[::-1]
@@ -866,7 +866,7 @@ def plot_forest(tables:dict,   # name -> per-gene table with beta, ci_low, ci_hi
         r = t.loc[genes]
         ax.errorbar(r['beta'], y + off, xerr=[r['beta'] - r['ci_low'], r['ci_high'] - r['beta']], fmt='o', ms=3, label=name)
     if reference is not None: ax.scatter(reference.loc[genes], y, marker='x', c='k', zorder=3, label='full curation')
-    ax.axvline(0, c='grey', lw=0.8); ax.set_yticks(y, genes); ax.set(xlabel='log fold change (point estimate and CI)', ylabel='gene')
+    ax.axvline(0, c='grey', lw=0.8); ax.set_yticks(y, genes); ax.set(xlabel='log fold change (point estimate and CI)', ylabel='gene', title=title)
     legend_outside(ax, 'estimator')   # beside the intervals
     return ax
 

@@ -202,7 +202,7 @@ def simulate_toy(params:tuple,           # (A, B, C, D) of `toy_mu`
 
 # %% ../nbs/10_strank.ipynb #dff65129
 @figure_style()
-def plot_toy_data(data:dict, params:tuple, ax=None, n_show:int=3000):
+def plot_toy_data(data:dict, params:tuple, ax=None, n_show:int=3000, title:str='synthetic counts of two tissues'):
     "Counts of both tissues against x (symlog axis), with the true means 1 * mu and 10 * mu + 10 as dashed curves."
     import matplotlib.pyplot as plt
     ax = ax or plt.subplots(figsize=(6.5, 3.5), layout='constrained')[1]
@@ -211,7 +211,7 @@ def plot_toy_data(data:dict, params:tuple, ax=None, n_show:int=3000):
         rows = np.flatnonzero(data['group'] == s)[:n_show]
         ax.scatter(data['x'][rows], data['counts'][rows], s=2, alpha=0.3, color=colour, label=f'tissue {s + 1}: counts')
         ax.plot(grid, scale * mu + shift, color=colour, lw=1.5, ls='--', label=f"tissue {s + 1}: true mean {'mu' if s == 0 else '10 mu + 10'}")
-    ax.set(xlabel='image feature x', ylabel='count (symlog: linear below 1, log above)')
+    ax.set(xlabel='image feature x', ylabel='count (symlog: linear below 1, log above)', title=title)
     ax.set_yscale('symlog', linthresh=1)
     ax.legend(markerscale=4, fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1))   # outside the points
     return ax
@@ -475,7 +475,7 @@ def plot_toy_bars(summary:pd.DataFrame, config:str, ax=None):
     ax.set_xticks(np.arange(len(TOY_LOSSES)), TOY_LOSSES, fontsize=8)
     low = min(0, (t.spearman_mean - t.spearman_sd.fillna(0)).min())
     ax.axhline(0, color='grey', lw=0.8)
-    ax.set(ylabel='test Spearman', ylim=(low - 0.05, 1.08), title=config)   # headroom: bars at .997 stay visible
+    ax.set(xlabel='training loss', ylabel='test Spearman', ylim=(low - 0.05, 1.08), title=config)   # headroom: bars at .997 stay visible
     ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1))      # outside the bars
     return ax
 
