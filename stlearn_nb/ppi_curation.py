@@ -11,7 +11,7 @@ from fastcore.basics import patch
 from .core import atomic_file
 
 # %% auto #0
-__all__ = ['CurationLogError', 'CurationLogLockedError', 'CurationLog', 'curation_widget']
+__all__ = ['CurationLogError', 'CurationLogLockedError', 'CurationLog', 'curation_widget', 'check_curated_labels']
 
 # %% ../nbs/41_ppi_curation.ipynb #662e5dca
 from .core import figure_style, set_figure_style, legend_outside, label_points, CB_COLOURS
@@ -230,3 +230,13 @@ def curation_widget(log:CurationLog,  # where decisions go; the panel is bound t
     for d, b in buttons.items(): b.on_click(click(d))
     show()
     return w.VBox([status, out, w.HBox([buttons['accept'], new_label, buttons['relabel'], buttons['reject']])])
+
+# %% ../nbs/41_ppi_curation.ipynb #af74f765
+def check_curated_labels(answer) -> bool:
+    "Exercise: the curated labels of c1, c2 after 'c1 accept', 'c2 relabel 1', 'c1 reject' (automated labels 0, 0)."
+    import tempfile
+    from stlearn_nb.core import check_answer
+    with tempfile.TemporaryDirectory() as d, CurationLog(Path(d) / 'exercise.csv', ['c1', 'c2'], [0, 0]) as log:
+        log.record('c1', 'accept'); log.record('c2', 'relabel', 1); log.record('c1', 'reject')
+        expected = log.curated_labels().to_numpy()
+    return check_answer(answer, expected, 'the curated labels', rtol=0, atol=0.5)

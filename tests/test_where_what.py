@@ -104,12 +104,3 @@ def test_context_crops_on_real_her2st_equal_pil_downsample():
         region = image[tl[1]:tl[1] + out * factor, tl[0]:tl[0] + out * factor]
         assert region.shape[:2] == (out * factor, out * factor)   # these spots lie inside the image
         np.testing.assert_array_equal(v, np.asarray(Image.fromarray(region).reduce(factor)))
-
-
-def test_check_belief_variance_against_closed_form():
-    "One measured spot, exponential kernel k(d) = exp(-d/l), no noise: the variance at d is 1 - k(d)^2 (1 - e^-2 at d = l)."
-    import contextlib, io
-    from stlearn_nb.where_what import check_belief_variance
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert check_belief_variance(1 - np.exp(-2)) and not check_belief_variance(np.exp(-1))
-        assert check_belief_variance(1 - np.exp(-2 * 0.15 / 0.3), distance=0.15)
