@@ -691,9 +691,9 @@ def plot_sim_coverage(table:pd.DataFrame, # from `ppi_sim_summary`
     if ax is None: import matplotlib.pyplot as plt; _, ax = plt.subplots(figsize=(8, 3.4), layout='constrained')
     x = np.arange(len(table)); two_se = 2 * np.sqrt((1 - alpha) * alpha / n_reps)   # the same for rates near 1-alpha and near alpha
     clipped = lambda v: np.vstack([np.minimum(two_se, v), np.minimum(two_se, 1 - v)])   # a rate's error bar stays inside [0, 1]
-    ax.bar(x - 0.2, table['coverage'], 0.4, yerr=clipped(table['coverage'].to_numpy()), capsize=3, color='tab:blue', label='coverage (all genes)')
+    ax.bar(x - 0.2, table['coverage'], 0.4, yerr=clipped(table['coverage'].to_numpy()), capsize=3, color=CB_COLOURS[0], label='coverage (all genes)')
     ax.bar(x + 0.2, table['type1_error'], 0.4, yerr=clipped(table['type1_error'].to_numpy()), capsize=3,
-           color='tab:orange', label='type-I error (null genes)')
+           color=CB_COLOURS[1], label='type-I error (null genes)')
     ax.axhline(1 - alpha, color='k', ls='--', lw=1, label=f'nominal coverage 1 - alpha = {1 - alpha:g}')
     ax.axhline(alpha, color='k', ls=':', lw=1, label=f'nominal type-I error alpha = {alpha:g}')
     ax.set_xticks(x, table['arm']); ax.set_ylim(0, 1.02); ax.set(xlabel='estimator', ylabel='rate (fraction of replicates)')

@@ -514,8 +514,8 @@ def plot_embedding_umaps(umap:pd.DataFrame, # table 'umap': arm, section, patien
     "UMAP of each arm's image embeddings of all spots, coloured by tissue class (top) and by patient (bottom)."
     arms = list(dict.fromkeys(umap.arm))
     if axes is None: axes = plt.subplots(2, len(arms), figsize=(2.9 * len(arms) + 1, 5.8), squeeze=False, layout='constrained')[1]
-    palettes = {'tissue_class': {'cancer': 'tab:red', 'immune': 'tab:blue', 'other': 'tab:green', 'none': 'lightgrey'},
-                'patient': {'C': 'tab:purple', 'B': 'tab:orange'}}
+    palettes = {'tissue_class': {'cancer': CB_COLOURS[3], 'immune': CB_COLOURS[0], 'other': CB_COLOURS[2], 'none': 'lightgrey'},
+                'patient': {'C': CB_COLOURS[4], 'B': CB_COLOURS[1]}}
     for j, arm in enumerate(arms):
         u = umap[umap.arm == arm]
         for i, key in enumerate(('tissue_class', 'patient')):

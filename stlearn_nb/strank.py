@@ -207,7 +207,7 @@ def plot_toy_data(data:dict, params:tuple, ax=None, n_show:int=3000, title:str='
     import matplotlib.pyplot as plt
     ax = ax or plt.subplots(figsize=(6.5, 3.5), layout='constrained')[1]
     grid = np.linspace(0, 1, 1000); mu = toy_mu(grid, params)
-    for s, (colour, scale, shift) in enumerate((('tab:blue', 1, 0), ('tab:orange', 10, 10))):
+    for s, (colour, scale, shift) in enumerate(((CB_COLOURS[0], 1, 0), (CB_COLOURS[1], 10, 10))):
         rows = np.flatnonzero(data['group'] == s)[:n_show]
         ax.scatter(data['x'][rows], data['counts'][rows], s=2, alpha=0.3, color=colour, label=f'tissue {s + 1}: counts')
         ax.plot(grid, scale * mu + shift, color=colour, lw=1.5, ls='--', label=f"tissue {s + 1}: true mean {'mu' if s == 0 else '10 mu + 10'}")
@@ -467,7 +467,7 @@ def plot_toy_bars(summary:pd.DataFrame, config:str, ax=None):
     import matplotlib.pyplot as plt
     ax = ax or plt.subplots(figsize=(7, 3.5))[1]
     t = summary[summary.config == config]
-    for k, (setting, colour) in enumerate((('Uniform', 'tab:blue'), ('Imbalanced', 'tab:orange'))):
+    for k, (setting, colour) in enumerate((('Uniform', CB_COLOURS[0]), ('Imbalanced', CB_COLOURS[1]))):
         s = t[t.setting == setting].set_index('loss').loc[list(TOY_LOSSES)]
         pos = np.arange(len(TOY_LOSSES)) + (k - 0.5) * 0.38
         ax.bar(pos, s.spearman_mean, 0.38, yerr=s.spearman_sd.fillna(0), color=colour, alpha=0.8, label=f'{setting} (ours)')
@@ -623,7 +623,7 @@ def plot_her2st_bars(table:pd.DataFrame, # from `run_strank_her2st`: encoder, lo
     if axes is None: _, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharey=True, layout='constrained')   # room for the outside legend
     encoders = list(dict.fromkeys(table.encoder[table.loss.isin(TOY_LOSSES)])); x = np.arange(len(TOY_LOSSES)); width = 0.8 / len(encoders)
     depth = table[table.loss == 'library size']
-    colours = plt.get_cmap('tab10').colors
+    colours = CB_COLOURS
     for ax, sec in zip(axes, ('C6', 'B4')):
         for j, enc in enumerate(encoders):
             t = table[table.encoder == enc].set_index('loss')

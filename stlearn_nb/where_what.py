@@ -472,8 +472,8 @@ def run_where_what_her2st(quick:bool=False, seed:int=0, data_dir=None,
     return Experiment(table, tables={'sampling': summary, 'per_seed': per_seed, 'paths': paths, 'run_info': info}, figures=figures, notes=notes)
 
 # %% ../nbs/60_where_what.ipynb #a7d62e59
-_ARM_STYLE = {'patch': ('black', 'o'), 'patch + position': ('tab:blue', 's'), 'patch + context': ('tab:green', '^'),
-              'patch + neighbours': ('tab:orange', 'D'), 'patch + all': ('tab:red', 'v')}
+_ARM_STYLE = {'patch': ('black', 'o'), 'patch + position': (CB_COLOURS[0], 's'), 'patch + context': (CB_COLOURS[2], '^'),
+              'patch + neighbours': (CB_COLOURS[1], 'D'), 'patch + all': (CB_COLOURS[3], 'v')}
 _METRIC_LABEL = {'balanced_accuracy': 'balanced accuracy (cancer vs immune)', 'spearman': 'mean per-gene Spearman'}
 
 @figure_style()
@@ -501,7 +501,7 @@ def plot_field_curves(table:pd.DataFrame, # results: arm, field_um, test, <metri
     legend_outside(axes[0][-1], 'arm')
     return axes
 
-_SAMPLER_STYLE = dict(zip(SAMPLERS, ('grey', 'tab:blue', 'tab:green', 'tab:orange', 'tab:red')))
+_SAMPLER_STYLE = dict(zip(SAMPLERS, ('grey', CB_COLOURS[0], CB_COLOURS[2], CB_COLOURS[1], CB_COLOURS[3])))
 
 @figure_style()
 def plot_sampling_curves(sampling:pd.DataFrame, # summary: section, target, sampler, k, mean_abs_error, sd_abs_error
@@ -534,7 +534,7 @@ def plot_sampling_path(paths:pd.DataFrame, # from `sampling_paths`: section, x_p
     x, y = p.x_px.to_numpy() * scale, p.y_px.to_numpy() * scale
     ax = axes[0]
     if image is not None: ax.imshow(image)
-    ax.scatter(x, y, s=8, c=np.where(p.truth > 0.5, 'tab:red', 'tab:blue'), alpha=0.5)
+    ax.scatter(x, y, s=8, c=np.where(p.truth > 0.5, CB_COLOURS[3], CB_COLOURS[0]), alpha=0.5)
     seen = p[p.order > 0].sort_values('order')
     span = max(abs(np.diff(ax.get_xlim()))[0], abs(np.diff(ax.get_ylim()))[0]); placed, hidden = [], 0   # the panel's extent
     for _, r in seen.iterrows():   # a number that would cover an earlier one becomes a ring: the order stays readable
