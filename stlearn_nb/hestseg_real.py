@@ -25,7 +25,7 @@ __all__ = ['WORKING_MPP', 'MONUSEG_MPP', 'UNSEEN_ORGANS', 'VALID_TILES', 'POST_R
            'drop_instances', 'touching_pairs', 'merge_touching', 'xenium_like_labels', 'score_tile', 'score_methods',
            'organ_table', 'tune_postprocess', 'outline_handles', 'plot_outlines', 'severity_references',
            'plot_pq_vs_severity', 'run_hestseg_monuseg', 'to_rgb', 'read_he_image', 'check_segment_inputs',
-           'segment_files']
+           'segment_files', 'check_offset_pixels']
 
 # %% ../nbs/21_hestseg_real.ipynb #096981b1
 from .core import figure_style, set_figure_style, legend_outside, label_points, CB_COLOURS
@@ -622,3 +622,12 @@ def segment_files(images:list, model:str|Path, mpp:float, out:str|Path, progress
             if progress: print(f"segment: {p}: {rows[-1]['n_nuclei']} nuclei", flush=True)
         table = pd.DataFrame(rows); table.to_csv(tmp/'segment.csv', index=False)
     return table
+
+# %% ../nbs/21_hestseg_real.ipynb #a490e127
+def check_offset_pixels(answer:float, offset_um:float=2.0) -> bool:
+    "Exercise: how far, in working pixels, a registration offset of `offset_um` moves the nuclei of `xenium_like_labels`."
+    from stlearn_nb.core import check_answer
+    inst = np.zeros((64, 64), np.int32); inst[28:36, 28:36] = 1
+    moved = xenium_like_labels(inst, WORKING_MPP, offset_um=offset_um, jitter_um=0, grow_px=0, miss_frac=0, merge_frac=0, seed=0)
+    shift = np.argwhere(moved > 0).mean(0) - np.argwhere(inst > 0).mean(0)
+    return check_answer(answer, float(np.hypot(*shift)), 'the shift in working pixels', rtol=0, atol=0.75)   # the shift is rounded to whole pixels

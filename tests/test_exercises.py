@@ -28,3 +28,10 @@ def test_check_curated_labels_last_decision_wins():
     from stlearn_nb.ppi_curation import check_curated_labels
     assert _quiet(check_curated_labels, [2, 1])
     assert not _quiet(check_curated_labels, [0, 1]) and not _quiet(check_curated_labels, [2, 1, 0])
+
+
+def test_check_offset_pixels_is_offset_over_pixel_size():
+    "An offset of d um at WORKING_MPP um/px is d / WORKING_MPP pixels (rounded per axis, so within 0.75 px)."
+    from stlearn_nb.hestseg_real import check_offset_pixels, WORKING_MPP
+    assert _quiet(check_offset_pixels, 2.0 / WORKING_MPP) and _quiet(check_offset_pixels, 4.0 / WORKING_MPP, offset_um=4.0)
+    assert not _quiet(check_offset_pixels, 2.0) and not _quiet(check_offset_pixels, 2.0 / WORKING_MPP * 2)
