@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 
 # %% auto #0
-__all__ = ['seed_everything', 'default_device', 'cpu_threads', 'EmptyEpochError', 'train_batch_size', 'check_train_steps',
-           'fit_small', 'pearson_per_gene', 'average_ranks', 'spearman_per_gene', 'partial_spearman_per_gene',
-           'correlation_summary', 'poisson_log_prob', 'nb_log_prob', 'zinb_log_prob', 'type_palette', 'Experiment',
-           'markdown_table', 'write_experiment', 'atomic_dir', 'atomic_file', 'versions', 'check_answer']
+__all__ = ['CB_COLOURS', 'FIGURE_STYLE', 'seed_everything', 'default_device', 'cpu_threads', 'EmptyEpochError',
+           'train_batch_size', 'check_train_steps', 'fit_small', 'pearson_per_gene', 'average_ranks',
+           'spearman_per_gene', 'partial_spearman_per_gene', 'correlation_summary', 'poisson_log_prob', 'nb_log_prob',
+           'zinb_log_prob', 'type_palette', 'set_figure_style', 'figure_style', 'legend_outside', 'label_points',
+           'Experiment', 'markdown_table', 'write_experiment', 'atomic_dir', 'atomic_file', 'versions', 'check_answer']
 
 # %% ../nbs/00_core.ipynb #a594e852
 warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)
@@ -196,6 +197,52 @@ def type_palette(names, # cell-type names, in display order
         if str(n).lower() in ('ignore', 'background', 'unknown', 'other'): out[n] = (0.6, 0.6, 0.6)
         else: out[n] = colours[i % len(colours)]; i += 1
     return out
+
+# %% ../nbs/00_core.ipynb #2316bce1
+CB_COLOURS = ('#0072B2', '#E69F00', '#009E73', '#D55E00', '#CC79A7', '#56B4E9', '#F0E442', '#000000')   # Okabe & Ito (2008)
+FIGURE_STYLE = {'font.size': 9, 'axes.titlesize': 10, 'axes.labelsize': 9, 'xtick.labelsize': 8, 'ytick.labelsize': 8,
+                'legend.fontsize': 8, 'legend.title_fontsize': 8, 'figure.titlesize': 11, 'legend.frameon': False,
+                'figure.constrained_layout.use': True, 'figure.dpi': 100, 'savefig.dpi': 100, 'image.cmap': 'viridis',
+                'axes.spines.top': False, 'axes.spines.right': False}
+
+def _style_rc() -> dict:
+    from cycler import cycler
+    return {**FIGURE_STYLE, 'axes.prop_cycle': cycler(color=list(CB_COLOURS))}
+
+def set_figure_style():
+    "Apply `FIGURE_STYLE` (and the colour-blind-safe cycle) to every later figure of this session."
+    import matplotlib as mpl
+    mpl.rcParams.update(_style_rc())
+
+@contextmanager
+def figure_style():
+    "`FIGURE_STYLE` inside a `with` block, or on a function as a decorator (`@figure_style()`)."
+    import matplotlib as mpl   # saves and restores only the style's keys: `mpl.rc_context` restores every rcParam,
+    rc = _style_rc(); old = {k: mpl.rcParams[k] for k in rc}   # which stops Jupyter's inline backend showing later figures
+    mpl.rcParams.update(rc)
+    try: yield
+    finally: mpl.rcParams.update(old)
+
+def legend_outside(ax, title:str|None=None, **kwargs):
+    "The legend of `ax` to the right of its axes (outside the data)."
+    return ax.legend(loc='upper left', bbox_to_anchor=(1.01, 1), title=title, **kwargs)
+
+def label_points(ax, xs, ys, labels, fontsize:float=8,
+                 offsets=((4, 3), (4, -10), (-4, 3), (-4, -10), (4, 12), (-4, 12), (4, -19), (-4, -19))): # points from each point
+    "Name points, each label at the first offset where it stays inside the axes and overlaps no earlier label (a dense cluster may still leave one on top)."
+    ax.figure.draw_without_rendering(); placed, texts = [], []   # the layout first: boxes are compared where they will be drawn
+    frame = ax.get_window_extent()
+    for x, y, name in zip(xs, ys, labels):
+        for dx, dy in offsets:
+            t = ax.annotate(str(name), (x, y), xytext=(dx, dy), textcoords='offset points', fontsize=fontsize,
+                            ha='left' if dx >= 0 else 'right', annotation_clip=True)
+            box = t.get_window_extent()
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            if inside and not any(box.overlaps(q) for q in placed): break
+            t.remove()
+        else: t = ax.annotate(str(name), (x, y), xytext=offsets[0], textcoords='offset points', fontsize=fontsize); box = t.get_window_extent()
+        placed.append(box); texts.append(t)
+    return texts
 
 # %% ../nbs/00_core.ipynb #d396a134
 @dataclass

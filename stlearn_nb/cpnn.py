@@ -26,6 +26,9 @@ __all__ = ['HER2ST_TYPE_MAP', 'mean_prototypes', 'fit_prototype_regression', 're
            'train_spot_models', 'predict_spots', 'run_cpnn_synth', 'her2st_reference_prototypes',
            'plot_composition_map', 'plot_composition_comparison', 'run_cpnn_her2st', 'check_spot_composition']
 
+# %% ../nbs/30_cpnn.ipynb #659489c3
+from .core import figure_style, set_figure_style, legend_outside, label_points, CB_COLOURS
+
 # %% ../nbs/30_cpnn.ipynb #5fdf7c81
 def _codes(values) -> tuple[np.ndarray, list]:
     "Integer codes and the ordered category names of a label vector; `DataFormatError` when labels are missing (NaN would become a type 'nan')."
@@ -146,6 +149,7 @@ def prototype_recovery(estimate, # (K, G) estimated prototypes (any per-type sca
     return dict(pearson=float(np.corrcoef(e, t)[0, 1]), log_rmse=float(np.sqrt(((e - t) ** 2).mean())))
 
 # %% ../nbs/30_cpnn.ipynb #0572bad7
+@figure_style()
 def plot_prototype_recovery(estimates:dict, # name -> (K, G) estimate
                             truth,          # (K, G) true prototypes
                             k:int=0,        # which type to draw
@@ -395,6 +399,7 @@ def evaluate_slides(res:dict, sim:dict) -> tuple[pd.DataFrame, dict]:
     return pd.DataFrame(rows), dict(comp, weights=w)
 
 # %% ../nbs/30_cpnn.ipynb #c863bacf
+@figure_style()
 def plot_weight_recovery(pred, # (n, K) predicted weights
                          true, # (n, K) true weights
                          ax=None, title:str='held-out patches'):
@@ -406,7 +411,7 @@ def plot_weight_recovery(pred, # (n, K) predicted weights
     ax.set(xlabel='true weight (share of the patch)', ylabel='predicted weight (share of the patch)', xlim=(0, 1), ylim=(0, 1), aspect='equal')
     ax.set_title(f'{title}: Pearson r of predicted vs true\nweight, pooled over patches and {pred.shape[1]} types = {composition_recovery(pred, true):.2f}', fontsize=9)
     ax.figure.colorbar(hb, ax=ax, label='patch-type pairs per hexagon')
-    ax.legend(fontsize=7, loc='upper left'); return ax
+    ax.legend(fontsize=8, loc='upper left'); return ax
 
 # %% ../nbs/30_cpnn.ipynb #6187bdbe
 def train_spot_models(features,   # (n_spots, D) or (n_spots, n, D) patch features of the training spots
@@ -504,6 +509,7 @@ def _contrast(image:np.ndarray) -> np.ndarray:
     lo, hi = np.percentile(image, (1, 99))
     return np.clip((image.astype(np.float32) - lo) / max(hi - lo, 1e-6), 0, 1)
 
+@figure_style()
 def plot_composition_map(adata:ad.AnnData, # one section with .obsm['spatial'] (full-res px) and a lowres image
                          weights,          # (n_spots, K) compositions
                          names:list,       # K type names
@@ -523,6 +529,7 @@ def plot_composition_map(adata:ad.AnnData, # one section with .obsm['spatial'] (
     ax.set_title(f'{lib}: {cell_type}', fontsize=9); ax.axis('off')
     return ax
 
+@figure_style()
 def plot_composition_comparison(adata:ad.AnnData, predicted, reference, names:list, types:list,
                                 labels=('CPNN', 'stereoscope'), axes=None):
     "Per type (rows): predicted and reference shares on one colour scale per row, with their Pearson r; returns the Axes."

@@ -22,6 +22,9 @@ __all__ = ['HER2ST_UM_PER_PX', 'HER2ST_CLASSES', 'UM_PER_PX_TIMES_MAGNIFICATION'
            'read_cpm15', 'monuseg_organ', 'resize_labels', 'resample_tile', 'SlideTooLargeError', 'SlideReader',
            'write_pyramid_tiff', 'plot_spatial']
 
+# %% ../nbs/01_data.ipynb #e85b3df9
+from .core import figure_style, set_figure_style, legend_outside, label_points, CB_COLOURS
+
 # %% ../nbs/01_data.ipynb #d9fe5b4f
 class DataFormatError(ValueError):
     "A file exists but its content does not match the expected format."
@@ -954,6 +957,7 @@ def write_pyramid_tiff(path:str|Path, shape:tuple, tile_fn, tile:int=256, levels
     return Path(path)
 
 # %% ../nbs/01_data.ipynb #8d135b33
+@figure_style()
 def plot_spatial(adata:ad.AnnData,        # spots with .obsm['spatial'] and .uns['spatial'][library_id]
                  color=None,              # a gene name, an obs column, or an (n_obs,) array; None: spots only
                  library_id:str|None=None,
@@ -988,7 +992,7 @@ def plot_spatial(adata:ad.AnnData,        # spots with .obsm['spatial'] and .uns
         pal = type_palette([c for c in values.cat.categories if (values == c).any()])
         circles(facecolors=[pal[v] for v in values], **kwargs)
         for k, c in pal.items(): ax.scatter([], [], color=c, label=k)
-        ax.legend(fontsize=7, frameon=False, loc='center left', bbox_to_anchor=(1, 0.5), title=label, title_fontsize=7)
+        ax.legend(fontsize=8, frameon=False, loc='center left', bbox_to_anchor=(1, 0.5), title=label, title_fontsize=8)
     elif values is not None:
         col = circles(cmap=cmap, **kwargs); col.set_array(np.asarray(values, float))
         plt.colorbar(col, ax=ax, shrink=0.7, label=label)

@@ -20,6 +20,9 @@ __all__ = ['STAIN_FEATURES', 'SHARED_WEIGHTS', 'IMAGENET_MEAN', 'IMAGENET_STD', 
            'comparison_encoders', 'spot_features', 'distributed_rank', 'hest_sample_ids', 'encode_hest_samples',
            'ridge_probe', 'her2st_dataset', 'run_features_her2st']
 
+# %% ../nbs/02_features.ipynb #92e9c1c5
+from .core import figure_style, set_figure_style, legend_outside, label_points, CB_COLOURS
+
 # %% ../nbs/02_features.ipynb #2c8e7916
 def _stain_region_stats(channels:np.ndarray, grey:np.ndarray) -> np.ndarray: # (n, h, w, 6), (n, h, w) -> (n, 32)
     n = len(channels); flat = channels.reshape(n, -1, 6)

@@ -29,6 +29,9 @@ __all__ = ['CONTROL_PATTERN', 'UNASSIGNED_IDS', 'CLASSES', 'IGNORE', 'HIERARCHY'
            'plot_overlay', 'run_hestseg_synth', 'check_outlines_fit', 'read_monuseg', 'monuseg_tiles',
            'evaluate_on_monuseg', 'check_pq_exercise']
 
+# %% ../nbs/20_hestseg.ipynb #28db81b1
+from .core import figure_style, set_figure_style, legend_outside, label_points, CB_COLOURS
+
 # %% ../nbs/20_hestseg.ipynb #2f330026
 class LabelMapError(DataFormatError):
     "An instance or type map has the wrong shape, dtype or values."
@@ -829,6 +832,7 @@ def evaluate_segmentation(true_inst, true_type, pred_inst, pred_type, classes=(1
     return out
 
 # %% ../nbs/20_hestseg.ipynb #cb543a5f
+@figure_style()
 def plot_overlay(image:np.ndarray, inst:np.ndarray, # (H, W, 3) uint8 tile, (H, W) instance mask
                  types:np.ndarray|None=None,          # (H, W) class per pixel (-1 = ignore); None: class-free masks, one outline colour
                  ax=None, title:str='', legend:bool=True, outline_label:str='nucleus outline'):
@@ -845,7 +849,7 @@ def plot_overlay(image:np.ndarray, inst:np.ndarray, # (H, W, 3) uint8 tile, (H, 
         t = np.where(np.asarray(types) < 0, len(CLASSES), np.asarray(types)); rgb[edge] = lut[t[edge]]
     ax.imshow(rgb); ax.set_title(title, fontsize=9); ax.set_axis_off()
     if legend: ax.legend(handles=[Line2D([], [], color=lut[k], lw=2, label=n) for k, n in enumerate(names, 1)],
-                         loc='upper left', bbox_to_anchor=(1.01, 1), fontsize=7, handlelength=1)   # beside the tile, not on it
+                         loc='upper left', bbox_to_anchor=(1.01, 1), fontsize=8, handlelength=1)   # beside the tile, not on it
     return ax
 
 # %% ../nbs/20_hestseg.ipynb #a17ddf00

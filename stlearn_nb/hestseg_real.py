@@ -25,7 +25,10 @@ __all__ = ['WORKING_MPP', 'MONUSEG_MPP', 'UNSEEN_ORGANS', 'VALID_TILES', 'POST_R
            'drop_instances', 'touching_pairs', 'merge_touching', 'xenium_like_labels', 'score_tile', 'score_methods',
            'organ_table', 'tune_postprocess', 'outline_handles', 'plot_outlines', 'severity_references',
            'plot_pq_vs_severity', 'run_hestseg_monuseg', 'to_rgb', 'read_he_image', 'check_segment_inputs',
-           'segment_files']
+           'segment_files', 'check_offset_pixels']
+
+# %% ../nbs/21_hestseg_real.ipynb #096981b1
+from .core import figure_style, set_figure_style, legend_outside, label_points, CB_COLOURS
 
 # %% ../nbs/21_hestseg_real.ipynb #7f72ca84
 WORKING_MPP = 0.5                      # um/px of every tile the model sees
@@ -404,6 +407,7 @@ def outline_handles(pred_label:str='predicted') -> list:
     from matplotlib.lines import Line2D
     return [Line2D([], [], color=c, lw=2, label=n) for c, n in zip(OUTLINE_COLOURS.values(), ('manual outline', pred_label))]
 
+@figure_style()
 def plot_outlines(image:np.ndarray, true:np.ndarray, pred:np.ndarray, ax=None, title:str='', pred_label:str='predicted', legend:bool=True):
     "Tile with manual and predicted nucleus outlines and a legend, beside the tile, naming the two colours."
     import matplotlib.pyplot as plt
@@ -412,7 +416,7 @@ def plot_outlines(image:np.ndarray, true:np.ndarray, pred:np.ndarray, ax=None, t
     rgb = image.astype(float) / 255; c_true, c_pred = OUTLINE_COLOURS.values()
     rgb[find_boundaries(true, mode='inner')] = c_true; rgb[find_boundaries(pred, mode='inner')] = c_pred
     ax.imshow(rgb); ax.set_title(title, fontsize=8); ax.set_axis_off()
-    if legend: ax.legend(handles=outline_handles(pred_label), loc='upper left', bbox_to_anchor=(1.01, 1), fontsize=7)
+    if legend: ax.legend(handles=outline_handles(pred_label), loc='upper left', bbox_to_anchor=(1.01, 1))
     return ax
 
 def severity_references(noise:pd.DataFrame, per_tile:pd.DataFrame) -> dict: # name -> mean PQ on the unseen-organ tiles
@@ -423,17 +427,22 @@ def severity_references(noise:pd.DataFrame, per_tile:pd.DataFrame) -> dict: # na
     lines.update({m: unseen[m] for m in unseen.index if m.endswith('only')})
     return lines
 
+@figure_style()
 def plot_pq_vs_severity(noise:pd.DataFrame, lines:dict, ax=None, column:str='PQ_unseen'):
     "PQ of the models trained on Xenium-like labels against severity, with reference methods as horizontal lines (style fixed by name)."
     import matplotlib.pyplot as plt
     ax = ax or plt.subplots(figsize=(7.5, 3.5), layout='constrained')[1]
-    ax.plot(noise.severity, noise[column], 'o-', color='C0', label='MobileHoVerNet, Xenium-like labels')
+    ax.plot(noise.offset_um, noise[column], 'o-', color='C0', label='MobileHoVerNet, Xenium-like labels')   # x: the offset in um (uneven steps)
     style = lambda k, name: (('--', 'C1') if name.startswith('manual') else (':', 'C2') if name.startswith('classical')
                              else ('-.', 'C3') if name.endswith('only') else ((0, (5, 1, 1, 1)), f'C{k + 4}'))
-    for k, (name, v) in enumerate(lines.items()): ax.axhline(v, ls=style(k, name)[0], color=style(k, name)[1], label=name)
-    ax.set_xticks(noise.severity, [f"{s}\n{o:g} um" for s, o in zip(noise.severity, noise.offset_um)])
-    ax.set_xlabel('label-noise severity (registration offset)'); ax.set_ylabel(f"{column.replace('_', ' (')} tiles)")
-    ax.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1)); return ax
+    values = list(lines.values())
+    for k, (name, v) in enumerate(lines.items()):   # the value in the label: lines that coincide are named as such
+        same = [n for n, w in lines.items() if n != name and abs(w - v) < 0.005]
+        ax.axhline(v, ls=style(k, name)[0], color=style(k, name)[1], lw=1.5 if k % 2 == 0 else 2.5, alpha=0.9,
+                   label=f"{name}: {v:.3f}" + (f" (coincides with {same[0].split(' (')[0]})" if same else ''))
+    ax.set_xticks(noise.offset_um, [f"{o:g} um\nseverity {s}" for s, o in zip(noise.severity, noise.offset_um)])
+    ax.set_xlabel('registration offset of the labels (label-noise severity)'); ax.set_ylabel(f"{column.replace('_', ' (')} tiles)")
+    ax.set_title('PQ against label noise'); legend_outside(ax); return ax
 
 # %% ../nbs/21_hestseg_real.ipynb #bf4bebf7
 PUBLISHED_HOVERNET = dict(method='HoVer-Net, published (Graham et al. 2019; cited, not run)', group='all 14 Kumar test tiles, 40x', AJI=0.618, PQ=0.597)
@@ -617,3 +626,12 @@ def segment_files(images:list, model:str|Path, mpp:float, out:str|Path, progress
             if progress: print(f"segment: {p}: {rows[-1]['n_nuclei']} nuclei", flush=True)
         table = pd.DataFrame(rows); table.to_csv(tmp/'segment.csv', index=False)
     return table
+
+# %% ../nbs/21_hestseg_real.ipynb #a490e127
+def check_offset_pixels(answer:float, offset_um:float=2.0) -> bool:
+    "Exercise: how far, in working pixels, a registration offset of `offset_um` moves the nuclei of `xenium_like_labels`."
+    from stlearn_nb.core import check_answer
+    inst = np.zeros((64, 64), np.int32); inst[28:36, 28:36] = 1
+    moved = xenium_like_labels(inst, WORKING_MPP, offset_um=offset_um, jitter_um=0, grow_px=0, miss_frac=0, merge_frac=0, seed=0)
+    shift = np.argwhere(moved > 0).mean(0) - np.argwhere(inst > 0).mean(0)
+    return check_answer(answer, float(np.hypot(*shift)), 'the shift in working pixels', rtol=0, atol=0.75)   # the shift is rounded to whole pixels

@@ -18,7 +18,11 @@ from .hestseg_real import POST_REAL, MobileHoVerNet, load_segmenter, _device_of,
 __all__ = ['BLOCK_PX', 'HALO_PX', 'working_shape', 'reflect_index', 'axis_weights', 'read_working', 'tile_grid',
            'predict_tile_row', 'hover_postprocess_ranged', 'block_grid', 'grow_box', 'nucleus_rings', 'rings_to_mask',
            'segment_block', 'OutputInUseError', 'DiskFullError', 'output_lock', 'nuclei_table', 'nuclei_anndata',
-           'write_geojson', 'geojson_to_labels', 'thumbnail_overlay', 'write_label_zarr', 'segment_slide']
+           'write_geojson', 'geojson_to_labels', 'thumbnail_overlay', 'write_label_zarr', 'segment_slide',
+           'check_extended_block_pixels']
+
+# %% ../nbs/22_hestseg_wsi.ipynb #f1f81b9a
+from .core import figure_style, set_figure_style, legend_outside, label_points, CB_COLOURS
 
 # %% ../nbs/22_hestseg_wsi.ipynb #a70d1c26
 def working_shape(shape:tuple,     # (H, W) slide pixels
@@ -536,3 +540,11 @@ def _merge(reader, work:Path, out:Path, blocks:list, workgrid:tuple, mpp:float, 
                    max_halo_used=max(halos), n_blocks_unsafe=unsafe, thumbnail_factor=f, seconds=round(time.perf_counter() - start, 2))
         (tmp/'segment.json').write_text(json.dumps({**summary, **res, 'fingerprint': key}, indent=1))
     return res
+
+# %% ../nbs/22_hestseg_wsi.ipynb #fc34e5ed
+def check_extended_block_pixels(answer:int, block_px:int=BLOCK_PX, halo:int=HALO_PX) -> bool:
+    "Exercise: working pixels of an interior block's extended region (core plus halo on every side)."
+    from stlearn_nb.core import check_answer
+    work = (3 * block_px, 3 * block_px)                     # a slide of 3 x 3 blocks: the middle one is interior
+    y0, y1, x0, x1 = grow_box(block_grid(work, block_px)[4], halo, work)
+    return check_answer(answer, (y1 - y0) * (x1 - x0), 'the extended block\'s pixel count', rtol=0, atol=0.5)

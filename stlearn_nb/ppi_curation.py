@@ -11,7 +11,10 @@ from fastcore.basics import patch
 from .core import atomic_file
 
 # %% auto #0
-__all__ = ['CurationLogError', 'CurationLogLockedError', 'CurationLog', 'curation_widget']
+__all__ = ['CurationLogError', 'CurationLogLockedError', 'CurationLog', 'curation_widget', 'check_curated_labels']
+
+# %% ../nbs/41_ppi_curation.ipynb #662e5dca
+from .core import figure_style, set_figure_style, legend_outside, label_points, CB_COLOURS
 
 # %% ../nbs/41_ppi_curation.ipynb #c9f0906e
 class CurationLogError(RuntimeError):
@@ -213,10 +216,12 @@ def curation_widget(log:CurationLog,  # where decisions go; the panel is bound t
     buttons = {d: w.Button(description=d.capitalize(), button_style=s)
                for d, s in zip(log.DECISIONS, ('success', 'warning', 'danger'))}
     shown = [None]   # the cell this panel shows: a click decides this cell, not whatever the log has next
+    try: where = str(log.path.resolve().relative_to(Path.cwd().resolve()))   # a log in the working folder: its relative path
+    except ValueError: where = log.path.name                                    # elsewhere (a temporary folder): its name only
     def show():
         out.clear_output(wait=True)
         shown[0] = cell = log.next_pending()
-        status.value = f"<b>{len(log.decisions)}/{len(log.order)} decided</b>; log: {log.path}"
+        status.value = f"<b>{len(log.decisions)}/{len(log.order)} decided</b>; log: {where}"
         for b in buttons.values(): b.disabled = cell is None
         if cell is None: return
         with out:
@@ -226,7 +231,7 @@ def curation_widget(log:CurationLog,  # where decisions go; the panel is bound t
         def handler(_):
             try: log.record(shown[0], decision, new_label.value if decision == 'relabel' else None)
             except CurationLogError as e:
-                status.value = f"<b style='color:#b00'>not recorded: {e}</b>"
+                status.value = f"<b style='color:#b00'>not recorded: {str(e).replace(str(log.path), where)}</b>"
                 for b in buttons.values(): b.disabled = True
                 return
             show()
@@ -234,3 +239,13 @@ def curation_widget(log:CurationLog,  # where decisions go; the panel is bound t
     for d, b in buttons.items(): b.on_click(click(d))
     show()
     return w.VBox([status, out, w.HBox([buttons['accept'], new_label, buttons['relabel'], buttons['reject']])])
+
+# %% ../nbs/41_ppi_curation.ipynb #af74f765
+def check_curated_labels(answer) -> bool:
+    "Exercise: the curated labels of c1, c2 after 'c1 accept', 'c2 relabel 1', 'c1 reject' (automated labels 0, 0)."
+    import tempfile
+    from stlearn_nb.core import check_answer
+    with tempfile.TemporaryDirectory() as d, CurationLog(Path(d) / 'exercise.csv', ['c1', 'c2'], [0, 0]) as log:
+        log.record('c1', 'accept'); log.record('c2', 'relabel', 1); log.record('c1', 'reject')
+        expected = log.curated_labels().to_numpy()
+    return check_answer(answer, expected, 'the curated labels', rtol=0, atol=0.5)

@@ -21,6 +21,9 @@ __all__ = ['CHUNK_BYTES', 'FIT_STATUS', 'SIM_ARMS', 'glm_design', 'glm_terms', '
            'DEUndefinedError', 'ppi_de', 'plot_volcano', 'plot_forest', 'de_files', 'run_ppi_sim',
            'check_perfect_labels']
 
+# %% ../nbs/40_ppi_de.ipynb #2cae618e
+from .core import figure_style, set_figure_style, legend_outside, label_points, CB_COLOURS
+
 # %% ../nbs/40_ppi_de.ipynb #2ae7dd78
 def glm_design(labels, # (..., c) integer labels in 0..n_classes-1; 0 is the reference group
                n_classes:int=3, # K
@@ -683,6 +686,7 @@ def ppi_sim_summary(reps:dict,            # from ppi_sim_replicates
     return pd.DataFrame(rows), pd.concat(per_gene, ignore_index=True)
 
 # %% ../nbs/40_ppi_de.ipynb #3dfcc49a
+@figure_style()
 def plot_sim_coverage(table:pd.DataFrame, # from ppi_sim_summary
                       n_reps:int,         # replicates behind each rate (for the binomial error bars)
                       alpha:float=0.05, ax=None):
@@ -690,28 +694,29 @@ def plot_sim_coverage(table:pd.DataFrame, # from ppi_sim_summary
     if ax is None: import matplotlib.pyplot as plt; _, ax = plt.subplots(figsize=(8, 3.4), layout='constrained')
     x = np.arange(len(table)); two_se = 2 * np.sqrt((1 - alpha) * alpha / n_reps)   # the same for rates near 1-alpha and near alpha
     clipped = lambda v: np.vstack([np.minimum(two_se, v), np.minimum(two_se, 1 - v)])   # a rate's error bar stays inside [0, 1]
-    ax.bar(x - 0.2, table['coverage'], 0.4, yerr=clipped(table['coverage'].to_numpy()), capsize=3, color='tab:blue', label='coverage (all genes)')
+    ax.bar(x - 0.2, table['coverage'], 0.4, yerr=clipped(table['coverage'].to_numpy()), capsize=3, color=CB_COLOURS[0], label='coverage (all genes)')
     ax.bar(x + 0.2, table['type1_error'], 0.4, yerr=clipped(table['type1_error'].to_numpy()), capsize=3,
-           color='tab:orange', label='type-I error (null genes)')
+           color=CB_COLOURS[1], label='type-I error (null genes)')
     ax.axhline(1 - alpha, color='k', ls='--', lw=1, label=f'nominal coverage 1 - alpha = {1 - alpha:g}')
     ax.axhline(alpha, color='k', ls=':', lw=1, label=f'nominal type-I error alpha = {alpha:g}')
     ax.set_xticks(x, table['arm']); ax.set_ylim(0, 1.02); ax.set(xlabel='estimator', ylabel='rate (fraction of replicates)')
-    ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1), title=f'error bars: +-2 binomial SE\nat the nominal rate ({n_reps} replicates)', title_fontsize=7)
+    ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1), title=f'error bars: +-2 binomial SE\nat the nominal rate ({n_reps} replicates)', title_fontsize=8)
     ax.set_title(f'coverage and type-I error, {n_reps} replicates')
     return ax
 
 # %% ../nbs/40_ppi_de.ipynb #33a0e350
+@figure_style()
 def plot_sim_width(per_gene:pd.DataFrame, arms=('classical', 'ppi', 'ppi++'), ax=None, alpha:float=0.05):
     "Median interval width per gene (log fold change units) for the unbiased arms."
     if ax is None: import matplotlib.pyplot as plt; _, ax = plt.subplots(figsize=(9, 3.6), layout='constrained')
-    for arm in arms:
+    for k, arm in enumerate(arms):   # genes are categories: markers side by side, no line joining them
         d = per_gene[per_gene['arm'] == arm]
-        ax.plot(np.arange(len(d)), d['median_width'], 'o-', ms=4, label=arm)
+        ax.plot(np.arange(len(d)) + 0.2 * (k - (len(arms) - 1) / 2), d['median_width'], 'o', ms=4, label=arm)
     d = per_gene[per_gene['arm'] == arms[0]]
-    ax.set_xticks(np.arange(len(d)), d['gene'], rotation=90, fontsize=8)
+    ax.set_xticks(np.arange(len(d)), d['gene'], rotation=90)
     ax.set(xlabel='simulated gene (marker, up, down or null effect)', ylabel=f'median {1 - alpha:.0%} CI width\n(log fold change)',
            title='interval width per gene (median over replicates)')
-    ax.legend(fontsize=8, title='estimator', title_fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1))
+    legend_outside(ax, 'estimator')
     return ax
 
 # %% ../nbs/40_ppi_de.ipynb #d56d55a9
@@ -829,6 +834,7 @@ def ppi_de(adata_unlabeled,            # AnnData, automated-only cells (N, G): i
     return _defined(de_table(fit, adata_unlabeled.var_names, alpha, interval), method)
 
 # %% ../nbs/40_ppi_de.ipynb #cf2dcda4
+@figure_style()
 def plot_volcano(table:pd.DataFrame, # from de_table / ppi_de
                  alpha:float=0.05, n_labels:int=8, ax=None,
                  method:str|None=None, target:str='target', reference:str='reference'): # estimator and the two groups, for the title
@@ -836,20 +842,25 @@ def plot_volcano(table:pd.DataFrame, # from de_table / ppi_de
     if ax is None: import matplotlib.pyplot as plt; _, ax = plt.subplots(figsize=(6.5, 4), layout='constrained')
     t = table[table['ok']]
     sig = t['p_adj'] < alpha; y = -np.log10(t['p_value'].clip(lower=1e-300))
-    ax.scatter(t['beta'][~sig], y[~sig], s=10, c='lightgrey', label='not significant')
-    ax.scatter(t['beta'][sig], y[sig], s=10, c='tab:red', label=f'BH-adjusted p < {alpha:g}')
-    for g, r in t[sig].nsmallest(n_labels, 'p_value').iterrows():
-        ax.annotate(str(g), (r['beta'], -np.log10(max(r['p_value'], 1e-300))), fontsize=7)
-    ax.set_xlabel(f'log fold change ({target} / {reference})'); ax.set_ylabel('-log10 p')
+    cap = max(1.5 * float(np.quantile(y, 0.95)), -2 * np.log10(alpha))   # a few extreme genes would squash the rest
+    over = y > cap; shown = y.clip(upper=cap)
+    ax.scatter(t['beta'][~sig], shown[~sig], s=10, c='0.75', label='not significant')
+    ax.scatter(t['beta'][sig & ~over], shown[sig & ~over], s=10, c=CB_COLOURS[3], label=f'BH-adjusted p < {alpha:g}')
+    if over.any(): ax.scatter(t['beta'][over], shown[over], s=30, marker='^', c=CB_COLOURS[3], label='beyond the axis (drawn at its top)')
+    top = t[sig].nsmallest(n_labels, 'p_value'); v = -np.log10(top['p_value'].clip(lower=1e-300))
+    names = [f"{g} ({p:.0f})" if p > cap else str(g) for g, p in zip(top.index, v)]   # a capped gene shows its -log10 p
+    ax.set_xlabel(f'log fold change ({target} / {reference})'); ax.set_ylabel('-log10 p' + (f' (capped at {cap:.0f})' if over.any() else ''))
+    ax.set_ylim(top=cap * 1.1); legend_outside(ax)
+    label_points(ax, top['beta'], v.clip(upper=cap), names)   # after the layout-relevant pieces: names placed apart
     ax.set_title((f"{method}: {target} vs {reference}\n" if method else '') + f"{int(sig.sum())} genes at BH {alpha:.0%}", fontsize=10)
-    ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1))
     return ax
 
 # %% ../nbs/40_ppi_de.ipynb #4490fd7a
+@figure_style()
 def plot_forest(tables:dict,   # name -> per-gene table with beta, ci_low, ci_high
                 genes,         # genes to show, top to bottom
                 reference:pd.Series|None=None, # optional per-gene reference value (drawn as a cross)
-                ax=None):
+                ax=None, title:str='log fold change per gene'):
     "Forest plot: each estimator's interval per gene, side by side."
     if ax is None: import matplotlib.pyplot as plt; _, ax = plt.subplots(figsize=(7.5, 0.35 * len(genes) + 1), layout='constrained')
     genes = list(genes); y = np.arange(len(genes))[::-1]
@@ -858,8 +869,8 @@ def plot_forest(tables:dict,   # name -> per-gene table with beta, ci_low, ci_hi
         r = t.loc[genes]
         ax.errorbar(r['beta'], y + off, xerr=[r['beta'] - r['ci_low'], r['ci_high'] - r['beta']], fmt='o', ms=3, label=name)
     if reference is not None: ax.scatter(reference.loc[genes], y, marker='x', c='k', zorder=3, label='full curation')
-    ax.axvline(0, c='grey', lw=0.8); ax.set_yticks(y, genes); ax.set(xlabel='log fold change (point estimate and CI)', ylabel='gene')
-    ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1), title='estimator', title_fontsize=8)   # beside the intervals
+    ax.axvline(0, c='grey', lw=0.8); ax.set_yticks(y, genes); ax.set(xlabel='log fold change (point estimate and CI)', ylabel='gene', title=title)
+    legend_outside(ax, 'estimator')   # beside the intervals
     return ax
 
 # %% ../nbs/40_ppi_de.ipynb #4d447d02

@@ -27,6 +27,9 @@ __all__ = ['STCONTRAST_ARMS', 'simulate_batch_counts', 'CountVAE', 'elbo_terms',
            'class_scores', 'gene_targets', 'run_stcontrast_her2st', 'plot_stcontrast_bars', 'plot_embedding_umaps',
            'plot_confusions', 'check_info_nce_chance']
 
+# %% ../nbs/50_stcontrast.ipynb #dad5afa4
+from .core import figure_style, set_figure_style, legend_outside, label_points, CB_COLOURS
+
 # %% ../nbs/50_stcontrast.ipynb #e5c5e9b9
 def simulate_batch_counts(n_patients:int=3,        # P patients (batches)
                           n_spots:int=300,         # spots per patient
@@ -197,6 +200,7 @@ def fit_latents(counts, batch, n_latent:int=10, epochs:int=150, seed:int=0, prog
     return out
 
 # %% ../nbs/50_stcontrast.ipynb #82640048
+@figure_style()
 def plot_latents(latents:dict,      # name -> (N, L) latent
                  tissue_class,      # (N,) class label of each spot
                  patient,           # (N,) patient label
@@ -214,8 +218,8 @@ def plot_latents(latents:dict,      # name -> (N, L) latent
                 m = labels == lab; ax.scatter(xy[m, 0], xy[m, 1], s=4, color=palette[lab], label=lab, alpha=0.7)
             ax.set(xticks=[], yticks=[], xlabel='PC 1 of latent', ylabel='PC 2 of latent')
             ax.set_title(f"PCA of {name}: by {'class' if i == 0 else 'patient'}", fontsize=9)
-            if j == len(latents) - 1: ax.legend(fontsize=7, markerscale=2, loc='center left', bbox_to_anchor=(1.02, 0.5),
-                                                title='class' if i == 0 else 'patient', title_fontsize=7)
+            if j == len(latents) - 1: ax.legend(fontsize=8, markerscale=2, loc='center left', bbox_to_anchor=(1.02, 0.5),
+                                                title='class' if i == 0 else 'patient', title_fontsize=8)
     return axes
 
 # %% ../nbs/50_stcontrast.ipynb #3eea4f37
@@ -483,6 +487,7 @@ def _umap_rows(x, data, patient, arm, seed) -> pd.DataFrame:
 # %% ../nbs/50_stcontrast.ipynb #b1526048
 def _short(arm:str) -> str: return arm.replace('contrastive: ', '').replace(', one-section batches', ',\none-section batches')
 
+@figure_style()
 def plot_stcontrast_bars(table:pd.DataFrame, # from run_stcontrast_her2st: arm, test, <metric>_mean, <metric>_sd
                          metrics=('balanced_accuracy', 'macro_f1', 'spearman'), axes=None) -> np.ndarray:
     "Per arm, mean over seeds (seed sd as error bars) of each metric on each test section; ImageNet features as a dashed line."
@@ -501,16 +506,17 @@ def plot_stcontrast_bars(table:pd.DataFrame, # from run_stcontrast_her2st: arm, 
         ax.set_xticks(x, [_short(a) for a in arms], rotation=35, ha='right', fontsize=8)
         ax.set(xlabel='embedding', ylabel=labels.get(m, ('', m))[1]); ax.set_title(': '.join(labels.get(m, (m,))), fontsize=9)
     handles = {l: h for ax in axes for h, l in zip(*ax.get_legend_handles_labels())}   # one legend for all panels, beside the last
-    axes[-1].legend(handles.values(), handles.keys(), fontsize=7, loc='upper left', bbox_to_anchor=(1.02, 1), title='mean +- sd over seeds', title_fontsize=7)
+    axes[-1].legend(handles.values(), handles.keys(), fontsize=8, loc='upper left', bbox_to_anchor=(1.02, 1), title='mean +- sd over seeds', title_fontsize=8)
     return axes
 
+@figure_style()
 def plot_embedding_umaps(umap:pd.DataFrame, # table 'umap': arm, section, patient, tissue_class, x, y
                          axes=None) -> np.ndarray:
     "UMAP of each arm's image embeddings of all spots, coloured by tissue class (top) and by patient (bottom)."
     arms = list(dict.fromkeys(umap.arm))
     if axes is None: axes = plt.subplots(2, len(arms), figsize=(2.9 * len(arms) + 1, 5.8), squeeze=False, layout='constrained')[1]
-    palettes = {'tissue_class': {'cancer': 'tab:red', 'immune': 'tab:blue', 'other': 'tab:green', 'none': 'lightgrey'},
-                'patient': {'C': 'tab:purple', 'B': 'tab:orange'}}
+    palettes = {'tissue_class': {'cancer': CB_COLOURS[3], 'immune': CB_COLOURS[0], 'other': CB_COLOURS[2], 'none': 'lightgrey'},
+                'patient': {'C': CB_COLOURS[4], 'B': CB_COLOURS[1]}}
     for j, arm in enumerate(arms):
         u = umap[umap.arm == arm]
         for i, key in enumerate(('tissue_class', 'patient')):
@@ -520,10 +526,11 @@ def plot_embedding_umaps(umap:pd.DataFrame, # table 'umap': arm, section, patien
                 if m.any(): ax.scatter(u.x[m], u.y[m], s=3, color=colour, label=lab, alpha=0.7, rasterized=True)
             ax.set(xticks=[], yticks=[], xlabel='UMAP 1', ylabel='UMAP 2')
             ax.set_title(f"UMAP of {_short(arm)}\nby {'tissue class' if i == 0 else 'patient'}", fontsize=8)
-            if j == len(arms) - 1: ax.legend(fontsize=7, markerscale=3, loc='center left', bbox_to_anchor=(1.02, 0.5),
-                                             title='class' if i == 0 else 'patient', title_fontsize=7)
+            if j == len(arms) - 1: ax.legend(fontsize=8, markerscale=3, loc='center left', bbox_to_anchor=(1.02, 0.5),
+                                             title='class' if i == 0 else 'patient', title_fontsize=8)
     return axes
 
+@figure_style()
 def plot_confusions(confusion:pd.DataFrame, # table 'confusion': arm, test, true, predicted, n (summed over seeds)
                     test:str='B4', axes=None) -> np.ndarray:
     "Row-normalised confusion matrix of the tissue-class probe per arm on one test section (counts summed over seeds)."
@@ -535,9 +542,9 @@ def plot_confusions(confusion:pd.DataFrame, # table 'confusion': arm, test, true
         share = m.to_numpy() / np.maximum(m.to_numpy().sum(1, keepdims=True), 1)
         im = ax.imshow(share, vmin=0, vmax=1, cmap='Blues')   # one colour range for every arm
         for (i, k), v in np.ndenumerate(share): ax.text(k, i, f'{v:.2f}', ha='center', va='center', fontsize=8, color='white' if v > 0.6 else 'black')
-        ax.set_xticks(range(len(classes)), classes, fontsize=7); ax.set_yticks(range(len(classes)), classes, fontsize=7)
-        ax.set_title(_short(arm), fontsize=8); ax.set_xlabel('predicted class', fontsize=7)
-    axes[0].set_ylabel(f'true class ({test})', fontsize=7)
+        ax.set_xticks(range(len(classes)), classes, fontsize=8); ax.set_yticks(range(len(classes)), classes, fontsize=8)
+        ax.set_title(_short(arm), fontsize=8); ax.set_xlabel('predicted class', fontsize=8)
+    axes[0].set_ylabel(f'true class ({test})', fontsize=8)
     axes[0].figure.colorbar(im, ax=list(axes), fraction=0.02, label='share of the true class')
     axes[0].figure.suptitle(f'tissue-class probe on held-out {test}: confusion per embedding (counts summed over seeds)', fontsize=9)
     return axes

@@ -27,6 +27,9 @@ __all__ = ['TOY_FUNCTIONS', 'TOY_LOSSES', 'TOY_PAPER', 'IMBALANCED_WINDOW', 'TOY
            'her2st_ridge', 'plot_her2st_bars', 'plot_gene_maps', 'her2st_depth_baseline', 'run_strank_her2st',
            'check_list_strank_uniform']
 
+# %% ../nbs/10_strank.ipynb #86138038
+from .core import figure_style, set_figure_style, legend_outside, label_points, CB_COLOURS
+
 # %% ../nbs/10_strank.ipynb #f62e3a82
 def library_offset(counts:Tensor, # (B, G) raw counts of the selected genes
                   ) -> Tensor:    # (B, 1) log(mean_g counts + 1e-6)
@@ -201,18 +204,19 @@ def simulate_toy(params:tuple,           # (A, B, C, D) of toy_mu
                 x_test=x_test.astype(np.float32), mu_test=toy_mu(x_test, params))
 
 # %% ../nbs/10_strank.ipynb #dff65129
-def plot_toy_data(data:dict, params:tuple, ax=None, n_show:int=3000):
+@figure_style()
+def plot_toy_data(data:dict, params:tuple, ax=None, n_show:int=3000, title:str='synthetic counts of two tissues'):
     "Counts of both tissues against x (symlog axis), with the true means 1 * mu and 10 * mu + 10 as dashed curves."
     import matplotlib.pyplot as plt
     ax = ax or plt.subplots(figsize=(6.5, 3.5), layout='constrained')[1]
     grid = np.linspace(0, 1, 1000); mu = toy_mu(grid, params)
-    for s, (colour, scale, shift) in enumerate((('tab:blue', 1, 0), ('tab:orange', 10, 10))):
+    for s, (colour, scale, shift) in enumerate(((CB_COLOURS[0], 1, 0), (CB_COLOURS[1], 10, 10))):
         rows = np.flatnonzero(data['group'] == s)[:n_show]
         ax.scatter(data['x'][rows], data['counts'][rows], s=2, alpha=0.3, color=colour, label=f'tissue {s + 1}: counts')
         ax.plot(grid, scale * mu + shift, color=colour, lw=1.5, ls='--', label=f"tissue {s + 1}: true mean {'mu' if s == 0 else '10 mu + 10'}")
-    ax.set(xlabel='image feature x', ylabel='count (symlog: linear below 1, log above)')
+    ax.set(xlabel='image feature x', ylabel='count (symlog: linear below 1, log above)', title=title)
     ax.set_yscale('symlog', linthresh=1)
-    ax.legend(markerscale=4, fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1))   # outside the points
+    ax.legend(markerscale=4, fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1))   # outside the points
     return ax
 
 # %% ../nbs/10_strank.ipynb #a7bfd7fe
@@ -442,6 +446,7 @@ def summarise_toy(runs:pd.DataFrame, # from fit_toy
     return main[['loss', 'setting', 'config', 'spearman_mean', 'spearman_sd', 'paper', 'n_seeds', 'n_functions']], per_function
 
 # %% ../nbs/10_strank.ipynb #c15fe3b3
+@figure_style()
 def plot_toy_curves(runs:pd.DataFrame, predictions:Tensor, datasets:list, # runs from fit_toy, (M, n_test) predictions
                     dataset:int=0, config:str|None=None, losses=TOY_LOSSES, ax=None):
     "Min-max scaled best-epoch predictions of each loss against the true mu on one dataset."
@@ -456,16 +461,17 @@ def plot_toy_curves(runs:pd.DataFrame, predictions:Tensor, datasets:list, # runs
         ax.plot(d['x_test'][order], (p - p.min()) / (np.ptp(p) + 1e-12), lw=1, label=f"{loss} {row.test_spearman.iloc[0]:.2f}")
     setting = runs[runs.dataset == dataset].setting.iloc[0] if 'setting' in runs else ''
     ax.set(xlabel='x', ylabel='scaled prediction', title=f'{setting} tissues, dataset {dataset}, {config}'.strip(', '))
-    ax.legend(fontsize=6, loc='upper left', bbox_to_anchor=(1.01, 1), title='loss, test Spearman', title_fontsize=6)
+    ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1), title='loss, test Spearman', title_fontsize=8)
     return ax
 
 # %% ../nbs/10_strank.ipynb #4b697081
+@figure_style()
 def plot_toy_bars(summary:pd.DataFrame, config:str, ax=None):
     "Our mean test Spearman per loss and setting (error bar: sd over seeds), with the paper's value marked."
     import matplotlib.pyplot as plt
     ax = ax or plt.subplots(figsize=(7, 3.5))[1]
     t = summary[summary.config == config]
-    for k, (setting, colour) in enumerate((('Uniform', 'tab:blue'), ('Imbalanced', 'tab:orange'))):
+    for k, (setting, colour) in enumerate((('Uniform', CB_COLOURS[0]), ('Imbalanced', CB_COLOURS[1]))):
         s = t[t.setting == setting].set_index('loss').loc[list(TOY_LOSSES)]
         pos = np.arange(len(TOY_LOSSES)) + (k - 0.5) * 0.38
         ax.bar(pos, s.spearman_mean, 0.38, yerr=s.spearman_sd.fillna(0), color=colour, alpha=0.8, label=f'{setting} (ours)')
@@ -473,8 +479,8 @@ def plot_toy_bars(summary:pd.DataFrame, config:str, ax=None):
     ax.set_xticks(np.arange(len(TOY_LOSSES)), TOY_LOSSES, fontsize=8)
     low = min(0, (t.spearman_mean - t.spearman_sd.fillna(0)).min())
     ax.axhline(0, color='grey', lw=0.8)
-    ax.set(ylabel='test Spearman', ylim=(low - 0.05, 1.08), title=config)   # headroom: bars at .997 stay visible
-    ax.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1))      # outside the bars
+    ax.set(xlabel='training loss', ylabel='test Spearman', ylim=(low - 0.05, 1.08), title=config)   # headroom: bars at .997 stay visible
+    ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1))      # outside the bars
     return ax
 
 # %% ../nbs/10_strank.ipynb #2b5273c1
@@ -614,6 +620,7 @@ def her2st_ridge(data:dict, split=HER2ST_SPLIT) -> dict:
     return dict(scores=scores, model=model)
 
 # %% ../nbs/10_strank.ipynb #8998176d
+@figure_style()
 def plot_her2st_bars(table:pd.DataFrame, # from run_strank_her2st: encoder, loss, {C6,B4}_mean, {C6,B4}_sd ('ridge' rows)
                      axes=None):
     "Mean per-gene Spearman per loss and encoder on C6 and B4, seed sd as error bars; ridge and the library-size predictor as lines."
@@ -621,7 +628,7 @@ def plot_her2st_bars(table:pd.DataFrame, # from run_strank_her2st: encoder, loss
     if axes is None: _, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharey=True, layout='constrained')   # room for the outside legend
     encoders = list(dict.fromkeys(table.encoder[table.loss.isin(TOY_LOSSES)])); x = np.arange(len(TOY_LOSSES)); width = 0.8 / len(encoders)
     depth = table[table.loss == 'library size']
-    colours = plt.get_cmap('tab10').colors
+    colours = CB_COLOURS
     for ax, sec in zip(axes, ('C6', 'B4')):
         for j, enc in enumerate(encoders):
             t = table[table.encoder == enc].set_index('loss')
@@ -631,9 +638,10 @@ def plot_her2st_bars(table:pd.DataFrame, # from run_strank_her2st: encoder, loss
         if len(depth): ax.axhline(depth[f'{sec}_mean'].iloc[0], color='grey', ls=':', lw=1.5, label='library size only')
         ax.axhline(0, color='k', lw=0.5)
         ax.set_xticks(x, TOY_LOSSES, rotation=30); ax.set_xlabel('training loss'); ax.set_title(f'held-out {"section" if sec == "C6" else "patient"} {sec}')
-    axes[0].set_ylabel('mean per-gene Spearman'); axes[-1].legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1))
+    axes[0].set_ylabel('mean per-gene Spearman'); axes[-1].legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1))
     return axes
 
+@figure_style()
 def plot_gene_maps(spatial:np.ndarray,  # (n, 2) spot centres, full-resolution pixels (image y axis down)
                    measured:np.ndarray, predicted:np.ndarray, # (n, G) log-normalised expression and predicted scores
                    genes:list, show:list, axes=None, title:str=''):

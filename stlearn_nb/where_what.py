@@ -26,6 +26,9 @@ __all__ = ['WHERE_SECTIONS', 'WHERE_SPLIT', 'WHERE_ARMS', 'WHERE_REFERENCES', 'S
            'run_where_what_her2st', 'plot_field_curves', 'plot_sampling_curves', 'plot_sampling_path',
            'check_belief_variance']
 
+# %% ../nbs/60_where_what.ipynb #f5e7e8e8
+from .core import figure_style, set_figure_style, legend_outside, label_points, CB_COLOURS
+
 # %% ../nbs/60_where_what.ipynb #9df37d8f
 def tissue_coordinates(spatial, # (n, 2) spot centres of one section (pixels, microns or array units)
                       ) -> np.ndarray: # (n, 2) minus the centroid, divided by the RMS distance to it
@@ -463,25 +466,30 @@ def run_where_what_her2st(quick:bool=False, seed:int=0, data_dir=None,
     info = pd.DataFrame([dict(encoder=repr(encoder), n_spots=len(data['section']), feature_s=round(t_features, 1),
                               wall_s=round(time.time() - t0, 1), n_seeds=n_seeds, epochs=epochs, bs=bs, n_sampling_seeds=n_sampling_seeds,
                               synthetic=synthetic, quick=quick)])
-    figures = {'accuracy_vs_field': plot_field_curves(table)[0][0].figure}
+    notes_ = {t: 'synthetic' for t in WHERE_SPLIT['test']} if synthetic else None
+    figures = {'accuracy_vs_field': plot_field_curves(table, section_notes=notes_)[0][0].figure}
     for t in WHERE_SPLIT['test']:
         figures[f'error_vs_budget_{t}'] = plot_sampling_curves(summary, t)[0].figure
         img = data['images'].get(t, (None, 1.))
         figures[f'sampling_path_{t}'] = plot_sampling_path(paths, t, *img)[0].figure
-    for f in figures.values(): f.tight_layout()
+    for f in figures.values(): f.set_layout_engine('constrained')
     notes = (f"encoder {encoder!r}; fields {list(fields_um)} um; {n_seeds} seeds x {epochs} epochs per arm; "
              f"{n_sampling_seeds} sampling seeds; wall time {info.wall_s.iloc[0]:.0f} s.")
     return Experiment(table, tables={'sampling': summary, 'per_seed': per_seed, 'paths': paths, 'run_info': info}, figures=figures, notes=notes)
 
 # %% ../nbs/60_where_what.ipynb #a7d62e59
-_ARM_STYLE = {'patch': ('black', 'o'), 'patch + position': ('tab:blue', 's'), 'patch + context': ('tab:green', '^'),
-              'patch + neighbours': ('tab:orange', 'D'), 'patch + all': ('tab:red', 'v')}
+_ARM_STYLE = {'patch': ('black', 'o'), 'patch + position': (CB_COLOURS[0], 's'), 'patch + context': (CB_COLOURS[2], '^'),
+              'patch + neighbours': (CB_COLOURS[1], 'D'), 'patch + all': (CB_COLOURS[3], 'v')}
 _METRIC_LABEL = {'balanced_accuracy': 'balanced accuracy (cancer vs immune)', 'spearman': 'mean per-gene Spearman'}
 
+@figure_style()
 def plot_field_curves(table:pd.DataFrame, # results: arm, field_um, test, <metric>_mean, <metric>_sd
-                      metrics=('balanced_accuracy', 'spearman'), axes=None) -> np.ndarray:
+                      metrics=('balanced_accuracy', 'spearman'), axes=None,
+                      section_notes:dict|None=None, # test section -> words in its title (default: her2st's same / held-out patient)
+                     ) -> np.ndarray:
     "Score against field of view per arm (seed sd as bars), one panel per metric and test section; references dashed."
     tests = list(dict.fromkeys(table.test))
+    notes = section_notes if section_notes is not None else {t: 'same patient' if t.startswith('C') else 'held-out patient' for t in tests}
     if axes is None: axes = plt.subplots(len(metrics), len(tests), figsize=(4.6 * len(tests), 3.4 * len(metrics)), squeeze=False)[1]
     for i, m in enumerate(metrics):
         for j, t in enumerate(tests):
@@ -494,16 +502,17 @@ def plot_field_curves(table:pd.DataFrame, # results: arm, field_um, test, <metri
                 if len(r): ax.axhline(r[f'{m}_mean'].iloc[0], color='grey', ls=ls, lw=1, label=arm)
             ax.set_xscale('log', base=2); fields = sorted(rows.field_um.dropna().unique())
             ax.set_xticks(fields, [f'{f:g}' for f in fields]); ax.set_xlabel('field of view (um)')
-            ax.set_title(f'{t} ({"same patient" if t.startswith("C") else "held-out patient"})', fontsize=9)
-            ax.set_ylabel(_METRIC_LABEL.get(m, m), fontsize=8)
-    axes[0][-1].legend(fontsize=7, loc='center left', bbox_to_anchor=(1, 0.5))
+            ax.set_title(f'{t} ({notes[t]})' if notes.get(t) else t)
+            ax.set_ylabel(_METRIC_LABEL.get(m, m))
+    legend_outside(axes[0][-1], 'arm')
     return axes
 
-_SAMPLER_STYLE = dict(zip(SAMPLERS, ('grey', 'tab:blue', 'tab:green', 'tab:orange', 'tab:red')))
+_SAMPLER_STYLE = dict(zip(SAMPLERS, ('grey', CB_COLOURS[0], CB_COLOURS[2], CB_COLOURS[1], CB_COLOURS[3])))
 
+@figure_style()
 def plot_sampling_curves(sampling:pd.DataFrame, # summary: section, target, sampler, k, mean_abs_error, sd_abs_error
                          section:str, axes=None) -> np.ndarray:
-    "Mean absolute error of the section estimate against the budget k per sampler (band: sd over seeds), one panel per target."
+    "Mean absolute error of the section estimate against the budget k per sampler (bars: sd over seeds), one panel per target."
     s = sampling[sampling.section == section]; targets = list(dict.fromkeys(s.target))
     if axes is None: axes = plt.subplots(1, len(targets), figsize=(3.6 * len(targets), 3.2), squeeze=False)[1][0]
     for ax, target in zip(axes, targets):
@@ -511,15 +520,17 @@ def plot_sampling_curves(sampling:pd.DataFrame, # summary: section, target, samp
         for name, colour in _SAMPLER_STYLE.items():
             q = r[r.sampler == name].sort_values('k')
             if not len(q): continue
-            ax.plot(q.k, q.mean_abs_error, color=colour, marker='.', label=name)
-            ax.fill_between(q.k, (q.mean_abs_error - q.sd_abs_error).clip(lower=0), q.mean_abs_error + q.sd_abs_error, color=colour, alpha=0.12)
+            shift = 1 + 0.03 * (SAMPLERS.index(name) - (len(SAMPLERS) - 1) / 2)   # side by side on the log axis: bars do not cover each other
+            ax.errorbar(q.k * shift, q.mean_abs_error, yerr=[np.minimum(q.sd_abs_error, q.mean_abs_error), q.sd_abs_error],
+                        color=colour, marker='.', ms=4, lw=1, elinewidth=0.6, capsize=1.5, label=name)
         alone = r[r.sampler == 'image model alone']
         if len(alone): ax.axhline(alone.mean_abs_error.iloc[0], color='black', ls='--', lw=0.8, label='image model alone')
-        ax.set_xscale('log'); ax.set_xlabel('spots measured k'); ax.set_title(f'{section}: {target}', fontsize=9)
-        ax.set_ylabel('|estimate - section value|', fontsize=8)
-    axes[-1].legend(fontsize=6, loc='upper right')
+        ax.set_xscale('log'); ax.set_xlabel('spots measured k'); ax.set_title(f'{section}: {target}')
+        ax.set_ylabel('|estimate - section value|')
+    legend_outside(axes[-1], 'sampler (bars: sd over seeds)')
     return axes
 
+@figure_style()
 def plot_sampling_path(paths:pd.DataFrame, # from sampling_paths: section, x_px, y_px, order, belief_k*
                        section:str, image=None, scale:float=1., # low-resolution H&E and its scale to full-res pixels
                        axes=None) -> np.ndarray:
@@ -529,11 +540,18 @@ def plot_sampling_path(paths:pd.DataFrame, # from sampling_paths: section, x_px,
     x, y = p.x_px.to_numpy() * scale, p.y_px.to_numpy() * scale
     ax = axes[0]
     if image is not None: ax.imshow(image)
-    ax.scatter(x, y, s=8, c=np.where(p.truth > 0.5, 'tab:red', 'tab:blue'), alpha=0.5)
+    ax.scatter(x, y, s=8, c=np.where(p.truth > 0.5, CB_COLOURS[3], CB_COLOURS[0]), alpha=0.5)
     seen = p[p.order > 0].sort_values('order')
-    for _, r in seen.iterrows(): ax.annotate(str(int(r.order)), (r.x_px * scale, r.y_px * scale), fontsize=7, ha='center', va='center',
-                                            color='black', bbox=dict(boxstyle='circle,pad=0.15', fc='white', alpha=0.8, lw=0.5))
-    ax.set_title(f'{section}: sampled spots in order (red: cancer)', fontsize=8)
+    span = max(abs(np.diff(ax.get_xlim()))[0], abs(np.diff(ax.get_ylim()))[0]); placed, hidden = [], 0   # the panel's extent
+    for _, r in seen.iterrows():   # a number that would cover an earlier one becomes a ring: the order stays readable
+        xy = np.array([r.x_px * scale, r.y_px * scale])
+        if any(np.hypot(*(xy - q)) < 0.07 * span for q in placed):
+            ax.scatter(*xy, s=30, facecolors='none', edgecolors='black', lw=0.8); hidden += 1; continue
+        placed.append(xy)
+        ax.annotate(str(int(r.order)), tuple(xy), fontsize=8, ha='center', va='center', color='black',
+                    bbox=dict(boxstyle='circle,pad=0.15', fc='white', alpha=0.85, lw=0.5))
+    ax.set_title(f'{section}: measured spots, numbered in visiting order' + (f'\n(rings: {hidden} spots too close to an earlier number)' if hidden else '')
+                 + '\ndots: red cancer, blue other', fontsize=8)
     for ax, k in zip(axes[1:], ks):
         sc = ax.scatter(x, y, c=p[f'belief_k{k}'], cmap='viridis', vmin=0, vmax=1, s=18)
         first = (p.order > 0) & (p.order <= k)
@@ -542,7 +560,7 @@ def plot_sampling_path(paths:pd.DataFrame, # from sampling_paths: section, x_px,
     for ax in axes:
         ax.set_aspect('equal'); ax.set_xticks([]); ax.set_yticks([])
         if image is None or ax is not axes[0]: ax.invert_yaxis()
-    plt.colorbar(sc, ax=axes[-1], fraction=0.046)
+    axes[-1].figure.colorbar(sc, ax=list(axes[1:]), shrink=0.8, label='P(cancer)')   # one bar for all belief panels: none shrinks
     return axes
 
 # %% ../nbs/60_where_what.ipynb #80a64df0

@@ -234,7 +234,7 @@ def test_plot_pq_vs_severity_draws_curve_and_reference_lines():
     noise = pd.DataFrame(dict(severity=[0, 1, 2], offset_um=[0, 1, 2], PQ_unseen=[0.5, 0.4, 0.2]))
     ax = plot_pq_vs_severity(noise, {'clean': 0.5, 'classical': 0.45})
     assert len(ax.lines) == 3 and list(ax.lines[0].get_ydata()) == [0.5, 0.4, 0.2] and ax.lines[2].get_ydata()[0] == 0.45
-    assert [t.get_text() for t in ax.get_legend().get_texts()][1:] == ['clean', 'classical']
+    assert [t.get_text().split(':')[0] for t in ax.get_legend().get_texts()][1:] == ['clean', 'classical']   # 'name: value'
     plt.close('all')
 
 def test_pq_vs_severity_styles_follow_names_and_references_have_one_order():
