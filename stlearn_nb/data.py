@@ -211,7 +211,7 @@ def check_count_rows(adata:ad.AnnData,     # spots or cells x genes, raw counts 
                      drop_zero:bool=False,  # drop rows with zero total counts (with a warning) instead of raising
                      what:str='spots',      # what rows are, for messages
                      source='counts',       # the file they come from, for messages
-                    ) -> ad.AnnData:        # `adata`, or a copy without its zero-count rows
+                    ) -> ad.AnnData:        # adata, or a copy without its zero-count rows
     "Every reader's rule for rows: no rows, or none left, is a `DataFormatError`; a zero-count row a `ZeroCountsError` unless `drop_zero`."
     if adata.n_obs == 0: raise DataFormatError(f"{source}: no {what} at all (0 rows): an empty table, or every row filtered out before")
     zero = check_counts(adata.X, adata.obs_names, what, source) == 0

@@ -156,7 +156,7 @@ def _file_state(self:CurationLog) -> tuple:
 # %% ../nbs/41_ppi_curation.ipynb #0c71ea45
 @patch
 def record(self:CurationLog, cell_id, decision:str,
-           label:int|str|None=None, # for 'relabel': a code 0..K-1 or a name of `class_names`
+           label:int|str|None=None, # for 'relabel': a code 0..K-1 or a name of class_names
           ):
     "Append one decision (a repeated cell overrides its earlier decision), flushed and synced to disk."
     import csv
