@@ -222,13 +222,25 @@ def test_merfish_real_data_runs():
 
 
 def test_cli_quick(tmp_path):
+    "ppi-sim's quick run: results.csv and per_gene.csv equal the in-process call, and the valid arms cover the simulation's truth."
     out = tmp_path / 'ppi'
+    opts = dict(n_reps=8, n_unlabeled=2000, n_curated=200, chunk=8)
     r = subprocess.run([sys.executable, '-c', 'import sys; from stlearn_nb.cli import main; sys.exit(main(sys.argv[1:]))', 'ppi-sim', '--quick', '--out', str(out),
-                        '--set', 'n_reps=6', '--set', 'n_unlabeled=2000', '--set', 'n_curated=200', '--set', 'chunk=6'],
-                       capture_output=True, text=True, timeout=300)
+                        *[a for k, v in opts.items() for a in ('--set', f'{k}={v}')]], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     res = pd.read_csv(out / 'results.csv')
-    assert list(res['arm']) == list(P.SIM_ARMS) and (out / 'ppi_sim.png').exists() and (out / 'per_gene.csv').exists()
+    assert (out / 'ppi_sim.png').exists()
+    exp = P.run_ppi_sim(quick=True, seed=0, **opts)
+    pd.testing.assert_frame_equal(res, exp.table.reset_index(drop=True), check_exact=False, rtol=1e-9)
+    pd.testing.assert_frame_equal(pd.read_csv(out / 'per_gene.csv', keep_default_na=False), exp.tables['per_gene'].reset_index(drop=True), check_exact=False, rtol=1e-9)
+    # against the truth: the same replicates refitted; classical and PPI++ cover at 95% within 3 replicate-block SEs
+    genes = P.simulate_de_genes(0)
+    reps = P.ppi_sim_replicates(opts['n_reps'], opts['n_unlabeled'], opts['n_curated'], 0, genes, chunk=opts['chunk'])
+    np.testing.assert_allclose(res.set_index('arm').loc['ppi++', 'coverage'], _covers(reps['ppi++'], genes['lfc'].to_numpy(), 0.05).mean(), rtol=1e-9)
+    for arm in ('classical', 'ppi++'):
+        ok, rate, se = _covers_at_nominal(reps[arm], genes['lfc'].to_numpy(), 0.05)
+        assert ok, (arm, rate, se)
+    assert not _covers_at_nominal(reps['naive'], genes['lfc'].to_numpy(), 0.05)[0]
 
 
 def test_plots_draw_what_the_tables_say():
