@@ -238,7 +238,7 @@ def _real():
     return mon, cpm
 
 def test_real_tiles_resampled_to_working_resolution():
-    mon, _ = _real()
+    mon, cpm = _real()
     tiles = read_nuclei_tiles(mon, cpm)
     assert len(tiles) == 40 and all(t['inst'].shape == t['image'].shape[:2] for t in tiles)
     from PIL import Image
