@@ -7,7 +7,8 @@ STLEARN_MUTATION=<name>; imported as that pytest plugin (`-p`, this folder on PY
 perturbed function into `stlearn_nb.ppi_de` and into the frozen copy `tests/ppi_de_reference.py` alike (no test uses
 the copy; it is patched so that a test relying on it later could not hide a mutation). Prints mutation -> failed tests
 and exits 1 when a mutation survives (no test fails) or when the unmutated run fails. Not collected by pytest (its name
-does not start with test_). Takes a few minutes per mutation on 2 cores.
+does not start with test_). Takes one to a few minutes per mutation on 2 cores; a test that runs longer than
+STLEARN_MUTATION_TIMEOUT seconds (default 120) under a mutation fails (a fit that no longer converges).
 """
 import os, re, subprocess, sys, time
 
@@ -121,6 +122,16 @@ def _apply(name):
 # imported by pytest as a plugin (-p mutation_check): apply the mutation named in the environment
 if __name__ != '__main__' and os.environ.get('STLEARN_MUTATION'):
     _apply(os.environ['STLEARN_MUTATION'])
+    import pytest, signal
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_call(item):
+        "A mutation that makes a fit iterate without end fails its test after STLEARN_MUTATION_TIMEOUT s (default 120)."
+        def stop(*_): raise TimeoutError(f"mutated run exceeded {limit} s")
+        limit = int(os.environ.get('STLEARN_MUTATION_TIMEOUT', '120'))
+        old = signal.signal(signal.SIGALRM, stop); signal.alarm(limit)
+        try: yield
+        finally: signal.alarm(0); signal.signal(signal.SIGALRM, old)
 
 
 def main(argv=None):
