@@ -40,6 +40,10 @@ def mistakes(d:Path) -> list:
         ('encode: unknown flag', ['encode', '--hest', str(d/'hest'), '--out', out, '--batch-size', '8'], 'did you mean --bs'),
         ('encode: weights are a PNG', ['encode', '--hest', str(d/'hest'), '--out', out, '--arch', 'resnet18', '--weights', str(png)], 'found a PNG image'),
         ('encode: --hest is patches/', ['encode', '--hest', str(d/'hest'/'patches'), '--out', out], f'--hest {d/"hest"}'),
+        ('--seed -1', ['ppi-sim', '--quick', '--seed', '-1', '--out', out], '--seed -1: must be an integer in [0,'),
+        ('--seed 4294967296', ['ppi-sim', '--quick', '--seed', '4294967296', '--out', out], '--seed 4294967296: must be an integer in [0,'),
+        ('--set family=nbinom', ['ppi-sim', '--quick', '--set', 'family=nbinom', '--out', out], "must be one of 'poisson', 'nb'"),
+        ('--set arch=resnet99', ['features-her2st', '--quick', '--set', 'arch=resnet99', '--out', out], "did you mean 'resnet50'"),
     ]
 
 def timed(argv:list, env:dict) -> tuple:

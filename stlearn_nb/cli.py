@@ -4,19 +4,19 @@
 
 # %% ../nbs/90_cli.ipynb #53a099f5
 from __future__ import annotations
-import argparse, ast, difflib, importlib, importlib.util, inspect, math, os, re, sys, textwrap, time, traceback, types, typing
+import argparse, ast, difflib, functools, importlib, importlib.util, inspect, math, os, re, sys, textwrap, time, traceback, types, typing
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from .filekind import expect_file_kind, TORCH_FILE_KINDS, IMAGE_KINDS   # standard library only: no torch yet
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'CLI_OWNED', 'RANGE_RULES', 'DATASET_FOLDERS', 'available_experiments', 'CommandLineError', 'Option',
-           'experiment_options', 'NotStatic', 'static_options', 'command_options', 'check_option', 'validate_options',
-           'options_help', 'check_out_dir', 'check_data_dir', 'training_label', 'progress_mode', 'add_de_parser',
-           'check_de_args', 'run_de', 'add_encode_parser', 'check_encode_args', 'run_encode', 'add_segment_parser',
-           'check_segment_args', 'run_segment', 'closest_flag', 'build_parser', 'experiment_function', 'run_experiment',
-           'main']
+__all__ = ['EXPERIMENTS', 'CLI_OWNED', 'RANGE_RULES', 'GLM_FAMILIES', 'CHOICE_RULES', 'DATASET_FOLDERS', 'SEED_MAX',
+           'available_experiments', 'CommandLineError', 'Option', 'experiment_options', 'NotStatic', 'static_options',
+           'command_options', 'torchvision_classifiers', 'check_option', 'validate_options', 'options_help',
+           'check_out_dir', 'check_data_dir', 'training_label', 'progress_mode', 'add_de_parser', 'check_de_args',
+           'run_de', 'add_encode_parser', 'check_encode_args', 'run_encode', 'add_segment_parser', 'check_segment_args',
+           'run_segment', 'closest_flag', 'build_parser', 'experiment_function', 'check_seed', 'run_experiment', 'main']
 
 # %% ../nbs/90_cli.ipynb #0c1ef7cc
 EXPERIMENTS = {  # subcommand -> (module, function, one-line description)
@@ -174,6 +174,21 @@ def command_options(name:str) -> dict:
     try: return static_options(*EXPERIMENTS[name][:2])
     except (NotStatic, SyntaxError, OSError, ValueError): return experiment_options(experiment_function(name))
 
+# %% ../nbs/90_cli.ipynb #c28b0a04
+@functools.lru_cache(None)
+def torchvision_classifiers() -> tuple|None:
+    "torchvision's classification model names (`list_models(module=torchvision.models)`) read from its source files, not imported (5 s); None without torchvision."
+    spec = importlib.util.find_spec('torchvision')
+    if spec is None or not spec.submodule_search_locations: return None
+    names = []
+    for f in sorted(Path(spec.submodule_search_locations[0], 'models').glob('*.py')):   # torchvision.models.<file>, not its subpackages
+        for node in ast.parse(f.read_text(encoding='utf-8')).body:
+            for d in getattr(node, 'decorator_list', []):
+                call = d if isinstance(d, ast.Call) else None; fn = call.func if call else d
+                if (getattr(fn, 'id', None) or getattr(fn, 'attr', None)) == 'register_model':
+                    names += [next((k.value.value for k in (call.keywords if call else []) if k.arg == 'name'), node.name)]
+    return tuple(sorted(names)) or None   # none found (another layout): no check rather than refusing every name
+
 # %% ../nbs/90_cli.ipynb #2c987839
 RANGE_RULES = [  # (parameter-name pattern, test, wording): the package's naming conventions for numbers
     (r'^(n|n_\w+|\w*epochs|bs|batch_size|chunk|threads|patience|width|size|\w+_size|\w+_px)$', lambda v: v >= 1, '>= 1'),
@@ -181,9 +196,20 @@ RANGE_RULES = [  # (parameter-name pattern, test, wording): the package's naming
     (r'^(lr|\w+_um)$', lambda v: v > 0, '> 0'),
     (r'^(lam)$', lambda v: v >= 0, '>= 0'),
 ]
+GLM_FAMILIES = ('poisson', 'nb')   # count likelihoods of the GLM estimators (ppi_de) and of `de --family`
+CHOICE_RULES = [  # (parameter-name pattern, valid values or a function giving them): the package's naming conventions for words
+    (r'^family$', GLM_FAMILIES),
+    (r'^arch$', lambda: ('stain', *torchvision_classifiers()) if torchvision_classifiers() else None),   # features.load_encoder's architectures
+]
 
 def _range_rule(name:str):
     return next(((test, words) for pattern, test, words in RANGE_RULES if re.match(pattern, name)), None)
+
+def _choice_rule(name:str) -> tuple|None:
+    values = next((values for pattern, values in CHOICE_RULES if re.match(pattern, name)), None)
+    return values() if callable(values) else values
+
+def _listed(values:tuple, n:int=8) -> str: return ', '.join(map(repr, values[:n])) + (f" (+{len(values) - n} more)" if len(values) > n else '')
 
 def check_option(opt:Option, value):
     "`value` converted to `opt`'s type, or `CommandLineError` saying what was expected."
@@ -197,6 +223,10 @@ def check_option(opt:Option, value):
     rule = _range_rule(opt.name)
     if rule and isinstance(value, (int, float)) and not isinstance(value, bool) and (math.isnan(value) or not rule[0](value)):
         raise CommandLineError(f"--set {opt.name}={value!r}: must be {rule[1]}")
+    choices = _choice_rule(opt.name)
+    if choices and isinstance(value, str) and value not in choices:
+        close = difflib.get_close_matches(value, choices, 3, 0.5)
+        raise CommandLineError(f"--set {opt.name}={value!r}: must be one of {_listed(choices)}" + (f"; did you mean {' or '.join(map(repr, close))}?" if close else ''))
     return value
 
 def _options_of(experiment) -> tuple[dict, str]:
@@ -219,7 +249,8 @@ def options_help(experiment) -> str:
     "The `--set` keys of `experiment` (a name or a function) with defaults, types and ranges, for `<cmd> --help`."
     valid, owner = _options_of(experiment)
     rows = [f"  {o.name}={o.default_text}" + (f"  ({_type_names(o.types)}" if o.types else '  (any')
-            + (f", {_range_rule(o.name)[1]})" if _range_rule(o.name) else ')') for o in valid.values()]
+            + (f", {_range_rule(o.name)[1]}" if _range_rule(o.name) else '')
+            + (f", one of {_listed(_choice_rule(o.name), 4)})" if _choice_rule(o.name) else ')') for o in valid.values()]
     return f"options (--set KEY=VALUE), from {owner}'s signature:\n" + ('\n'.join(rows) or '  none')
 
 # %% ../nbs/90_cli.ipynb #06e57f2a
@@ -319,7 +350,7 @@ def add_de_parser(sub) -> argparse.ArgumentParser:
     a('--weights-key', default=None, metavar='W', help='.obs column of importance weights on curated cells')
     a('--size-factor-key', default=None, metavar='S', help='.obs column of size factors (both files)')
     a('--method', default='ppi++', choices=['ppi++', 'ppi', 'classical', 'naive'])
-    a('--family', default='poisson', choices=['poisson', 'nb'])
+    a('--family', default='poisson', choices=list(GLM_FAMILIES))
     a('--layer', default='auto', help="counts layer ('auto': 'counts' when both files have it, else .X; 'X' for .X)")
     a('--alpha', type=float, default=0.05, help='intervals at 1 - alpha, BH at alpha')
     a('--interval', default='z', choices=['z', 't'], help="'t': Satterthwaite df for few heavily weighted curated cells")
@@ -403,7 +434,8 @@ def add_segment_parser(sub):
     desc = ('Segment nuclei in H&E images with a model file (the model.pt that `stlearn-nb hestseg-monuseg` writes). '
             'Tiles: one <stem>_mask.npy (int32 instances) and <stem>_overlay.png per image, and segment.csv, into --out. '
             'Whole slides (--block-px given): block by block in memory bounded by --block-px, one folder per slide '
-            '(nuclei.csv/.parquet/.h5ad/.geojson, thumbnail overlay, labels.zarr with --mask), resumable; under torchrun '
+            '(nuclei.csv/.parquet/.h5ad/.geojson, thumbnail overlay, labels.zarr with --mask), resumable (a rerun skips finished '
+            'slides and saved blocks; a second run on the same --out is refused while the first runs); under torchrun '
             'the ranks share tile rows and blocks.')
     s = sub.add_parser('segment', help='nuclei of your own H&E images or whole slides with a trained model file', description=desc)
     s.add_argument('images', nargs='+', type=Path, metavar='SLIDE', help='H&E images or slides (.tif/.tiff incl. pyramidal BigTIFF, .png, .jpg; .svs/.ndpi/.mrxs with openslide), 8-bit; greyscale, palette and alpha are converted to RGB')
@@ -436,17 +468,20 @@ def check_segment_args(args):
         raise CommandLineError(f"--out {args.out} is a non-empty folder without segment.csv; the run would replace it: choose a new or empty folder")
 
 def _segment_slides(args):
-    "Whole-slide mode: `segment_slide` per slide into out/<stem>/, then out/segment.csv (rank 0)."
+    "Whole-slide mode, `--out` locked against a second run: `segment_slide` per slide into out/<stem>/ (a finished one is skipped), then out/segment.csv (rank 0)."
     import pandas as pd, torch.distributed as dist
-    from stlearn_nb.hestseg_wsi import segment_slide
+    from stlearn_nb.core import atomic_file
+    from stlearn_nb.hestseg_wsi import segment_slide, output_lock
     if int(os.environ.get('WORLD_SIZE', 1)) > 1 and not dist.is_initialized(): dist.init_process_group('gloo')
     rows = []
-    for p in args.images:
-        s = segment_slide(p, args.model, args.mpp, args.out/Path(p).stem, block_px=args.block_px, mask=args.mask, progress=not args.quiet)
-        rows.append(dict(image=str(p), folder=Path(p).stem, **{k: s.get(k) for k in ('height', 'width', 'n_blocks', 'n_nuclei', 'seconds')}))
-        if not args.quiet and s['rank'] == 0: print(f"segment: {p}: {s.get('n_nuclei')} nuclei in {s.get('seconds')} s", flush=True)
-    table = pd.DataFrame(rows)
-    if s['rank'] == 0: table.to_csv(args.out/'segment.csv', index=False)
+    with output_lock(args.out):   # OutputInUseError while another run writes this --out
+        for p in args.images:
+            s = segment_slide(p, args.model, args.mpp, args.out/Path(p).stem, block_px=args.block_px, mask=args.mask, progress=not args.quiet)
+            rows.append(dict(image=str(p), folder=Path(p).stem, **{k: s.get(k) for k in ('height', 'width', 'n_blocks', 'n_nuclei', 'seconds')}))
+            if not args.quiet and s['rank'] == 0: print(f"segment: {p}: {s.get('n_nuclei')} nuclei in {s.get('seconds')} s" + (' (done before)' if s.get('skipped') else ''), flush=True)
+        table = pd.DataFrame(rows)
+        if s['rank'] == 0:
+            with atomic_file(args.out/'segment.csv') as tmp: table.to_csv(tmp, index=False)
     return table
 
 def run_segment(args) -> int:
@@ -546,10 +581,20 @@ def experiment_function(name:str):
     module, function, _ = EXPERIMENTS[name]
     return getattr(importlib.import_module(module), function)
 
+SEED_MAX = 2**31 - 1   # NumPy seeds are 0..2**32 - 1; experiments also seed seed + k for their k-th seed or replicate
+
+def check_seed(seed) -> int:
+    "`seed` as a base seed every experiment can use (an int in [0, SEED_MAX]); else `CommandLineError`."
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise CommandLineError(f"--seed {seed}: must be an integer in [0, {SEED_MAX}] (NumPy seeds are 0..2**32 - 1, and "
+                               "experiments derive seed + k from it)")
+    return seed
+
 def run_experiment(name:str, out:Path|None=None, quick:bool=False, seed:int=0, data_dir=None, quiet:bool=False, **options):
-    "Check `out`, `data_dir` and `options` (no heavy import yet), run the experiment, write its results atomically into `out`; return the `Experiment`."
+    "Check `out`, `data_dir`, `seed` and `options` (no heavy import yet), run the experiment, write its results atomically into `out`; return the `Experiment`."
     out = check_out_dir(Path(out) if out is not None else Path('results')/name)
     if data_dir is not None: check_data_dir(data_dir)
+    check_seed(seed)
     options = validate_options(name, options)                 # read from the experiment's source: nothing imported
     from stlearn_nb.core import write_experiment, seed_everything, atomic_dir
     fn = experiment_function(name)

@@ -20,7 +20,7 @@ __all__ = ['seed_everything', 'default_device', 'cpu_threads', 'EmptyEpochError'
 warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)
 
 # %% ../nbs/00_core.ipynb #d9d1218c
-def seed_everything(seed:int=0, # seed for `random`, `numpy` and `torch` (CPU and CUDA)
+def seed_everything(seed:int=0, # seed for random, numpy and torch (CPU and CUDA)
                    ) -> int:    # the seed, for logging
     "Seed Python, NumPy and torch in one call."
     random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
@@ -157,7 +157,7 @@ def correlation_summary(r:np.ndarray, # (G,) per-gene correlations, NaN for unde
 
 # %% ../nbs/00_core.ipynb #3e3bbd2e
 def poisson_log_prob(counts:torch.Tensor, # observed counts, any shape
-                     rate:torch.Tensor,   # Poisson mean, broadcastable to `counts`, > 0
+                     rate:torch.Tensor,   # Poisson mean, broadcastable to counts, > 0
                     ) -> torch.Tensor:    # elementwise log p(counts)
     "Poisson log-pmf in torch."
     return torch.xlogy(counts, rate) - rate - torch.lgamma(counts + 1)

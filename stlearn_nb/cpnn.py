@@ -40,7 +40,7 @@ def _dense_counts(adata:ad.AnnData, layer:str|None) -> np.ndarray:
     return X.astype(np.float32)
 
 # %% ../nbs/30_cpnn.ipynb #a66dbb4a
-def mean_prototypes(adata:ad.AnnData,  # cells x genes, raw counts in `layer` (or .X)
+def mean_prototypes(adata:ad.AnnData,  # cells x genes, raw counts in layer (or .X)
                     label_key:str,     # obs column with the cell type
                     layer:str|None='counts', # raw counts layer; None: .X
                    ) -> pd.DataFrame:  # (K, G) mean library-normalised expression, rows sum to 1
@@ -90,11 +90,11 @@ def fit_prototype_regression(counts:Tensor,  # (N, G) raw counts
                 inv_dispersion=log_theta.detach().exp())
 
 # %% ../nbs/30_cpnn.ipynb #43c4b62c
-def regression_prototypes(adata:ad.AnnData, # cells x genes, raw counts in `layer` (or .X)
+def regression_prototypes(adata:ad.AnnData, # cells x genes, raw counts in layer (or .X)
                           label_key:str,     # obs column with the cell type
                           batch_key:str|None=None, # obs column with the batch (sample, patient); None: one batch
                           layer:str|None='counts',
-                          **kwargs,          # passed to `fit_prototype_regression`
+                          **kwargs,          # passed to fit_prototype_regression
                          ) -> pd.DataFrame:  # (K, G) prototypes in expected counts per cell
     "Prototype (b) on an AnnData reference: batch-aware NB regression of counts on type and batch."
     counts = _dense_counts(check_anndata(adata, 'reference cells'), layer if layer in adata.layers else None)
@@ -215,7 +215,7 @@ class CPNN(nn.Module):
     "Cell-type prototype-informed network: patch weights x learnable prototypes, mean-pooled to a bag profile."
     def __init__(self, in_dim:int,          # D patch feature dims
                  prototypes,                # (K, G) initial prototypes T0 (> 0)
-                 gene_scale=None,           # (G,) initial exp(alpha), e.g. from `gene_sensitivity`; None: ones
+                 gene_scale=None,           # (G,) initial exp(alpha), e.g. from gene_sensitivity; None: ones
                  hidden:tuple=(256, 128)):
         super().__init__()
         T0 = torch.as_tensor(np.asarray(prototypes, np.float32)).clamp_min(1e-8)
@@ -264,6 +264,7 @@ def log_normalise(counts:Tensor, target_sum:float=1e4) -> Tensor:
     "log(1 + target_sum * counts / library) per row."
     return torch.log1p(target_sum * counts / counts.sum(-1, keepdim=True).clamp_min(1e-12))
 
+# %% ../nbs/30_cpnn.ipynb #6b118ccc
 def directmil_loss(pred:Tensor, counts:Tensor, proportions:Tensor=None) -> Tensor:
     "MSE between predicted and observed log1p-normalised expression (`proportions` unused)."
     return F.mse_loss(pred, log_normalise(counts))

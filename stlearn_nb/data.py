@@ -14,12 +14,13 @@ __all__ = ['HER2ST_UM_PER_PX', 'HER2ST_CLASSES', 'UM_PER_PX_TIMES_MAGNIFICATION'
            'OPENSLIDE_SUFFIXES', 'DataFormatError', 'BarcodeMismatchError', 'PatchOutOfBoundsError', 'ZeroCountsError',
            'UnreadableFileError', 'format_examples', 'require_file', 'reading', 'check_text_complete', 'read_table',
            'read_tiff', 'check_anndata', 'check_pixel_size', 'check_unique', 'check_finite', 'shared_data_dir',
-           'check_counts', 'crop_patches', 'resize_patches', 'read_hest_patches', 'read_hest_patch_index', 'read_hest',
-           'write_toy_hest', 'read_her2st', 'her2st_tissue_classes', 'read_full_image', 'spot_patches',
-           'read_10x_reference', 'write_toy_10x', 'transcripts_to_counts', 'read_cosmx', 'read_cosmx_masks',
-           'local_to_pixel', 'read_merfish_spatial', 'read_merfish_reference', 'read_merfish_rctd', 'MaskShapeError',
-           'read_cpm15_magnifications', 'read_cpm15_mask', 'read_png', 'read_cpm15', 'monuseg_organ', 'resize_labels',
-           'resample_tile', 'SlideTooLargeError', 'SlideReader', 'write_pyramid_tiff', 'plot_spatial']
+           'check_counts', 'check_count_rows', 'crop_patches', 'resize_patches', 'read_hest_patches',
+           'read_hest_patch_index', 'read_hest', 'write_toy_hest', 'read_her2st', 'her2st_tissue_classes',
+           'read_full_image', 'spot_patches', 'read_10x_reference', 'write_toy_10x', 'transcripts_to_counts',
+           'read_cosmx', 'read_cosmx_masks', 'local_to_pixel', 'read_merfish_spatial', 'read_merfish_reference',
+           'read_merfish_rctd', 'MaskShapeError', 'read_cpm15_magnifications', 'read_cpm15_mask', 'read_png',
+           'read_cpm15', 'monuseg_organ', 'resize_labels', 'resample_tile', 'SlideTooLargeError', 'SlideReader',
+           'write_pyramid_tiff', 'plot_spatial']
 
 # %% ../nbs/01_data.ipynb #d9fe5b4f
 class DataFormatError(ValueError):
@@ -88,7 +89,7 @@ def read_table(path:str|Path,     # a delimited text file (.gz allowed)
                need:list=(),      # columns that must be present (read by name)
                sep:str=',',       # the expected delimiter
                min_columns:int=2, # fewer columns (index included) means a wrong delimiter
-               **kwargs,          # passed to `pd.read_csv`
+               **kwargs,          # passed to pd.read_csv
               ) -> pd.DataFrame:
     "`pd.read_csv` that names the file in every failure: empty, undecodable, wrong delimiter, no rows, missing columns."
     path = require_file(path, what)
@@ -162,7 +163,8 @@ def check_finite(values,          # (n,) or (n, k) numbers, DataFrame, Series or
                  ids=None,        # (n,) row names for the message; default: row numbers
                 ) -> np.ndarray:  # (n, k) values as float
     "`values` as floats; `DataFormatError` naming the first rows that are missing, not numbers or infinite."
-    df = values if isinstance(values, pd.DataFrame) else pd.DataFrame(np.asarray(values, dtype=object).reshape(len(values), -1))
+    if isinstance(values, pd.DataFrame): df = values
+    else: a = np.asarray(values, dtype=object); df = pd.DataFrame(a.reshape(len(a), int(np.prod(a.shape[1:]))))   # (0, k) stays (0, k)
     arr = df.apply(pd.to_numeric, errors='coerce').to_numpy(float)
     bad = ~np.isfinite(arr).all(1)
     if bad.any():
@@ -202,16 +204,21 @@ def check_counts(X,                    # (n, G) count matrix, dense or sparse
         raise DataFormatError(f"{source}: counts are not integers (e.g. {data[np.mod(data, 1) != 0][:3]}); pass raw counts, not normalised values")
     return np.asarray(X.sum(1)).ravel()
 
-def _drop_zero(adata:ad.AnnData, drop_zero:bool, what:str='spots', source='counts') -> ad.AnnData:
-    totals = check_counts(adata.X, adata.obs_names, what, source)
-    zero = totals == 0
-    if zero.any():
-        if not drop_zero:
-            raise ZeroCountsError(f"{source}: {zero.sum()} {what} have zero total counts: {format_examples(adata.obs_names[zero])}; "
-                                  f"pass drop_zero=True to remove them")
-        warnings.warn(f"{source}: dropped {zero.sum()} {what} with zero total counts")
-        adata = adata[~zero].copy()
-    return adata
+def check_count_rows(adata:ad.AnnData,     # spots or cells x genes, raw counts in .X
+                     drop_zero:bool=False,  # drop rows with zero total counts (with a warning) instead of raising
+                     what:str='spots',      # what rows are, for messages
+                     source='counts',       # the file they come from, for messages
+                    ) -> ad.AnnData:        # `adata`, or a copy without its zero-count rows
+    "Every reader's rule for rows: no rows, or none left, is a `DataFormatError`; a zero-count row a `ZeroCountsError` unless `drop_zero`."
+    if adata.n_obs == 0: raise DataFormatError(f"{source}: no {what} at all (0 rows): an empty table, or every row filtered out before")
+    zero = check_counts(adata.X, adata.obs_names, what, source) == 0
+    if not zero.any(): return adata
+    if not drop_zero:
+        raise ZeroCountsError(f"{source}: {zero.sum()} {what} have zero total counts: {format_examples(adata.obs_names[zero])}; "
+                              f"pass drop_zero=True to remove them")
+    if zero.all(): raise ZeroCountsError(f"{source}: all {zero.sum()} {what} have zero total counts: none would be left")
+    warnings.warn(f"{source}: dropped {zero.sum()} {what} with zero total counts: {format_examples(adata.obs_names[zero])}")
+    return adata[~zero].copy()
 
 def _count_dtype(X) -> type:
     "float32 while every count is exact in it (<= 2**24), else float64."
@@ -219,10 +226,13 @@ def _count_dtype(X) -> type:
     return np.float32 if data.size == 0 or np.abs(data).max() <= 2**24 else np.float64
 
 # %% ../nbs/01_data.ipynb #f5324d6c
+def _no_image(top_left:np.ndarray, size:int, H:int, W:int) -> np.ndarray: # (n,) bool: the patch holds no pixel of the H x W image
+    return (top_left[:, 0] >= W) | (top_left[:, 1] >= H) | (top_left[:, 0] + size <= 0) | (top_left[:, 1] + size <= 0)
+
 def crop_patches(image:np.ndarray,   # (H, W, 3) uint8 image
                  centers:np.ndarray, # (n, 2) patch centres as (x, y) pixels
                  size:int,           # patch side in image pixels
-                 pad:bool=False,     # fill outside with white instead of raising
+                 pad:bool=False,     # fill the outside of border patches with white instead of raising
                 ) -> tuple[np.ndarray, np.ndarray]: # (n, size, size, 3) uint8 patches, (n, 2) top-left (x, y)
     "Cut square patches around `centers`, vectorised with one fancy index; with `pad`, pixels outside the image are white."
     image = np.asarray(image)
@@ -236,6 +246,10 @@ def crop_patches(image:np.ndarray,   # (H, W, 3) uint8 image
     if np.abs(centers).max() > 2**40: raise PatchOutOfBoundsError(f"patch centres up to {np.abs(centers).max():.3g} px: not pixel coordinates of any image")
     top_left = np.floor(centers - size / 2).astype(np.int64)
     H, W = image.shape[:2]
+    empty = _no_image(top_left, size, H, W)
+    if empty.any():   # padding would return all-white patches: no image in them
+        raise PatchOutOfBoundsError(f"{empty.sum()} of {len(centers)} patches of {size}px lie wholly outside the {W}x{H} image (no image pixel in them), "
+                                    f"e.g. centres {format_examples(centers[empty].round(1).tolist(), 3)}: coordinates in another unit or of another image?")
     outside = (top_left[:, 0] < 0) | (top_left[:, 1] < 0) | (top_left[:, 0] + size > W) | (top_left[:, 1] + size > H)
     if outside.any() and not pad:
         raise PatchOutOfBoundsError(f"{outside.sum()} patches of {size}px reach outside the {W}x{H} image, "
@@ -304,14 +318,17 @@ def read_hest(root:str|Path,         # HEST-1k folder with st/, patches/, metada
     st = require_file(root/'st'/f'{sample_id}.h5ad', 'HEST expression file')
     with reading(st, 'HEST expression file'): adata = ad.read_h5ad(st)
     check_unique(adata.obs_names, st, 'spot barcodes')
+    adata = check_count_rows(adata, drop_zero, source=st)
     if 'spatial' in adata.obsm: check_finite(adata.obsm['spatial'], st, "spot coordinates (obsm['spatial'])", adata.obs_names)
     meta_path, meta = root/'metadata'/f'{sample_id}.json', {}
     if meta_path.exists():
         with reading(meta_path, 'HEST metadata (JSON)'): meta = json.loads(meta_path.read_text())
-    adata = _drop_zero(adata, drop_zero, source=st)
+        if not isinstance(meta, dict) or meta.get('pixel_size_um_estimated') is None:   # HEST writes it for every sample
+            raise DataFormatError(f"{meta_path}: no pixel size: 'pixel_size_um_estimated' is missing or null (um/px); "
+                                  f"add it, or remove the metadata file to read the sample without a pixel size")
     adata.layers['counts'] = adata.X.copy()
     scale = {'spatial_unit': 'level-0 pixels'}
-    if meta.get('pixel_size_um_estimated') is not None: scale['pixel_size_um'] = check_pixel_size(meta['pixel_size_um_estimated'], f"{meta_path}: pixel_size_um_estimated")
+    if meta: scale['pixel_size_um'] = check_pixel_size(meta['pixel_size_um_estimated'], f"{meta_path}: pixel_size_um_estimated")
     adata.uns['spatial'] = {sample_id: {'metadata': {k: v for k, v in meta.items() if v is not None}, 'scalefactors': scale}}
     if not patches: return adata
     ppath = root/'patches'/f'{sample_id}.h5'
@@ -384,7 +401,7 @@ def read_her2st(root:str|Path,        # the her2st folder (counts/, spots/, imag
     adata.obs['patient'] = pd.Categorical([section[0]] * adata.n_obs)
     adata.obs[['array_x', 'array_y']] = spots.loc[adata.obs_names, ['x', 'y']].to_numpy()
     adata.obsm['spatial'] = spots.loc[adata.obs_names, ['pixel_x', 'pixel_y']].to_numpy(float)
-    adata = _drop_zero(adata, drop_zero, source=cpath)
+    adata = check_count_rows(adata, drop_zero, source=cpath)
     adata.layers['counts'] = adata.X.copy()
     _add_her2st_annotations(adata, root, section)
     adata.uns['spatial'] = {section: _her2st_image_info(root, section, lowres)}
@@ -481,21 +498,64 @@ def spot_patches(adata:ad.AnnData,    # spots with .obsm['spatial'] in full-reso
     if not patch_um > 0 or int(out_px) != out_px or out_px < 1: raise DataFormatError(f"patch_um must be > 0 and out_px a positive integer, got {patch_um}, {out_px}")
     image = read_full_image(out, library_id) if image is None else image
     size = int(round(patch_um / mpp))
-    patches, top_left = crop_patches(image, out.obsm['spatial'], size, pad=pad)
+    xy = check_finite(out.obsm['spatial'], "spot_patches: .obsm['spatial']", 'spot centres', out.obs_names)
+    empty = _no_image(np.floor(xy - size / 2).astype(np.int64), size, *np.shape(image)[:2])
+    if empty.any(): raise PatchOutOfBoundsError(f"{empty.sum()} of {out.n_obs} spots of {library_id!r} have no image pixel in their {size}px patch "
+                                                f"(wholly outside the {np.shape(image)[1]}x{np.shape(image)[0]} image): {format_examples(out.obs_names[empty])}; "
+                                                f"coordinates in another unit, or of another image? Subset adata to the spots on the image")
+    patches, top_left = crop_patches(image, xy, size, pad=pad)
     out.obsm['patches'], out.obsm['patch_coords'] = resize_patches(patches, out_px), top_left
     out.uns['spatial'][library_id]['scalefactors'].update(patch_um=patch_um, patch_px=out_px, patch_size_fullres=size)
     return out if copy else None
 
 # %% ../nbs/01_data.ipynb #d49f7b29
+def _read_mtx(path:Path) -> sp.coo_matrix: # (rows, columns) as its header says
+    "A gzip Matrix Market coordinate file, decompressed whole and parsed in this thread, each entry checked against the header."
+    import io
+    what = '10x matrix (Matrix Market, gzip)'
+    if path.stat().st_size == 0: raise UnreadableFileError(f"{path}: the {what} is an empty file (0 bytes)")
+    with reading(path, what), gzip.open(path, 'rb') as f: raw = f.read()
+    first_line = raw.split(b'\n', 1)[0]; banner = first_line.decode('latin-1').split()
+    if len(banner) != 5 or banner[0].lower() != '%%matrixmarket':
+        raise DataFormatError(f"{path}: not a Matrix Market file: its first line is {first_line[:60].decode('latin-1')!r}, expected '%%MatrixMarket matrix coordinate integer general'")
+    obj, fmt, field, symmetry = (b.lower() for b in banner[1:])
+    if (obj, fmt, symmetry) != ('matrix', 'coordinate', 'general') or field not in ('integer', 'real', 'double', 'pattern'):
+        raise DataFormatError(f"{path}: its header says '{' '.join(banner[1:])}'; a 10x matrix is 'matrix coordinate integer general'")
+    head = 0
+    for k, line in enumerate(io.BytesIO(raw)):   # the banner, comment lines, then the size line (line k + 1)
+        head += len(line)
+        if k and line.strip() and not line.startswith(b'%'): break
+    else: line = b''
+    size = line.split()
+    if len(size) != 3 or not all(t.isdigit() for t in size):
+        raise DataFormatError(f"{path}: no size line 'genes cells entries' after the header (line {k + 1}: {line[:60].decode('latin-1').strip()!r})")
+    n_rows, n_cols, nnz = map(int, size); body, first = raw[head:], k + 2   # entry i is on line first + i
+    with reading(path, what):
+        e = pd.read_csv(io.BytesIO(body), sep=r'\s+', header=None, dtype=float).to_numpy() if body.strip() else np.zeros((0, 3))
+    n_fields = 2 if field == 'pattern' else 3
+    if len(e) != nnz: raise DataFormatError(f"{path}: the header (line {k + 1}) announces {nnz} entries, the file holds {len(e)}: cut short or edited?")
+    if len(e) and (e.shape[1] != n_fields or np.isnan(e).any()):
+        bad = np.flatnonzero(np.isnan(e).any(1)) if e.shape[1] == n_fields else np.arange(len(e))
+        raise DataFormatError(f"{path}: {len(bad)} entries are not '{'row column' if field == 'pattern' else 'row column value'}' ({field} field), at lines {format_examples(bad + first)}")
+    r, c = e[:, 0], e[:, 1]
+    bad = (np.mod(r, 1) != 0) | (np.mod(c, 1) != 0) | (r < 1) | (r > n_rows) | (c < 1) | (c > n_cols)
+    if bad.any(): raise DataFormatError(f"{path}: {bad.sum()} entries have a row (gene) index outside 1..{n_rows} or a column (cell) index outside 1..{n_cols}, "
+                                        f"the header's sizes, e.g. line {np.flatnonzero(bad)[0] + first}: {r[bad][0]:g} {c[bad][0]:g}")
+    v = np.ones(len(e)) if field == 'pattern' else e[:, 2]
+    frac = np.mod(v, 1) != 0
+    if field == 'integer' and frac.any():
+        raise DataFormatError(f"{path}: the header says integer but {frac.sum()} values are not whole numbers, e.g. {format_examples(v[frac][:3].tolist())} "
+                              f"at lines {format_examples(np.flatnonzero(frac) + first)}")
+    return sp.coo_matrix((v, (r.astype(np.int64) - 1, c.astype(np.int64) - 1)), shape=(n_rows, n_cols))
+
 def read_10x_reference(folder:str|Path,   # folder with matrix.mtx.gz, features.tsv.gz, barcodes.tsv.gz[, obs.csv]
                        gene_column:int=1, # features column used as var_names (1 = symbol)
                        drop_zero:bool=False,
                       ) -> ad.AnnData:    # cells x genes, raw counts in X and layers['counts']
     "Read a 10x matrix folder with an optional obs.csv of annotations into AnnData (counts exact: float32 up to 2**24, else float64)."
-    import scipy.io
     folder = Path(folder)
     mpath = require_file(folder/'matrix.mtx.gz', '10x matrix')
-    with reading(mpath, '10x matrix (Matrix Market, gzip)'), gzip.open(mpath, 'rb') as f: M = sp.coo_matrix(scipy.io.mmread(f))
+    M = _read_mtx(mpath)
     entries = pd.Index(M.row.astype(np.int64) * M.shape[1] + M.col)
     if entries.has_duplicates:  # csr would add them up: a listed entry twice doubles that count
         dup = entries[entries.duplicated()][:3]
@@ -510,7 +570,10 @@ def read_10x_reference(folder:str|Path,   # folder with matrix.mtx.gz, features.
     barcodes = read_table(bpath, '10x barcodes', sep='\t', header=None, min_columns=1, dtype=str, keep_default_na=False)[0]
     if X.shape != (len(barcodes), len(feats)):
         raise DataFormatError(f"{mpath}: matrix is {X.shape[1]} genes x {X.shape[0]} cells but there are {len(feats)} features and {len(barcodes)} barcodes ({fpath.name}, {bpath.name})")
-    genes = feats[min(gene_column, feats.shape[1]-1)]
+    if isinstance(gene_column, (bool, np.bool_)) or not isinstance(gene_column, (int, np.integer)) or not 0 <= gene_column < feats.shape[1]:
+        raise DataFormatError(f"{fpath}: gene_column={gene_column!r} but the features table has {feats.shape[1]} column(s), 0..{feats.shape[1] - 1} "
+                              f"(0 = id, 1 = symbol, 2 = feature type in 10x files)")
+    genes = feats[gene_column]
     if (genes == '').any(): raise DataFormatError(f"{fpath}: {(genes == '').sum()} gene names are missing (empty), at rows {format_examples(np.flatnonzero(genes == ''))}")
     if (barcodes == '').any(): raise DataFormatError(f"{bpath}: {(barcodes == '').sum()} barcodes are missing (empty), at rows {format_examples(np.flatnonzero(barcodes == ''))}")
     barcodes = barcodes.astype(str); check_unique(barcodes, bpath, 'barcodes')
@@ -522,7 +585,7 @@ def read_10x_reference(folder:str|Path,   # folder with matrix.mtx.gz, features.
         missing = ~adata.obs_names.isin(obs.index)
         if missing.any(): raise BarcodeMismatchError(f"{folder/'obs.csv'}: {missing.sum()} barcodes have no row in obs.csv: {format_examples(adata.obs_names[missing])}")
         adata.obs = obs.loc[adata.obs_names].copy()
-    adata = _drop_zero(adata, drop_zero, 'cells', source=mpath)
+    adata = check_count_rows(adata, drop_zero, 'cells', source=mpath)
     adata.layers['counts'] = adata.X.copy()
     return adata
 
@@ -541,7 +604,7 @@ def write_toy_10x(folder:str|Path, n_cells:int=7, n_genes:int=4, seed:int=0) -> 
     return folder
 
 # %% ../nbs/01_data.ipynb #23d9b1f4
-def transcripts_to_counts(cell_ids:np.ndarray,  # (T,) cell id of each transcript; `unassigned` ids are dropped
+def transcripts_to_counts(cell_ids:np.ndarray,  # (T,) cell id of each transcript; unassigned ids are dropped
                           genes:np.ndarray,     # (T,) gene name of each transcript
                           unassigned=0,         # the id that marks transcripts outside any cell
                          ) -> ad.AnnData:       # cells x genes raw counts (sparse)
@@ -564,6 +627,7 @@ def _integer_columns(df:pd.DataFrame, cols:list, source, what:str) -> pd.DataFra
 
 def read_cosmx(folder:str|Path,   # folder with one *_tx_file.csv and CellLabels/ (+ CellComposite/*.aux.xml)
                masks:bool=True,   # also read the label masks into .uns['cosmx']['masks'][fov]
+               drop_zero:bool=False, # drop cells without target counts (only negative probes) instead of raising
               ) -> ad.AnnData:    # cells x targets counts; obs fov/cell_ID; obsm['spatial'] local px centroids
     "Read a CosMx export: per-cell counts from the transcript table, centroids, negative-probe QC and masks."
     folder = Path(folder)
@@ -583,12 +647,15 @@ def read_cosmx(folder:str|Path,   # folder with one *_tx_file.csv and CellLabels
     key = tx['fov'].astype(str) + '_' + tx['cell_ID'].astype(str)
     target = tx['target'].astype(str)
     neg = target.str.startswith('NegPrb') | target.str.lower().str.contains('negative')
-    adata = transcripts_to_counts(key[~neg].to_numpy(), target[~neg].to_numpy(), unassigned=None)
+    every = transcripts_to_counts(key.to_numpy(), target.to_numpy(), unassigned=None)   # every cell, negative-probe-only ones too
+    is_neg = every.var_names.isin(target[neg].unique())
+    adata = every[:, ~is_neg].copy()
     g = tx.assign(key=key).groupby('key')
     adata.obs['fov'] = g['fov'].first().reindex(adata.obs_names).to_numpy()
     adata.obs['cell_ID'] = g['cell_ID'].first().reindex(adata.obs_names).to_numpy()
-    adata.obs['n_negprobe'] = neg.groupby(key).sum().reindex(adata.obs_names).fillna(0).to_numpy()
+    adata.obs['n_negprobe'] = np.asarray(every.X[:, is_neg].sum(1)).ravel()
     adata.obsm['spatial'] = g[['x_local_px', 'y_local_px']].mean().reindex(adata.obs_names).to_numpy()
+    adata = check_count_rows(adata, drop_zero, 'cells', source=path)
     adata.layers['counts'] = adata.X.copy()
     adata.uns['cosmx'] = {'spatial_unit': 'local pixels', 'transcript_file': str(path)}
     if masks:
@@ -658,6 +725,7 @@ def _read_gene_by_cell(path:Path, what:str) -> ad.AnnData:
     a.layers['counts'] = a.X.copy(); return a
 
 def read_merfish_spatial(folder:str|Path, # merfish_hypothalamus_rctd folder
+                         drop_zero:bool=False, # drop zero-count cells (with a warning) instead of raising
                         ) -> ad.AnnData:    # cells x genes counts, obsm['spatial'] centroids (um)
     "Read the MERFISH cells of the RCTD vignette: `spatial/counts.csv` (genes x cells) and `spatial/coords.csv` (x, y by name)."
     folder = Path(folder)
@@ -668,10 +736,11 @@ def read_merfish_spatial(folder:str|Path, # merfish_hypothalamus_rctd folder
     missing = ~spatial.obs_names.isin(coords.index)
     if missing.any(): raise BarcodeMismatchError(f"{cpath}: {missing.sum()} MERFISH cells have no coordinates: {format_examples(spatial.obs_names[missing])}")
     spatial.obsm['spatial'] = check_finite(coords.loc[spatial.obs_names, ['x', 'y']], cpath, 'cells (x, y)')
-    return spatial
+    return check_count_rows(spatial, drop_zero, 'cells', source=folder/'spatial'/'counts.csv')
 
 # %% ../nbs/01_data.ipynb #889b1831
 def read_merfish_reference(folder:str|Path, # merfish_hypothalamus_rctd folder
+                           drop_zero:bool=False, # drop zero-count cells (with a warning) instead of raising
                           ) -> ad.AnnData:  # cells x genes counts, obs['cell_type']
     "Read the labelled scRNA reference of the RCTD vignette: `reference/counts.csv` and `reference/cell_types.csv`."
     folder = Path(folder)
@@ -686,12 +755,24 @@ def read_merfish_reference(folder:str|Path, # merfish_hypothalamus_rctd folder
     labels = types.loc[ref.obs_names, column]
     if labels.isna().any(): raise DataFormatError(f"{tpath}: {labels.isna().sum()} reference cells have a missing type: {format_examples(labels.index[labels.isna()])}")
     ref.obs['cell_type'] = pd.Categorical(labels.astype(str))
-    return ref
+    return check_count_rows(ref, drop_zero, 'cells', source=folder/'reference'/'counts.csv')
 
 def read_merfish_rctd(folder:str|Path, # merfish_hypothalamus_rctd folder
-                     ) -> tuple[ad.AnnData, ad.AnnData]: # (spatial cells, reference cells with obs['cell_type'])
-    "Both halves of the RCTD MERFISH vignette: `(read_merfish_spatial(folder), read_merfish_reference(folder))`."
-    return read_merfish_spatial(folder), read_merfish_reference(folder)
+                      drop_zero:bool=False, # drop zero-count cells of either table (with a warning) instead of raising
+                     ) -> tuple[ad.AnnData, ad.AnnData]: # (spatial cells, reference cells with obs['cell_type']), one gene axis
+    "Both halves of the RCTD MERFISH vignette, their genes aligned by name: the genes both tables hold, in the spatial order."
+    spatial, ref = read_merfish_spatial(folder, drop_zero), read_merfish_reference(folder, drop_zero)
+    if list(spatial.var_names) == list(ref.var_names): return spatial, ref
+    shared = spatial.var_names[spatial.var_names.isin(ref.var_names)]
+    only_s, only_r = spatial.var_names.difference(ref.var_names), ref.var_names.difference(spatial.var_names)
+    if not len(shared): raise DataFormatError(f"{folder}: the spatial and reference counts share no gene: spatial {format_examples(spatial.var_names, 3)}, "
+                                              f"reference {format_examples(ref.var_names, 3)}")
+    if len(only_s) or len(only_r):
+        warnings.warn(f"{folder}: kept the {len(shared)} genes both count tables hold; dropped {len(only_s)} spatial-only genes "
+                      f"({format_examples(only_s)}) and {len(only_r)} reference-only genes ({format_examples(only_r)})")
+    spatial, ref = spatial[:, shared].copy(), ref[:, shared].copy()   # the same genes in the same order
+    return (check_count_rows(spatial, drop_zero, 'cells', source=folder/'spatial'/'counts.csv'),
+            check_count_rows(ref, drop_zero, 'cells', source=folder/'reference'/'counts.csv'))
 
 # %% ../nbs/01_data.ipynb #2b8930c2
 class MaskShapeError(DataFormatError):

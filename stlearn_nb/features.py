@@ -33,7 +33,7 @@ STAIN_FEATURES = [f'{region}_{s}' for region in ('whole', 'centre') for s in _ST
 
 def stain_features(patches:np.ndarray, # (n, h, w, 3) uint8 RGB
                    chunk:int=256,      # patches per vectorised step (bounds memory)
-                  ) -> np.ndarray:     # (n, 64) float32, columns `STAIN_FEATURES`
+                  ) -> np.ndarray:     # (n, 64) float32, columns STAIN_FEATURES
     "Haematoxylin/eosin/DAB optical densities and RGB: mean, sd, 10/50/90% quantiles, gradient, white fraction; whole patch and centre."
     from skimage.color import rgb2hed
     patches = check_patches(patches)
@@ -66,7 +66,7 @@ SHARED_WEIGHTS = {'mobilenet_v2': 'mobilenetv2_imagenet/mobilenetv2_imagenet_tor
 
 # %% ../nbs/02_features.ipynb #cb292944
 def shared_weights(arch:str='mobilenet_v2', # architecture whose shared weights to find
-                  ) -> Path|None:           # the file, or None when `../shared/models` (or `$STLEARN_NB_MODELS`) lacks it
+                  ) -> Path|None:           # the file, or None when ../shared/models (or $STLEARN_NB_MODELS) lacks it
     "The pretrained state dict for `arch` in the shared models folder, if this machine has it."
     if arch not in SHARED_WEIGHTS: return None
     if os.environ.get('STLEARN_NB_MODELS'): roots = [Path(os.environ['STLEARN_NB_MODELS'])]
@@ -95,6 +95,7 @@ class FrozenEncoder(nn.Module):
     def train(self, mode:bool=True): return super().train(False)                # frozen: BatchNorm/Dropout stay in eval
     def __repr__(self): return f"FrozenEncoder({self.arch}, weights {self.weights_hash}, {self.feature_dim}-d)"
 
+# %% ../nbs/02_features.ipynb #df8b325f
 class StainEncoder:
     "Stain statistics (`stain_features`) behind the encoder interface: `arch`, `weights_hash`, `feature_dim`."
     arch, weights_hash, feature_dim = 'stain', 'hed-stats-v1', len(STAIN_FEATURES)
@@ -168,7 +169,7 @@ def _show_progress(progress:bool|None) -> bool:
 # %% ../nbs/02_features.ipynb #4b116269
 @torch.no_grad()
 def encode_patches(patches,          # (n, H, W, 3) uint8 RGB
-                   encoder,          # from `load_encoder`: a `FrozenEncoder` or a `StainEncoder`
+                   encoder,          # from load_encoder: a FrozenEncoder or a StainEncoder
                    bs:int=64,        # patches per forward pass
                    tta:bool=False,   # average the 8 dihedral views (CNN encoders)
                    device=None,      # default: the GPU when present
@@ -201,8 +202,8 @@ def patch_geometry(adata:ad.AnnData, library_id:str|None=None) -> tuple[float|No
     mpp = scale.get('pixel_size_um') or scale.get('microns_per_pixel')
     return (float(mpp) * scale.get('patch_size_px', px) if mpp else None), px
 
-def add_patch_features(adata:ad.AnnData,   # spots/cells with `.obsm[patches_key]` (n, H, W, 3) uint8
-                       encoder,            # from `load_encoder`
+def add_patch_features(adata:ad.AnnData,   # spots/cells with .obsm[patches_key] (n, H, W, 3) uint8
+                       encoder,            # from load_encoder
                        patches_key:str='patches',
                        key_added:str|None=None, # default 'X_<arch>'
                        copy:bool=False, **kwargs) -> ad.AnnData|None:
@@ -236,8 +237,8 @@ def write_feature_file(path:str|Path, features:np.ndarray, obs_names, meta:dict)
     return Path(path)
 
 # %% ../nbs/02_features.ipynb #6c3af242
-def read_feature_file(path:str|Path, # a file written by `write_feature_file`
-                      expect:dict,   # metadata it must carry (`arch`, `weights_hash`, `patch_um`, `patch_px`, `tta`)
+def read_feature_file(path:str|Path, # a file written by write_feature_file
+                      expect:dict,   # metadata it must carry (arch, weights_hash, patch_um, patch_px, tta)
                       obs_names=None, # spot names it must hold, in order (None: any)
                      ) -> tuple[np.ndarray, np.ndarray]|None: # (features (n, D), obs_names), or None (warned) when unusable
     "Cached features if the file is intact and was written for `expect` (and `obs_names`); else None with a warning."
@@ -264,7 +265,7 @@ def cached_features(sample_id:str,       # file name inside the key folder
                     load_patches,        # callable -> (n, H, W, 3) uint8 patches; called only on a cache miss
                     encoder, patch_um:float|None, patch_px:int,
                     obs_names=None,      # spot names the features belong to (checked on read)
-                    cache_dir:str|Path|None=None, # None: `default_cache_dir()`; False: no cache
+                    cache_dir:str|Path|None=None, # None: default_cache_dir(); False: no cache
                     tta:bool=False, **kwargs) -> np.ndarray: # (n, D) float32
     "Features of one sample from the cache, or computed with `encode_patches` and stored."
     if cache_dir is False: return encode_patches(load_patches(), encoder, tta=tta, **kwargs)
@@ -288,11 +289,11 @@ def comparison_encoders(arch:str|None=None, weights=None, with_stain:bool=True) 
     first = default_encoder(arch, weights)
     return [first] + ([load_encoder('stain')] if with_stain and first.arch != 'stain' else [])
 
-def spot_features(adata:ad.AnnData,       # one section: `.obsm['spatial']` (full-res px) and `.uns['spatial']`
-                  encoder,                 # from `load_encoder`
+def spot_features(adata:ad.AnnData,       # one section: .obsm['spatial'] (full-res px) and .uns['spatial']
+                  encoder,                 # from load_encoder
                   patch_um:float=112.,     # physical patch side
                   patch_px:int=224,        # pixels after resampling
-                  cache_dir=None,          # see `cached_features` (False: no cache)
+                  cache_dir=None,          # see cached_features (False: no cache)
                   tta:bool=False, image:np.ndarray|None=None, pad:bool=True, **kwargs) -> np.ndarray: # (n_obs, D)
     "Features of every spot of one section, cached per section and encoder key."
     from stlearn_nb.data import spot_patches
@@ -313,7 +314,7 @@ def hest_sample_ids(root:str|Path) -> list:
 
 # %% ../nbs/02_features.ipynb #3768aa30
 def encode_hest_samples(root:str|Path,      # HEST-1k folder with patches/{id}.h5
-                        encoder,            # from `load_encoder`
+                        encoder,            # from load_encoder
                         out_dir:str|Path,   # cache root: one key folder, one .npz per sample
                         sample_ids=None,    # default: every sample with a patch file
                         patch_um:float=112., # HEST-1k patches: 224 px at 0.5 um/px
@@ -339,7 +340,7 @@ def encode_hest_samples(root:str|Path,      # HEST-1k folder with patches/{id}.h
 def ridge_probe(train_x:np.ndarray, train_y:np.ndarray, # (n, D) features, (n, G) targets (log-normalised expression)
                 valid_x:np.ndarray, valid_y:np.ndarray, # validation spots, for the penalty
                 n_pcs:int=256, alphas=tuple(np.logspace(-1, 5, 13)),
-               ):  # fitted sklearn Pipeline, with `.alpha_` and `.valid_r_` (mean per-gene Pearson r per alpha)
+               ):  # fitted sklearn Pipeline, with .alpha_ and .valid_r_ (mean per-gene Pearson r per alpha)
     "Standardise, PCA to `n_pcs`, ridge; the penalty with the best validation mean per-gene Pearson r."
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -361,7 +362,7 @@ HER2ST_SPLIT = dict(train=('C2', 'C3', 'C4'), valid=('C5',), test=('C6', 'B4')) 
 # %% ../nbs/02_features.ipynb #7f6e4499
 def her2st_dataset(root, # the her2st folder
                    sections=('C2', 'C3', 'C4', 'C5', 'C6', 'B4'), n_genes:int=50,
-                   encoder=None,        # from `features.load_encoder`; None: `features.default_encoder()`
+                   encoder=None,        # from features.load_encoder; None: features.default_encoder()
                    patch_um:float=112., patch_px:int=224, cache_dir=None, tta:bool=False,
                    max_mito:float=20., min_genes:int=200, min_cells:int=3, train=HER2ST_SPLIT['train'],
                   ) -> dict:  # features (n, D), counts (n, G), library, section, tissue_class (n,), spatial (n, 2), genes, qc, encoder

@@ -58,7 +58,7 @@ def kind_phrase(kind:str) -> str:
     return kind if kind in ('text', 'missing', 'unknown binary data') else ('an ' if kind[0].lower() in 'aeiouh' else 'a ') + kind
 
 def expect_file_kind(path:str|Path, # the file given
-                     kinds:tuple,   # acceptable results of `file_kind`, e.g. ('torch file', 'torch file (legacy pickle)')
+                     kinds:tuple,   # acceptable results of file_kind, e.g. ('torch file', 'torch file (legacy pickle)')
                      what:str,      # what it should be, for the message, e.g. 'a segmentation model file (model.pt)'
                     ) -> Path:
     "`path` when `file_kind(path)` is one of `kinds`; else `FileNotFoundError` or `FileKindError` saying expected and found."

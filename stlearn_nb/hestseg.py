@@ -13,7 +13,7 @@ from scipy import ndimage as ndi
 from scipy.optimize import linear_sum_assignment
 from .core import seed_everything, default_device, type_palette, Experiment, cpu_threads, train_batch_size, check_train_steps
 from .data import DataFormatError, transcripts_to_counts, shared_data_dir, format_examples, require_file
-from .data import BarcodeMismatchError, UnreadableFileError, reading, read_table, check_finite, check_unique, read_tiff, check_pixel_size
+from .data import BarcodeMismatchError, UnreadableFileError, reading, read_table, check_finite, check_unique, read_tiff, check_pixel_size, check_count_rows
 
 # %% auto #0
 __all__ = ['CONTROL_PATTERN', 'UNASSIGNED_IDS', 'CLASSES', 'IGNORE', 'HIERARCHY', 'MARKERS', 'ORGAN_STYLES', 'NUCLEUS_LOOK',
@@ -61,6 +61,7 @@ class Overlap:
     @property
     def iou(self): return self.inter / self.union
 
+# %% ../nbs/20_hestseg.ipynb #58f0ac48
 def instance_overlap(true:np.ndarray, # (H, W) ground-truth instance map
                      pred:np.ndarray, # (H, W) predicted instance map
                     ) -> Overlap:
@@ -81,6 +82,7 @@ def dice_score(true:np.ndarray, pred:np.ndarray) -> float:
     denom = t.sum() + p.sum()
     return float(2 * (t & p).sum() / denom) if denom else float('nan')
 
+# %% ../nbs/20_hestseg.ipynb #3a2baa6a
 def _aji_from_pairs(ov:Overlap, ti:np.ndarray, pi:np.ndarray, k:np.ndarray) -> float:
     "AJI given chosen pairs (row k of the overlap table, true ti, pred pi)."
     union = ov.union[k].sum() + ov.true_area.sum() - ov.true_area[np.unique(ti)].sum() \
@@ -141,6 +143,7 @@ def multiclass_pq(true_inst:np.ndarray, true_type:np.ndarray, # (H, W) true inst
         if t.any(): out[j] = pq_stats(t, _class_map(pred_inst, pred_type, c))['pq']
     return out
 
+# %% ../nbs/20_hestseg.ipynb #0b55c215
 def dataset_pq(true_insts, true_types, pred_insts, pred_types, classes) -> dict:
     "bPQ and mPQ over a list of images (PanNuke averaging), plus per-class PQ averaged over images."
     b = np.array([pq_stats(t, p)['pq'] if np.any(t) else np.nan for t, p in zip(true_insts, pred_insts)])
@@ -161,6 +164,7 @@ def instance_centroids(inst:np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     xy = np.stack([np.bincount(lab, cols, n + 1)[1:], np.bincount(lab, rows, n + 1)[1:]], 1) / np.maximum(area, 1)[:, None]
     return ids, xy
 
+# %% ../nbs/20_hestseg.ipynb #c5f59e2e
 def pair_centroids(true_xy:np.ndarray, pred_xy:np.ndarray, radius:float) -> tuple[np.ndarray, np.ndarray]:
     "One-to-one minimum-distance pairing of two point sets, pairs farther than `radius` dropped: (true idx, pred idx)."
     if len(true_xy) == 0 or len(pred_xy) == 0: return np.arange(0), np.arange(0)
@@ -290,18 +294,23 @@ def microns_to_he(xy_um:np.ndarray,   # (n, 2) x, y in microns (Xenium frame)
 def read_xenium(folder:str|Path,       # Xenium output folder (XOA): transcripts, nucleus_boundaries, experiment.xenium
                 alignment:str|Path|np.ndarray|None=None, # H&E alignment csv or 3x3 array; None: morphology pixels
                 min_qv:float=20,
+                drop_zero:bool=False,  # drop cells left without counts (only controls or qv < min_qv), with a warning, instead of raising
                ) -> ad.AnnData:        # cells x genes counts; obsm['spatial'] nucleus centroid (um)
     "Read raw Xenium output: per-cell counts (qv >= min_qv, controls dropped) and nucleus polygons in um and H&E px."
     folder = Path(folder)
     find = lambda stem: next((p for p in (folder/f'{stem}.parquet', folder/f'{stem}.csv.gz', folder/f'{stem}.csv') if p.exists()), folder/f'{stem}.csv')
     tx_path, nuc_path = find('transcripts'), find('nucleus_boundaries')
-    tx = read_xenium_transcripts(tx_path, min_qv)
+    every = read_xenium_transcripts(tx_path, -np.inf, drop_controls=False)   # each cell with an assigned transcript is a row
+    every = every[~every['cell_id'].isin(UNASSIGNED_IDS)]
+    tx = every[(pd.to_numeric(every['qv']) >= min_qv) & ~every['feature_name'].str.match(CONTROL_PATTERN)]
     nuc = read_xenium_boundaries(nuc_path)
     px = read_xenium_pixel_size(folder/'experiment.xenium')
     A = read_alignment(alignment) if isinstance(alignment, (str, Path)) else None if alignment is None else check_alignment(alignment, 'alignment')
-    tx = tx[~tx['cell_id'].isin(UNASSIGNED_IDS)]
     if tx.empty: raise XeniumFormatError(f"{tx_path}: no transcript with qv >= {min_qv} is assigned to a cell")
     adata = transcripts_to_counts(tx['cell_id'].to_numpy(), tx['feature_name'].to_numpy(), unassigned=None)
+    lost = pd.Index(every['cell_id'].unique()).difference(adata.obs_names)   # only controls or low-quality transcripts: zero counts
+    if len(lost): adata = ad.concat([adata, ad.AnnData(sp.csr_matrix((len(lost), adata.n_vars), dtype=adata.X.dtype), obs=pd.DataFrame(index=lost), var=adata.var)])
+    adata = check_count_rows(adata, drop_zero, 'cells', source=tx_path)
     adata.obs['n_nuclear'] = tx.groupby('cell_id')['overlaps_nucleus'].sum().reindex(adata.obs_names).to_numpy() \
         if 'overlaps_nucleus' in tx else np.nan
     nuc[['he_x', 'he_y']] = microns_to_he(nuc[['vertex_x', 'vertex_y']].to_numpy(), px, A)
@@ -443,6 +452,7 @@ def leiden_clusters(counts,            # (N, G) counts
     part = leidenalg.find_partition(g, leidenalg.RBConfigurationVertexPartition, resolution_parameter=resolution, seed=seed)
     return np.asarray(part.membership)
 
+# %% ../nbs/20_hestseg.ipynb #3762fad2
 def smooth_by_cluster(scores:np.ndarray, # (N, S) per-cell scores
                       clusters:np.ndarray, # (N,) cluster labels
                       weight:float=0.5,  # w: 0 = no smoothing, 1 = cluster mean only
@@ -539,6 +549,7 @@ def soft_dice_loss(prob:torch.Tensor, onehot:torch.Tensor, valid:torch.Tensor|No
     inter = (prob * onehot).sum((0, 2, 3))
     return (1 - (2 * inter + smooth) / (prob.sum((0, 2, 3)) + onehot.sum((0, 2, 3)) + smooth)).sum()
 
+# %% ../nbs/20_hestseg.ipynb #c40d4dde
 def msge_loss(hv_pred:torch.Tensor, hv_true:torch.Tensor, focus:torch.Tensor) -> torch.Tensor:
     "Mean squared error of HV gradients over nuclear pixels (`focus`)."
     kh, kv = (k.to(hv_pred)[None, None] for k in _sobel_hv(5))
@@ -600,6 +611,7 @@ def hover_postprocess(np_prob:np.ndarray, # (H, W) nuclear probability
     marker = _remove_small(ndi.label(marker)[0], min_size)
     return watershed(dist, markers=marker, mask=fg).astype(np.int32)
 
+# %% ../nbs/20_hestseg.ipynb #bd5c7021
 def instance_classes(inst:np.ndarray, type_map:np.ndarray, n_classes:int) -> tuple[np.ndarray, np.ndarray]:
     "Majority class per instance (background votes ignored; 0 if only background): (ids, classes)."
     lab, n = _relabel(inst); t = np.clip(np.asarray(type_map).ravel(), 0, n_classes - 1)
@@ -838,7 +850,7 @@ def plot_overlay(image:np.ndarray, inst:np.ndarray, # (H, W, 3) uint8 tile, (H, 
 
 # %% ../nbs/20_hestseg.ipynb #a17ddf00
 def _train_and_eval(images, inst, types, test:list, epochs:int, width:int, lr:float, seed:int, progress:bool,
-                    steps:int|None=None): # None: `epochs` epochs; else the epochs closest to `steps` optimiser steps
+                    steps:int|None=None): # None: epochs epochs; else the epochs closest to steps optimiser steps
     "Train one model with fastai and score it on every held-out section."
     import fastai.callback.progress, fastai.callback.schedule  # noqa: F401 (Learner.no_bar, fit_one_cycle)
     learn = hovernet_learner(images, inst, types, width=width, seed=seed)

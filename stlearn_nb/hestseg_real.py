@@ -74,6 +74,7 @@ def dihedral(a:np.ndarray, k:int) -> np.ndarray:
     a = np.rot90(a, k % 4, axes=(0, 1))
     return a[:, ::-1] if k >= 4 else a
 
+# %% ../nbs/21_hestseg_real.ipynb #f226f72f
 def augment_crop(image:np.ndarray, inst:np.ndarray, rng:np.random.Generator, crop:int=256,
                  scale:tuple=(0.85, 1.15), stain:bool=True) -> tuple[np.ndarray, np.ndarray]: # (crop, crop, 3), (crop, crop)
     "A random square window resampled to `crop` px at a random scale, one dihedral transform, HED jitter."
@@ -255,7 +256,7 @@ def predict_maps(model:nn.Module,    # returns (B, 4 + K, h, w) for (B, 3, h, w)
 def segment_nuclei(image:np.ndarray,     # (H, W, 3) uint8 RGB H&E
                    model,                # a MobileHoVerNet-like module with .mpp and .config, or a model file
                    mpp:float,            # the image's um/px
-                   tile:int=768, overlap:int=64, **post, # tiling; `post` overrides the model's hover_postprocess setting
+                   tile:int=768, overlap:int=64, **post, # tiling; post overrides the model's hover_postprocess setting
                   ):                     # (H, W) int32 instances; with a type branch also (H, W) per-pixel classes
     "Nuclei of an H&E image: resampled to the model's resolution, tiled network, one post-processing, back to the input grid."
     if not isinstance(model, nn.Module): model = load_segmenter(model)
@@ -303,6 +304,7 @@ def shift_instances(inst:np.ndarray,   # (H, W) instance mask
     out = np.zeros(inst.size, np.int32); out[flat[o][last]] = k[o][last]
     return out.reshape(inst.shape)
 
+# %% ../nbs/21_hestseg_real.ipynb #27c630a9
 def grow_instances(inst:np.ndarray, px:int) -> np.ndarray:
     "Dilate every nucleus by `px` > 0 pixels into background (expand_labels), or erode by -`px`: (H, W) int32."
     from skimage.segmentation import expand_labels
@@ -320,6 +322,7 @@ def drop_instances(inst:np.ndarray, frac:float, rng:np.random.Generator) -> np.n
     gone = rng.choice(ids, int(round(frac * len(ids))), replace=False) if len(ids) else ids
     return np.where(np.isin(inst, gone), 0, inst).astype(np.int32)
 
+# %% ../nbs/21_hestseg_real.ipynb #46f66d13
 def touching_pairs(inst:np.ndarray, gap:int=1) -> np.ndarray:
     "(P, 2) id pairs (a < b) of nuclei closer than `gap` + 1 px (adjacent after `gap`-px dilation into background)."
     from skimage.segmentation import expand_labels
@@ -328,6 +331,7 @@ def touching_pairs(inst:np.ndarray, gap:int=1) -> np.ndarray:
     k = (a != b) & (a > 0) & (b > 0)
     return np.unique(np.sort(np.c_[a[k], b[k]], 1), axis=0) if k.any() else np.zeros((0, 2), int)
 
+# %% ../nbs/21_hestseg_real.ipynb #ef9c9800
 def merge_touching(inst:np.ndarray, frac:float, rng:np.random.Generator, gap:int=1) -> np.ndarray:
     "Merge round(frac * P) random touching pairs (and chains of them) into single nuclei, the lowest id kept: (H, W) int32."
     from scipy.sparse import coo_matrix
@@ -534,7 +538,7 @@ def _severity_figure(noise:pd.DataFrame, per_tile:pd.DataFrame):
 
 # %% ../nbs/21_hestseg_real.ipynb #d3a7c002
 def to_rgb(image,                # (H, W) grey, (H, W, 2) grey + alpha, (H, W, 3) RGB or (H, W, 4) RGBA, uint8; palette indices
-           palette=None,         # (n, 3) uint8 colours when `image` holds palette indices
+           palette=None,         # (n, 3) uint8 colours when image holds palette indices
            what:str='image',     # what it is, for messages and the note
           ) -> tuple:            # ((H, W, 3) uint8 RGB, note saying what was converted; '' when it was RGB)
     "An 8-bit image as RGB, and a note that says how it was converted (palette looked up, grey repeated, alpha dropped)."

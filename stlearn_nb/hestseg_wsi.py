@@ -4,7 +4,8 @@
 
 # %% ../nbs/22_hestseg_wsi.ipynb #3554881d
 from __future__ import annotations
-import hashlib, json, os, shutil, sys, time
+import errno, hashlib, json, os, shutil, sys, time
+from contextlib import contextmanager
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn as nn
 from scipy import ndimage as ndi
@@ -16,14 +17,14 @@ from .hestseg_real import POST_REAL, MobileHoVerNet, load_segmenter, _device_of,
 # %% auto #0
 __all__ = ['BLOCK_PX', 'HALO_PX', 'working_shape', 'reflect_index', 'axis_weights', 'read_working', 'tile_grid',
            'predict_tile_row', 'hover_postprocess_ranged', 'block_grid', 'grow_box', 'nucleus_rings', 'rings_to_mask',
-           'segment_block', 'nuclei_table', 'nuclei_anndata', 'write_geojson', 'geojson_to_labels', 'thumbnail_overlay',
-           'write_label_zarr', 'segment_slide']
+           'segment_block', 'OutputInUseError', 'DiskFullError', 'output_lock', 'nuclei_table', 'nuclei_anndata',
+           'write_geojson', 'geojson_to_labels', 'thumbnail_overlay', 'write_label_zarr', 'segment_slide']
 
 # %% ../nbs/22_hestseg_wsi.ipynb #a70d1c26
 def working_shape(shape:tuple,     # (H, W) slide pixels
                   mpp:float,       # the slide's um/px
                   model_mpp:float, # the model's um/px
-                 ) -> tuple:       # (h, w) pixels of the working grid, as `resample_tile` rounds them
+                 ) -> tuple:       # (h, w) pixels of the working grid, as resample_tile rounds them
     "The slide's size on the model's grid."
     return tuple(max(1, round(n * mpp / model_mpp)) for n in shape)
 
@@ -52,7 +53,7 @@ def axis_weights(idx:np.ndarray, # (k,) output indices on the working grid, each
 def read_working(reader:SlideReader, # an open slide
                  rows:np.ndarray,    # (k,) working-grid row indices in [0, h) (any order, repeats allowed)
                  cols:np.ndarray,    # (l,) working-grid column indices in [0, w)
-                 work:tuple,         # (h, w) working grid (`working_shape`)
+                 work:tuple,         # (h, w) working grid (working_shape)
                 ) -> np.ndarray:     # (k, l, 3) uint8
     "Working-grid pixels of a slide, each a function of its own global position only (so blocks agree exactly)."
     (H, W), (h, w) = reader.shape, work
@@ -124,6 +125,7 @@ def block_grid(work:tuple, block_px:int) -> list: # [(y0, y1, x0, x1)] cores til
     (h, w) = work
     return [(y, min(y + block_px, h), x, min(x + block_px, w)) for y in range(0, h, block_px) for x in range(0, w, block_px)]
 
+# %% ../nbs/22_hestseg_wsi.ipynb #53604547
 def grow_box(box:tuple, px:int, work:tuple) -> tuple:
     "A core (y0, y1, x0, x1) widened by `px` on each side, clipped to the (h, w) grid."
     y0, y1, x0, x1 = box; return (max(0, y0 - px), min(work[0], y1 + px), max(0, x0 - px), min(work[1], x1 + px))
@@ -247,6 +249,63 @@ def _work_dir(out:Path, fp:dict, rank:int) -> Path:
             with atomic_file(f) as tmp: tmp.write_text(json.dumps(fp))
     _barrier(); return work
 
+# %% ../nbs/22_hestseg_wsi.ipynb #c28b0a01
+class OutputInUseError(RuntimeError):
+    "Another run is writing the same output folder now."
+
+class DiskFullError(OSError):
+    "The disk filled up during a run; the work saved so far stays for the rerun."
+
+def _share_from_rank0(value):
+    "Rank 0's `value` on every rank under torchrun; `value` itself in one process."
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()): return value
+    box = [value]; dist.broadcast_object_list(box, src=0); return box[0]
+
+def _take_lock(path:Path) -> tuple: # (fd, None) when taken, else (None, who holds it)
+    "An exclusive, non-blocking `flock` on the file at `path`, checked to be the file still there (a holder removes it at its end)."
+    import fcntl, socket
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 512).decode(errors='replace').strip() or 'another process'; os.close(fd); return None, holder
+        try: same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError: same = False
+        if same: break
+        os.close(fd)   # locked a file its holder had just removed: take the one at `path` now
+    os.ftruncate(fd, 0); os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
+    return fd, None
+
+@contextmanager
+def output_lock(out:str|Path): # the output folder; its lock is the file .NAME.lock beside it
+    "Hold an exclusive `fcntl.flock` on `.NAME.lock` beside `out` while the block runs (rank 0 for all ranks); `OutputInUseError` when another run holds it."
+    out = Path(out).resolve(); path = out.with_name(f'.{out.name}.lock'); fd, holder = None, None   # one lock however `out` is spelled
+    if _rank_world()[0] == 0: out.parent.mkdir(parents=True, exist_ok=True); fd, holder = _take_lock(path)
+    holder = _share_from_rank0(holder)
+    if holder: raise OutputInUseError(f"{out} is being written by another run ({holder}; lock file {path}): wait for it to end or choose another output folder")
+    try: yield path
+    finally:
+        if fd is not None: path.unlink(missing_ok=True); os.close(fd)   # removed while held, then released; a killed process's lock the kernel releases
+
+def _remove_stale(out:Path, finished:bool=False):
+    "Under the lock: the temporary and old folders `atomic_dir` leaves beside `out` when a run is killed during its final merge (and the work folder of a finished `out`)."
+    import glob
+    stale = [*out.parent.glob(f'.{glob.escape(out.name)}.tmp-*'), *out.parent.glob(f'.{glob.escape(out.name)}.old-*')]
+    for p in stale + ([out.with_name(f'.{out.name}.work')] if finished else []): shutil.rmtree(p, ignore_errors=True)
+
+def _finished(out:Path, key:dict) -> dict|None:
+    "The summary in `out/segment.json` when that folder is complete for the same slide, model and settings (`key`), else None."
+    try: prev = json.loads((out/'segment.json').read_text())
+    except (OSError, ValueError): return None
+    return prev if prev.get('fingerprint') == json.loads(json.dumps(key)) else None
+
+def _disk_full(e:OSError, slide:Path, work:Path, n_blocks:int, n_rows:int) -> DiskFullError:
+    "The error a full disk raises: what was being written, what is kept, and that the same call resumes."
+    count = lambda d, ext: len(list((work/d).glob(f'*.{ext}'))) if (work/d).is_dir() else 0
+    return DiskFullError(e.errno, f"disk full while segmenting {slide.name} ({' '.join((e.strerror or 'no space left').split())}{f': {e.filename}' if e.filename else ''}); {count('rows', 'json')} of {n_rows} tile rows "
+                         f"and {count('blocks', 'npz')} of {n_blocks} blocks are kept in {work}: free space there and run the same command again to resume from them")
+
 # %% ../nbs/22_hestseg_wsi.ipynb #55b3d4ec
 def _maps_pass(model, reader, workgrid:tuple, grid:dict, work:Path, bs:int, rank:int, world:int, progress:bool, every:int) -> np.ndarray:
     "Pass 1: network maps of every tile row into work/maps.zarr (this rank's rows); the slide-wide (2, 2) HV extremes."
@@ -293,7 +352,7 @@ def _blocks_pass(maps, blocks:list, workgrid:tuple, halo:int, hv_range, sobel_ra
     _barrier(); return len(todo)
 
 # %% ../nbs/22_hestseg_wsi.ipynb #9f828cf6
-def nuclei_table(tables:list,      # per block: DataFrame from `segment_block` (cy, cx, area_px, y0, y1, x0, x1 in working px)
+def nuclei_table(tables:list,      # per block: DataFrame from segment_block (cy, cx, area_px, y0, y1, x0, x1 in working px)
                  shape:tuple,      # (H, W) slide pixels
                  workgrid:tuple,   # (h, w) working pixels
                  mpp:float,        # slide um/px
@@ -414,12 +473,12 @@ def write_label_zarr(path:Path, work:Path, blocks:list, halo:int, workgrid:tuple
 BLOCK_PX, HALO_PX = 2048, 64   # working px (0.5 um/px: a 1 mm block, a 32 um halo)
 
 def segment_slide(slide:str|Path,        # a slide image (TIFF, OpenSlide format, JPEG/PNG up to max_pixels)
-                  model,                 # a MobileHoVerNet-like module or a model file (`save_segmenter`)
+                  model,                 # a MobileHoVerNet-like module or a model file (save_segmenter)
                   mpp:float,             # the slide's um/px
                   out:str|Path,          # results folder (replaced atomically at the end)
                   block_px:int=BLOCK_PX, # block core side in working px: memory grows with (block_px + 2 halo)^2
                   halo:int=HALO_PX,      # context around a block, working px; >= the largest nucleus plus post-processing reach
-                  tile:int=768, overlap:int=64, bs:int=4, # network tiling, as `segment_nuclei`
+                  tile:int=768, overlap:int=64, bs:int=4, # network tiling, as segment_nuclei
                   mask:bool=False,       # also write the label image as labels.zarr
                   thumb_px:int=2048,     # longest side of the thumbnail
                   progress:bool=True, log_every:int=10, max_pixels:int=SLIDE_MAX_PIXELS,
@@ -432,23 +491,31 @@ def segment_slide(slide:str|Path,        # a slide image (TIFF, OpenSlide format
     post = {**POST_REAL, **getattr(model, 'config', {}).get('post', {}), **post}
     if halo < post['ksize'] // 2 + 1: raise ValueError(f"halo must be > ksize // 2 = {post['ksize'] // 2} px, got {halo}")
     out, slide = Path(out), Path(slide); rank, world = _rank_world()
-    with SlideReader(slide, max_pixels) as reader:
+    with SlideReader(slide, max_pixels) as reader, output_lock(out):
         workgrid = working_shape(reader.shape, mpp, model.mpp); grid = tile_grid(workgrid, tile, overlap); blocks = block_grid(workgrid, block_px)
         fp = _fingerprint(slide, reader.shape, mpp, model, dict(tile=tile, overlap=overlap, block_px=block_px, halo=halo, post=post))
-        work = _work_dir(out, fp, rank); t = {'start': time.perf_counter()}
-        hv_range = _maps_pass(model, reader, workgrid, grid, work, bs, rank, world, progress, log_every); t['maps'] = time.perf_counter()
-        import zarr
-        maps = zarr.open_array(str(work/'maps.zarr'), mode='r')
-        sobel_range = _sobel_pass(maps, blocks, workgrid, hv_range, post['ksize'], work, rank, world, progress, log_every); t['sobel'] = time.perf_counter()
-        done = _blocks_pass(maps, blocks, workgrid, halo, hv_range, sobel_range, post, work, rank, world, progress, log_every, stop_after); t['blocks'] = time.perf_counter()
-        summary = dict(slide=str(slide), height=reader.shape[0], width=reader.shape[1], mpp=mpp, work_height=workgrid[0], work_width=workgrid[1],
-                       n_blocks=len(blocks), blocks_run=done, n_tile_rows=grid['ny'], block_px=block_px, halo=halo, rank=rank, world_size=world)
-        summary.update({f'seconds_{k}': round(t[k] - t[p], 2) for p, k in zip(['start', 'maps', 'sobel'], ['maps', 'sobel', 'blocks'])})
-        if rank == 0: summary.update(_merge(reader, work, out, blocks, workgrid, mpp, model, halo, mask, thumb_px, summary, start)); shutil.rmtree(work, ignore_errors=True)
+        key = dict(fp, mask=mask, thumb_px=thumb_px); prev = _share_from_rank0(_finished(out, key) if rank == 0 else None)
+        if rank == 0: _remove_stale(out, prev is not None)
+        if prev is not None: return dict(prev, blocks_run=0, skipped=True, rank=rank, world_size=world)   # done before: a resumed list of slides
+        work = out.with_name(f'.{out.name}.work')
+        try:
+            work = _work_dir(out, fp, rank); t = {'start': time.perf_counter()}
+            hv_range = _maps_pass(model, reader, workgrid, grid, work, bs, rank, world, progress, log_every); t['maps'] = time.perf_counter()
+            import zarr
+            maps = zarr.open_array(str(work/'maps.zarr'), mode='r')
+            sobel_range = _sobel_pass(maps, blocks, workgrid, hv_range, post['ksize'], work, rank, world, progress, log_every); t['sobel'] = time.perf_counter()
+            done = _blocks_pass(maps, blocks, workgrid, halo, hv_range, sobel_range, post, work, rank, world, progress, log_every, stop_after); t['blocks'] = time.perf_counter()
+            summary = dict(slide=str(slide), height=reader.shape[0], width=reader.shape[1], mpp=mpp, work_height=workgrid[0], work_width=workgrid[1],
+                           n_blocks=len(blocks), blocks_run=done, n_tile_rows=grid['ny'], block_px=block_px, halo=halo, rank=rank, world_size=world)
+            summary.update({f'seconds_{k}': round(t[k] - t[p], 2) for p, k in zip(['start', 'maps', 'sobel'], ['maps', 'sobel', 'blocks'])})
+            if rank == 0: summary.update(_merge(reader, work, out, blocks, workgrid, mpp, model, halo, mask, thumb_px, summary, start, key)); shutil.rmtree(work, ignore_errors=True)
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT) or isinstance(e, DiskFullError): raise
+            raise _disk_full(e, slide, work, len(blocks), grid['ny']) from e
     _barrier(); return summary
 
 # %% ../nbs/22_hestseg_wsi.ipynb #4554ac9e
-def _merge(reader, work:Path, out:Path, blocks:list, workgrid:tuple, mpp:float, model, halo:int, mask:bool, thumb_px:int, summary:dict, start:float) -> dict:
+def _merge(reader, work:Path, out:Path, blocks:list, workgrid:tuple, mpp:float, model, halo:int, mask:bool, thumb_px:int, summary:dict, start:float, key:dict|None=None) -> dict:
     "Rank 0: the blocks' nuclei into table (CSV, Parquet), AnnData, GeoJSON, thumbnail overlay (and labels.zarr), all in one atomic folder."
     from PIL import Image
     tables = [_load_block(work/'blocks'/f'{k:05d}.npz')['table'] for k in range(len(blocks))]
@@ -467,5 +534,5 @@ def _merge(reader, work:Path, out:Path, blocks:list, workgrid:tuple, mpp:float, 
         unsafe = sum(bool(np.load(work/'blocks'/f'{k:05d}.npz')['unsafe']) for k in range(len(blocks)))
         res = dict(n_nuclei=len(table), n_cut_at_halo=int(table.cut_at_halo.sum()), n_blocks_halo_grown=sum(h > halo for h in halos),
                    max_halo_used=max(halos), n_blocks_unsafe=unsafe, thumbnail_factor=f, seconds=round(time.perf_counter() - start, 2))
-        (tmp/'segment.json').write_text(json.dumps({**summary, **res}, indent=1))
+        (tmp/'segment.json').write_text(json.dumps({**summary, **res, 'fingerprint': key}, indent=1))
     return res

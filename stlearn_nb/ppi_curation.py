@@ -152,15 +152,20 @@ def _file_state(self:CurationLog) -> tuple:
 
 # %% ../nbs/41_ppi_curation.ipynb #0c71ea45
 @patch
-def record(self:CurationLog, cell_id, decision:str, label:int|None=None):
+def record(self:CurationLog, cell_id, decision:str,
+           label:int|str|None=None, # for 'relabel': a code 0..K-1 or a name of `class_names`
+          ):
     "Append one decision (a repeated cell overrides its earlier decision), flushed and synced to disk."
     import csv
     if self.closed: raise CurationLogError(f"this CurationLog on {self.path} cannot record: {self._reason}")
     cell_id = str(cell_id)
     if cell_id not in self.auto.index: raise KeyError(f"cell {cell_id!r} is not in the curation set")
     if decision not in self.DECISIONS: raise ValueError(f"decision must be one of {self.DECISIONS}, got {decision!r}")
-    if decision == 'relabel' and (label is None or not 0 <= int(label) < len(self.class_names)):
-        raise ValueError(f"relabel needs a label in 0..{len(self.class_names)-1}")
+    if decision == 'relabel':   # a name of class_names or its code, as for auto_labels
+        try: code = None if label is None else int(_label_codes([label], 1, self.class_names)[0])
+        except ValueError: code = None
+        if code is None: raise ValueError(f"relabel needs a label: a code 0..{len(self.class_names)-1} or a name of class_names {list(self.class_names)}, got {label!r}")
+        label = code
     if self._file_state() != self._stat: raise CurationLogError(f"{self.path} was changed by another writer; reopen it")
     auto = int(self.auto[cell_id])
     final = {'accept': auto, 'relabel': None if label is None else int(label), 'reject': len(self.class_names) - 1}[decision]
@@ -170,22 +175,26 @@ def record(self:CurationLog, cell_id, decision:str, label:int|None=None):
     self._stat = self._file_state()
     self.decisions.pop(cell_id, None); self.decisions[cell_id] = row
 
+# %% ../nbs/41_ppi_curation.ipynb #5ca3f7ab
 @patch
 def next_pending(self:CurationLog) -> str|None:
     "The first undecided cell in curation order (amortised O(1): decisions are never undone)."
     while self._next < len(self.order) and self.order[self._next] in self.decisions: self._next += 1
     return self.order[self._next] if self._next < len(self.order) else None
 
+# %% ../nbs/41_ppi_curation.ipynb #a6668d31
 @patch(as_prop=True)
 def pending(self:CurationLog) -> list:
     "Cells without a decision yet, in curation order."
     return [c for c in self.order if c not in self.decisions]
 
+# %% ../nbs/41_ppi_curation.ipynb #dd285dc8
 @patch(as_prop=True)
 def table(self:CurationLog) -> pd.DataFrame:
     "The current decisions, one row per decided cell."
     return pd.DataFrame(list(self.decisions.values()), columns=list(self.COLUMNS))
 
+# %% ../nbs/41_ppi_curation.ipynb #d4793f97
 @patch
 def curated_labels(self:CurationLog) -> pd.Series:
     "True label per decided cell (accept: automated, relabel: the new label, reject: the last class), in curation order."

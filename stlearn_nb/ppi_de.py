@@ -312,7 +312,7 @@ def estimate_inv_dispersion(counts, # (..., c, G) counts
     return torch.where(excess > 0, phi, torch.full_like(phi, bounds[1])).clamp(*bounds)
 
 # %% ../nbs/40_ppi_de.ipynb #b3fcf30b
-def ppi_glm_pointestimate(counts, labels, # (..., n, G) curated counts (any input kind of `reduce_cells`); (..., n) true labels
+def ppi_glm_pointestimate(counts, labels, # (..., n, G) curated counts (any input kind of reduce_cells); (..., n) true labels
                           labels_hat=None, # (..., n) automated labels of the curated cells (None: classical)
                           counts_unlabeled=None, labels_hat_unlabeled=None, # (..., N, G), (..., N)
                           lam=1.0,          # scalar or (..., G) power-tuning; 0 = classical, 1 = PPI
@@ -395,15 +395,15 @@ def _stats_from_pair_sums(ps, n, N=None) -> dict:
     return {'n': n, **({'N': N} if N is not None else {}), **{k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in st.items()}}
 
 def ppi_glm_stats(p:dict, theta, family='poisson', phi=None) -> dict:
-    "Hessian and gradient covariances at theta (the pieces of the sandwich and of lambda*), from per-group sums."
+    "Hessian and gradient covariances at theta (the pieces of the sandwich and of lambda star), from per-group sums."
     ps = _poisson_pair_sums(p, theta) if family == 'poisson' else _percell_pair_sums(p, theta, family, phi)
     return _stats_from_pair_sums(ps, p['n'], p.get('N'))
 
 # %% ../nbs/40_ppi_de.ipynb #65b5eee8
-def ppi_glm_lambda(stats:dict,     # from `ppi_glm_stats`
+def ppi_glm_lambda(stats:dict,     # from ppi_glm_stats
                    coord:int=1,    # coefficient whose variance is minimised (1 = beta)
                    clip:bool=True, # clip to [0, 1]
-                  ) -> torch.Tensor: # (..., G) lambda*_g
+                  ) -> torch.Tensor: # (..., G) lambda star, per gene
     "Per-gene PPI++ power-tuning parameter minimising Var(theta_coord) (ppi-python's 'element' mode)."
     v = torch.linalg.inv(stats['H'])[..., coord, :]
     quad = lambda M: torch.einsum('...k,...kl,...l->...', v, M, v)
@@ -446,10 +446,10 @@ def _fit_status(p:dict, fit:dict, coord:int=1) -> torch.Tensor: # (..., G) codes
 
 # %% ../nbs/40_ppi_de.ipynb #51754753
 def ppi_glm_fit(counts, labels, labels_hat=None, counts_unlabeled=None, labels_hat_unlabeled=None,
-                lam=None,        # None: PPI++ (per-gene lambda*); 1: PPI; 0: classical; or (..., G)
+                lam=None,        # None: PPI++ (per-gene lambda star); 1: PPI; 0: classical; or (..., G)
                 coord:int=1, clip:bool=True, weights=None, offset=None, offset_unlabeled=None,
                 family:str='poisson', inv_dispersion=None, n_classes:int=3, method:str='auto',
-                with_df:bool=False,   # also the Satterthwaite degrees of freedom (`ppi_glm_df`, one pass over curated cells)
+                with_df:bool=False,   # also the Satterthwaite degrees of freedom (ppi_glm_df, one pass over curated cells)
                 chunk_bytes:int|None=None,
                ) -> dict: # theta (..., G, K), cov (..., G, K, K), lam, beta, se, status (..., G), hessian; df when asked
     "Fit the PPI++ GLM for all genes: point estimate, per-gene lambda and sandwich covariance."
@@ -473,8 +473,8 @@ def ppi_glm_fit(counts, labels, labels_hat=None, counts_unlabeled=None, labels_h
     return fit
 
 # %% ../nbs/40_ppi_de.ipynb #ec6aad8f
-def ppi_glm_df(p:dict,     # from `_ppi_parts`
-               fit:dict,   # from `ppi_glm_fit` (theta, lam, se, hessian)
+def ppi_glm_df(p:dict,     # from _ppi_parts
+               fit:dict,   # from ppi_glm_fit (theta, lam, se, hessian)
                coord:int=1, family:str='poisson',
               ) -> torch.Tensor: # (..., G) Satterthwaite degrees of freedom of se[coord]^2
     "Degrees of freedom of the variance of theta[coord]: n for many similar curated cells, ~2 when one dominates."
@@ -499,6 +499,7 @@ def classical_glm_fit(counts, labels, weights=None, offset=None, family='poisson
     return ppi_glm_fit(counts, labels, weights=weights, offset=offset, family=family,
                        inv_dispersion=inv_dispersion, n_classes=n_classes, method=method, **kwargs)
 
+# %% ../nbs/40_ppi_de.ipynb #15a6224f
 def naive_glm_fit(counts_unlabeled, labels_hat_unlabeled, offset_unlabeled=None, family='poisson',
                   inv_dispersion=None, n_classes=3, method='auto', **kwargs) -> dict:
     "Naive estimator: the automated labels taken as true, on the automated cells."
@@ -510,7 +511,7 @@ def _check_alpha(alpha):
     if not (isinstance(alpha, (int, float)) and 0 < alpha < 1): raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
 
 def glm_ci(fit:dict, alpha:float=0.05,
-           interval:str='z', # 'z' (normal reference) or 't' (Satterthwaite df, needs fit['df'] from `with_df=True`)
+           interval:str='z', # 'z' (normal reference) or 't' (Satterthwaite df, needs fit['df'] from with_df=True)
           ) -> tuple: # (lower, upper), each (..., G)
     "Two-sided interval for beta at level 1 - alpha."
     _check_alpha(alpha)
@@ -521,10 +522,12 @@ def glm_ci(fit:dict, alpha:float=0.05,
     else: raise ValueError(f"interval must be 'z' or 't', got {interval!r}")
     return fit['beta'] - q * fit['se'], fit['beta'] + q * fit['se']
 
+# %% ../nbs/40_ppi_de.ipynb #c718aeba
 def ppi_glm_ci(*args, alpha=0.05, interval='z', **kwargs) -> tuple:
     "PPI++ interval for beta (lower, upper); `lam=1` gives PPI, `lam=0` classical."
     return glm_ci(ppi_glm_fit(*args, with_df=interval == 't', **kwargs), alpha, interval)
 
+# %% ../nbs/40_ppi_de.ipynb #8f1a2897
 def classical_glm_ci(*args, alpha=0.05, interval='z', **kwargs) -> tuple:
     "Classical interval for beta from the curated cells only."
     return glm_ci(classical_glm_fit(*args, with_df=interval == 't', **kwargs), alpha, interval)
@@ -539,10 +542,10 @@ def bh_adjust(p_values, # (G,) p-values; NaN entries are left out of the family 
     return out
 
 # %% ../nbs/40_ppi_de.ipynb #b7a915b1
-def de_table(fit:dict,        # from `ppi_glm_fit` / `classical_glm_fit` / `naive_glm_fit` (no batch axis)
+def de_table(fit:dict,        # from ppi_glm_fit / classical_glm_fit / naive_glm_fit (no batch axis)
              genes=None,      # (G,) gene names for the index
              alpha:float=0.05,
-             interval:str='z', # 'z', or 't' (p-values and intervals on Satterthwaite df; fit from `with_df=True`)
+             interval:str='z', # 'z', or 't' (p-values and intervals on Satterthwaite df; fit from with_df=True)
             ) -> pd.DataFrame: # per gene: beta (log fold change), se, ci_low, ci_high, z, p_value, p_adj, lam, ok, status (and df)
     "Per-gene DE results as a DataFrame indexed by gene."
     beta, se = fit['beta'].numpy(), fit['se'].numpy()
@@ -595,7 +598,7 @@ def simulate_de_genes(seed:int=0) -> pd.DataFrame:
                         index=pd.Index([f'{k}_{i}' for i, k in enumerate(kinds)], name='gene'))
 
 # %% ../nbs/40_ppi_de.ipynb #b7798d50
-def simulate_cells(genes:pd.DataFrame, # from `simulate_de_genes`
+def simulate_cells(genes:pd.DataFrame, # from simulate_de_genes
                    shape:tuple,        # (R, M): replicates x cells
                    gen:torch.Generator,
                    p_types=(0.5, 0.2, 0.3), p_doublet=0.05, p_low=0.3, low_depth=0.3, p_missed=0.7,
@@ -652,8 +655,8 @@ def ppi_sim_replicates(n_reps:int=100, n_unlabeled:int=20_000, n_curated:int=500
     return {a: {k: np.concatenate(v) for k, v in d.items()} for a, d in out.items()}
 
 # %% ../nbs/40_ppi_de.ipynb #6b4f0b9a
-def ppi_sim_summary(reps:dict,            # from `ppi_sim_replicates`
-                    genes:pd.DataFrame,   # the simulated genes (true `lfc`, `kind`)
+def ppi_sim_summary(reps:dict,            # from ppi_sim_replicates
+                    genes:pd.DataFrame,   # the simulated genes (true lfc, kind)
                     alpha:float=0.05,
                     interval:str='z',     # 'z', or 't' (Satterthwaite df per replicate and gene; df = inf is z)
                    ) -> tuple: # (per-arm table, per-arm-and-gene table)
@@ -680,7 +683,7 @@ def ppi_sim_summary(reps:dict,            # from `ppi_sim_replicates`
     return pd.DataFrame(rows), pd.concat(per_gene, ignore_index=True)
 
 # %% ../nbs/40_ppi_de.ipynb #3dfcc49a
-def plot_sim_coverage(table:pd.DataFrame, # from `ppi_sim_summary`
+def plot_sim_coverage(table:pd.DataFrame, # from ppi_sim_summary
                       n_reps:int,         # replicates behind each rate (for the binomial error bars)
                       alpha:float=0.05, ax=None):
     "Coverage of 1-alpha intervals per arm and type-I error on null genes, with +-2 binomial standard errors (at the nominal rate) clipped to [0, 1]."
@@ -798,7 +801,7 @@ def _defined(table:pd.DataFrame, method:str) -> pd.DataFrame:
 def ppi_de(adata_unlabeled,            # AnnData, automated-only cells (N, G): in memory, sparse, backed='r' or Dask
            adata_curated,              # AnnData, curated cells (n, G); genes matched by name
            label_key:str,              # .obs column with the automated label (both objects)
-           curated_key:str,            # .obs column of `adata_curated` with the curated label
+           curated_key:str,            # .obs column of adata_curated with the curated label
            reference:str, target:str,  # the two groups; beta = log(target / reference)
            layer:str|None='counts',    # raw counts layer (None: .X)
            weights_key:str|None=None,  # .obs column of importance weights on curated cells (> 0)
@@ -826,7 +829,7 @@ def ppi_de(adata_unlabeled,            # AnnData, automated-only cells (N, G): i
     return _defined(de_table(fit, adata_unlabeled.var_names, alpha, interval), method)
 
 # %% ../nbs/40_ppi_de.ipynb #cf2dcda4
-def plot_volcano(table:pd.DataFrame, # from `de_table` / `ppi_de`
+def plot_volcano(table:pd.DataFrame, # from de_table / ppi_de
                  alpha:float=0.05, n_labels:int=8, ax=None,
                  method:str|None=None, target:str='target', reference:str='reference'): # estimator and the two groups, for the title
     "Volcano plot: log fold change vs -log10 p, BH-significant genes in colour, the strongest labelled."
@@ -930,6 +933,6 @@ def run_ppi_sim(quick:bool=False, seed:int=0, data_dir=None, # data_dir unused (
 
 # %% ../nbs/40_ppi_de.ipynb #54bd033c
 def check_perfect_labels(lam:float, width_ratio:float, n:int=500, N:int=20_000) -> bool:
-    "Exercise: lambda* and PPI++/classical width ratio with perfect automated labels (n curated, N automated-only)."
+    "Exercise: lambda star and PPI++/classical width ratio with perfect automated labels (n curated, N automated-only)."
     from stlearn_nb.core import check_answer
     return check_answer([lam, width_ratio], [1 / (1 + n / N), math.sqrt(n / (n + N))], '(lambda*, width ratio)')

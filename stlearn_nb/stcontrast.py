@@ -276,6 +276,7 @@ class ContrastiveHead(nn.Module):
         self.log_scale = nn.Parameter(torch.tensor(math.log(1 / temperature)))
     def forward(self, features:Tensor) -> Tensor: return self.project(features)   # (B, D) -> (B, L)
 
+# %% ../nbs/50_stcontrast.ipynb #1600b0e1
 class ContrastiveLoss:
     "fastai loss_func(pred image embeddings (B, L), target gene latents (B, L)): `info_nce` with the head's scale."
     def __init__(self, head:ContrastiveHead): self.head = head
@@ -357,7 +358,7 @@ def simulate_patch_features(tissue_class,          # (N,) class of each spot
 # %% ../nbs/50_stcontrast.ipynb #c4ed4622
 def tissue_probe(train_x, train_y, valid_x, valid_y, # embeddings and class labels of the fit and validation spots
                  Cs=tuple(np.logspace(-4, 2, 13)),   # inverse penalties tried
-                ):  # sklearn Pipeline refitted on fit + validation spots, with `.C_` and `.valid_scores_` (C -> balanced accuracy)
+                ):  # sklearn Pipeline refitted on fit + validation spots, with .C_ and .valid_scores_ (C -> balanced accuracy)
     "Standardise + balanced multinomial logistic regression; C chosen on the validation spots' balanced accuracy, then refitted on all."
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -370,7 +371,7 @@ def tissue_probe(train_x, train_y, valid_x, valid_y, # embeddings and class labe
     model.C_, model.valid_scores_ = best, scores
     return model
 
-def class_scores(true, pred) -> dict: # balanced accuracy and macro-F1 over the classes present in `true`
+def class_scores(true, pred) -> dict: # balanced accuracy and macro-F1 over the classes present in true
     "Balanced accuracy and macro-F1 (scikit-learn) over the true classes."
     from sklearn.metrics import balanced_accuracy_score, f1_score
     true, pred = np.asarray(true).astype(str), np.asarray(pred).astype(str)
@@ -482,7 +483,7 @@ def _umap_rows(x, data, patient, arm, seed) -> pd.DataFrame:
 # %% ../nbs/50_stcontrast.ipynb #b1526048
 def _short(arm:str) -> str: return arm.replace('contrastive: ', '').replace(', one-section batches', ',\none-section batches')
 
-def plot_stcontrast_bars(table:pd.DataFrame, # from `run_stcontrast_her2st`: arm, test, <metric>_mean, <metric>_sd
+def plot_stcontrast_bars(table:pd.DataFrame, # from run_stcontrast_her2st: arm, test, <metric>_mean, <metric>_sd
                          metrics=('balanced_accuracy', 'macro_f1', 'spearman'), axes=None) -> np.ndarray:
     "Per arm, mean over seeds (seed sd as error bars) of each metric on each test section; ImageNet features as a dashed line."
     if axes is None: axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics) + 1.8, 3.8), squeeze=False, layout='constrained')[1][0]

@@ -36,7 +36,7 @@ def library_offset(counts:Tensor, # (B, G) raw counts of the selected genes
 # %% ../nbs/10_strank.ipynb #c84c4682
 def segment_logsumexp(values:Tensor, # (B, G) scores
                       group:Tensor,  # (B,) group id per row, or (B, G): a grouping of its own for every column
-                     ) -> Tensor:    # (B, G) log-sum-exp of `values` over the rows of each row's group
+                     ) -> Tensor:    # (B, G) log-sum-exp of values over the rows of each row's group
     "Log-sum-exp over the rows of each group, broadcast back to the rows (no loop over groups)."
     _, inverse = torch.unique(group, return_inverse=True)
     idx = inverse if inverse.dim() == 2 else inverse[:, None].expand_as(values)
@@ -83,6 +83,7 @@ def poisson_loss(f:Tensor, counts:Tensor, # (B, G) log-rate, raw counts
     u = f if offset is None else f + offset
     return -poisson_log_prob(counts, torch.exp(u)).mean()
 
+# %% ../nbs/10_strank.ipynb #d24a021f
 def nb_loss(f:Tensor, counts:Tensor,   # (B, G) log-mean, raw counts
             log_theta:Tensor|float=0., # (G,) log inverse dispersion (0: theta = 1, the toy)
             offset:Tensor|None=None,   # (B, 1) library offset or None
@@ -99,6 +100,7 @@ def rank_loss_on_pairs(f:Tensor, f_other:Tensor,           # scores of spots and
     with torch.no_grad(): sign = (counts > counts_other).to(f.dtype).mul_(2).sub_(1)   # +1, or -1 (ties too)
     return torch.relu(sign * (f_other - f)).mean()
 
+# %% ../nbs/10_strank.ipynb #96ece6d3
 def rank_loss(f:Tensor, counts:Tensor, # (B, G) scores, raw counts (or any expression to order)
               group:Tensor,            # (B,) group id
               n_perm:int=32,           # within-group permutations averaged
@@ -119,6 +121,7 @@ def pair_strank_on_pairs(u:Tensor, u_other:Tensor,           # log-rates of spot
     if entropy: loss = loss - (log_p.exp() * log_p + log_q.exp() * log_q).mean() / 2
     return loss
 
+# %% ../nbs/10_strank.ipynb #bc7a33a1
 def pair_strank_loss(f:Tensor, counts:Tensor, # (B, G) log-rates, raw counts
                      group:Tensor,            # (B,) group id
                      offset:Tensor|None=None, # (B, 1) library offset (real data) or None (toy)
@@ -171,14 +174,14 @@ IMBALANCED_WINDOW = (0.2745, 0.4745)
 
 def toy_mu(x:np.ndarray,      # (n,) positions in [0, 1]
            params:tuple,      # (A, B, C, D)
-          ) -> np.ndarray:    # (n,) A sin(Cx) + B sin(Dx) minus its minimum over `x`
+          ) -> np.ndarray:    # (n,) A sin(Cx) + B sin(Dx) minus its minimum over x
     "The toy's true relative expression."
     A, B, C, D = params
     y = A * np.sin(C * x) + B * np.sin(D * x)
     return y - y.min()
 
 # %% ../nbs/10_strank.ipynb #f48f2cb2
-def simulate_toy(params:tuple,           # (A, B, C, D) of `toy_mu`
+def simulate_toy(params:tuple,           # (A, B, C, D) of toy_mu
                  setting:str='Uniform',  # 'Uniform' or 'Imbalanced' (tissue-2 x in IMBALANCED_WINDOW)
                  n:int=50_000,           # spots per tissue
                  r:float=100.,           # NB inverse dispersion
@@ -362,9 +365,9 @@ def toy_grid(functions=TOY_FUNCTIONS, settings=('Uniform', 'Imbalanced'), losses
     return pd.DataFrame(rows)
 
 # %% ../nbs/10_strank.ipynb #b7652710
-def toy_datasets(grid:pd.DataFrame, # from `toy_grid`
+def toy_datasets(grid:pd.DataFrame, # from toy_grid
                  functions=TOY_FUNCTIONS, n:int=50_000, # the grid's functions; spots per tissue
-                ) -> list:          # `simulate_toy` dicts, entry d for `grid.dataset == d`
+                ) -> list:          # simulate_toy dicts, entry d for grid.dataset == d
     "Simulate every dataset a grid trains on, in dataset order."
     rows = grid.drop_duplicates('dataset').sort_values('dataset')
     if not rows.dataset.equals(pd.Series(range(len(rows)), index=rows.index)): raise ValueError("grid datasets must be numbered 0..D-1 (use `toy_grid`)")
@@ -383,11 +386,11 @@ def _ensemble_blocks(grid:pd.DataFrame) -> list: # [(config, datasets, n_losses)
     if len({c for c, *_ in blocks}) != len(blocks): raise ValueError("grid rows of one configuration must be contiguous (use `toy_grid`)")
     return blocks
 
-def toy_learner(datasets:list,      # dicts from `simulate_toy`, indexed by `grid.dataset`
-                grid:pd.DataFrame,  # from `toy_grid`
+def toy_learner(datasets:list,      # dicts from simulate_toy, indexed by grid.dataset
+                grid:pd.DataFrame,  # from toy_grid
                 configs:dict|None=None,
                 bs:int=256, lr:float=1e-3, seed:int=0,
-               ) -> Learner:        # fit it with `learn.fit(epochs)`; results in `learn.toy_eval`
+               ) -> Learner:        # fit it with learn.fit(epochs); results in learn.toy_eval
     "One fastai Learner that trains every model of `grid` together (AdamW = fastai Adam with decoupled wd)."
     configs = TOY_CONFIGS if configs is None else configs
     stack = lambda key: torch.as_tensor(np.stack([d[key] for d in datasets]))
@@ -402,6 +405,7 @@ def toy_learner(datasets:list,      # dicts from `simulate_toy`, indexed by `gri
                     opt_func=opt, lr=lr, cbs=[WarmRestartsLR(lr), evaluator])
     check_train_steps(learn.dls, 'toy ensemble')
     learn.toy_eval = evaluator
+    learn.recorder.valid_metrics = False   # validation is cancelled (the callback scores): no valid_loss column in the table
     learn.label = f"{len(grid)} models ({', '.join(dict.fromkeys(grid.loss))}) seed {seed}"   # what the CLI's epoch lines name
     return learn
 
@@ -423,7 +427,7 @@ def fit_toy(datasets:list, grid:pd.DataFrame, epochs:int=200, configs:dict|None=
     return out, learn
 
 # %% ../nbs/10_strank.ipynb #6536c342
-def summarise_toy(runs:pd.DataFrame, # from `fit_toy`
+def summarise_toy(runs:pd.DataFrame, # from fit_toy
                  ) -> tuple:         # (main table, per-function table)
     "Mean over functions and seeds (sd over seeds of the function mean), beside the paper; and per function."
     per_seed = runs.groupby(['config', 'setting', 'loss', 'seed']).test_spearman.mean().rename('spearman').reset_index()
@@ -478,7 +482,7 @@ def run_strank_toy(quick:bool=False, seed:int=0, data_dir=None, # data_dir unuse
                    n_seeds:int|None=None,  # seeds of every configuration (default: 1 quick, TOY_FULL_SEEDS full)
                    epochs:int|None=None, n:int|None=None, n_functions:int|None=None,
                    configs:str|None=None,  # comma-separated names of TOY_CONFIGS (default: both quick, the reference full)
-                   threads:int|None=None,  # torch CPU threads (default: see `fit_toy`)
+                   threads:int|None=None,  # torch CPU threads (default: see fit_toy)
                    progress:bool=True, **options) -> Experiment:
     "The synthetic NB experiment: 7 losses x Uniform/Imbalanced x functions x seeds x network configurations."
     epochs = epochs or (20 if quick else 200)
@@ -519,6 +523,7 @@ class LinearHead(nn.Module):
         self.linear, self.log_theta = nn.Linear(n_features, n_genes), nn.Parameter(torch.zeros(n_genes))
     def forward(self, x:Tensor) -> Tensor: return self.linear(x)
 
+# %% ../nbs/10_strank.ipynb #fe6f1567
 def real_loss(name:str, head:LinearHead): # name from TOY_LOSSES
     "The real-data loss `name` as fastai's loss_func(pred (B, G), y (B, G + 2) = [counts | log offset | section id])."
     def loss(f, y):
@@ -558,7 +563,7 @@ def her2st_offset(data:dict, kind:str='selected', train=HER2ST_SPLIT['train']) -
     return np.log(data['library'] * share + 1e-6)[:, None].astype(np.float32)
 
 def her2st_learner(data:dict, loss:str, split=HER2ST_SPLIT, bs:int=128, lr:float=1e-3, patience:int=10, seed:int=0,
-                   offset:str='selected', # library offset of the count losses, see `her2st_offset`
+                   offset:str='selected', # library offset of the count losses, see her2st_offset
                   ) -> Learner:
     "A fastai Learner for a linear head on standardised features, early-stopped on the validation sections' loss."
     from torch.utils.data import TensorDataset, DataLoader
@@ -609,7 +614,7 @@ def her2st_ridge(data:dict, split=HER2ST_SPLIT) -> dict:
     return dict(scores=scores, model=model)
 
 # %% ../nbs/10_strank.ipynb #8998176d
-def plot_her2st_bars(table:pd.DataFrame, # from `run_strank_her2st`: encoder, loss, {C6,B4}_mean, {C6,B4}_sd ('ridge' rows)
+def plot_her2st_bars(table:pd.DataFrame, # from run_strank_her2st: encoder, loss, {C6,B4}_mean, {C6,B4}_sd ('ridge' rows)
                      axes=None):
     "Mean per-gene Spearman per loss and encoder on C6 and B4, seed sd as error bars; ridge and the library-size predictor as lines."
     import matplotlib.pyplot as plt

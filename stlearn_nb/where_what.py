@@ -39,6 +39,7 @@ def tissue_coordinates(spatial, # (n, 2) spot centres of one section (pixels, mi
     if not extent > 0: raise DataFormatError(f"the {len(xy)} spots share one position: the tissue has no extent")
     return centred / extent
 
+# %% ../nbs/60_where_what.ipynb #6ed985d5
 def section_coordinates(spatial, # (n, 2) spot centres
                         section, # (n,) section of each spot; each is normalised on its own
                        ) -> np.ndarray: # (n, 2)
@@ -50,7 +51,7 @@ def section_coordinates(spatial, # (n, 2) spot centres
 
 # %% ../nbs/60_where_what.ipynb #15df5b33
 def neighbour_mean(features,      # (n, D) per-spot features
-                   coords,        # (n, 2) positions, same unit as `radius`
+                   coords,        # (n, 2) positions, same unit as radius
                    radius:float,  # neighbours are the other spots at distance <= radius
                    section=None,  # (n,) only spots of one section are neighbours; None: all one section
                   ) -> np.ndarray: # (n, D) mean over each spot's neighbours; the spot's own features where it has none
@@ -98,10 +99,11 @@ def exponential_kernel(a, b, # (n, 2), (m, 2) coordinates
     a, b = np.asarray(a, float), np.asarray(b, float)
     return np.exp(-np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)) / length_scale)
 
+# %% ../nbs/60_where_what.ipynb #f4d7f424
 def belief_map(coords,          # (n, 2) normalised coordinates of every spot of the section
                seen,            # (k,) indices of the measured spots, distinct
                values,          # (k,) their measured values
-               prior=None,      # (n,) prior mean per spot (e.g. a patch model's prediction); None: the mean of `values`
+               prior=None,      # (n,) prior mean per spot (e.g. a patch model's prediction); None: the mean of values
                length_scale:float=0.3, noise:float=1e-6,
               ) -> tuple:       # belief mean (n,), belief variance relative to the prior (n,)
     "Gaussian-process (simple kriging) belief about every spot's value from the seen spots: prior mean plus interpolated residuals."
@@ -117,6 +119,7 @@ def belief_map(coords,          # (n, 2) normalised coordinates of every spot of
     v = solve_triangular(factor[0], cross.T, lower=True)
     return mean, np.clip(1 - (v ** 2).sum(0), 0, None)
 
+# %% ../nbs/60_where_what.ipynb #ea017741
 def section_estimate(belief_mean, # (n,) belief map
                      seen, values, # (k,) measured spots and their values
                     ) -> float:    # the section mean of the map with measured spots set to their values
@@ -132,6 +135,7 @@ def random_sampler(n:int, k:int, seed:int=0) -> np.ndarray: # (k,) distinct spot
     "A uniformly random subset of k of the n spots."
     _check_budget(k, n); return np.random.default_rng(seed).permutation(n)[:k]
 
+# %% ../nbs/60_where_what.ipynb #00134237
 def grid_sampler(coords, # (n, 2) spot coordinates
                  k:int, seed:int=0) -> np.ndarray: # (k,) distinct spot indices
     "Systematic sampling: spots in serpentine order over about sqrt(k) rows, every n/k-th from a random start."
@@ -143,6 +147,7 @@ def grid_sampler(coords, # (n, 2) spot coordinates
     step = n / k
     return order[np.floor(np.random.default_rng(seed).uniform(0, step) + step * np.arange(k)).astype(int)]
 
+# %% ../nbs/60_where_what.ipynb #4d9f2887
 def sequential_sampler(coords, # (n, 2) normalised coordinates
                        values, # (n,) the value each spot would show when measured (only measured ones are read)
                        k:int, prior=None, # prior: (n,) prior mean for the belief map
@@ -172,6 +177,7 @@ class FeatureMLP(nn.Module):
 class KeepBestValid(Callback):
     "Remember the weights of the epoch with the lowest validation loss and load them when training ends."
     order = 70   # after the Recorder has the epoch's validation loss
+    def __init__(self): super().__init__()   # no arguments (not fastai's per-event keywords)
     def before_fit(self): self.best, self.state = float('inf'), None
     def after_epoch(self):
         record = self.recorder.values[-1] if self.recorder.values else []
@@ -185,7 +191,7 @@ def feature_learner(train_x, train_y,   # (n, D) features; (n,) class labels or 
                     valid_x, valid_y,   # the choice section's spots
                     task:str='class',   # 'class' (weighted cross-entropy) or 'regression' (MSE on standardised targets)
                     n_hidden:int=128, dropout:float=0.3, bs:int=64, wd:float=0.01, seed:int=0, device=None,
-                   ) -> Learner: # with `.classes` (class) or `.y_mean`, `.y_sd` (regression)
+                   ) -> Learner: # with .classes (class) or .y_mean, .y_sd (regression)
     "A fastai Learner for `FeatureMLP` on precomputed features, keeping the weights of the best validation epoch."
     if task not in ('class', 'regression'): raise ValueError(f"task must be 'class' or 'regression', got {task!r}")
     device = device or default_device()
@@ -230,7 +236,7 @@ WHERE_SPLIT = dict(train=('C2', 'C3', 'C4'), valid=('C5',), test=('C6', 'B4'))  
 
 def simulate_where_sections(sections=WHERE_SECTIONS, fields_um=(28., 56., 112., 224.), radius_spots:float=8.,
                             n_features:int=16, n_genes:int=6, noise:float=1., seed:int=0,
-                           ) -> dict: # the layout `where_what_arms` reads (patch, context, spatial, section, tissue_class, genes, ...)
+                           ) -> dict: # the layout where_what_arms reads (patch, context, spatial, section, tissue_class, genes, ...)
     "Disc-shaped sections of 200 um spots, cancer in the middle; patch-feature signal grows with the field of view."
     rng = np.random.default_rng(seed)
     cls_dir, ctx_dir = rng.normal(size=n_features), rng.normal(size=n_features)
@@ -263,7 +269,7 @@ def _components(x, fit_rows, n_pcs:int):
     x = np.asarray(x, float); sc = StandardScaler().fit(x[fit_rows])
     return PCA(min(n_pcs, x.shape[1], int(fit_rows.sum()) - 1), random_state=0).fit(sc.transform(x[fit_rows])).transform(sc.transform(x))
 
-def where_what_arms(data:dict,          # from `simulate_where_sections` or `her2st_where_dataset`
+def where_what_arms(data:dict,          # from simulate_where_sections or her2st_where_dataset
                     field_um:float,     # which patch features
                     radius_um:float=300., n_pcs:int=32, split=WHERE_SPLIT,
                    ) -> dict:           # arm -> (n, d) inputs
@@ -353,7 +359,7 @@ def sampling_errors(coords,          # (n, 2) normalised coordinates of the sect
 PART3_GENES = ('ERBB2', 'COL1A1', 'IGKC')   # HER2 (cancer), collagen I (stroma), immunoglobulin kappa (immune)
 
 def her2st_where_dataset(root,                           # the her2st folder
-                         fields_um=(28., 56., 112., 224.), encoder=None, # None: `features.default_encoder()`
+                         fields_um=(28., 56., 112., 224.), encoder=None, # None: features.default_encoder()
                          patch_px:int=224, context_factor:int=12, context_px:int=128, cache_dir=None,
                          n_genes:int=50, part3_genes=PART3_GENES,
                          image_sections=WHERE_SPLIT['test'], # sections whose low-resolution H&E is kept for figures
@@ -408,7 +414,7 @@ def sampling_paths(data, t, target_values, prior, mask, ks=(5, 10, 20), seed:int
     return df
 
 # %% ../nbs/60_where_what.ipynb #00d00e33
-def summarise_where_what(per_seed:pd.DataFrame, # from `evaluate_where_what`: arm, field_um, seed, test, metric, value
+def summarise_where_what(per_seed:pd.DataFrame, # from evaluate_where_what: arm, field_um, seed, test, metric, value
                         ) -> pd.DataFrame:      # arm, field_um, test, <metric>_mean, <metric>_sd, n_seeds
     "Mean and seed sd of each metric per arm, field of view (NaN for the references) and test section."
     g = per_seed.groupby(['arm', 'field_um', 'test', 'metric'], dropna=False, sort=False).value.agg(['mean', 'std']).unstack('metric')
@@ -514,7 +520,7 @@ def plot_sampling_curves(sampling:pd.DataFrame, # summary: section, target, samp
     axes[-1].legend(fontsize=6, loc='upper right')
     return axes
 
-def plot_sampling_path(paths:pd.DataFrame, # from `sampling_paths`: section, x_px, y_px, order, belief_k*
+def plot_sampling_path(paths:pd.DataFrame, # from sampling_paths: section, x_px, y_px, order, belief_k*
                        section:str, image=None, scale:float=1., # low-resolution H&E and its scale to full-res pixels
                        axes=None) -> np.ndarray:
     "The H&E with the first spots numbered in visiting order, then the belief map (P(cancer)) after each budget."

@@ -51,7 +51,7 @@ def test_wrong_values_exit_2(tmp_path, capsys):
 
 def test_help_lists_options_with_defaults():
     rc, out, err = _cli('ppi-sim', '--help')
-    assert rc == 0 and 'n_unlabeled=20000  (int, >= 1)' in out and "family='poisson'  (str)" in out and 'alpha=0.05' in out
+    assert rc == 0 and 'n_unlabeled=20000  (int, >= 1)' in out and "family='poisson'  (str, one of 'poisson', 'nb')" in out and 'alpha=0.05' in out
 
 def test_options_follow_kwargs():
     "run_cpnn_synth reads epochs/n_slides from **options and forwards the rest to train_slide_models."
@@ -308,3 +308,15 @@ def test_epoch_lines_name_the_learner_label(capsys):
         learn.label = 'arm B seed 3'; learn.fit(2, 0.1)
     lines = [l for l in capsys.readouterr().out.splitlines() if ' epoch ' in l]
     assert [l.split(':')[0] for l in lines] == ['demo arm B seed 3 epoch 1/2', 'demo arm B seed 3 epoch 2/2']
+
+def test_segment_whole_slide_out_locked_by_another_run(tmp_path):
+    "While another run holds --out (its lock taken here), `segment --block-px` exits 2 with one line naming the holder and writes nothing; once released the same command runs."
+    from stlearn_nb.hestseg_wsi import output_lock
+    img, model = _segment_inputs(tmp_path)
+    argv = ['segment', str(img), '--model', str(model), '--mpp', '0.5', '--out', str(tmp_path/'out'), '--block-px', '64', '--workers', '1', '--quiet']
+    with output_lock(tmp_path/'out'):
+        code, out, err = _cli(*argv)
+    assert code == 2 and 'OutputInUseError' in err and f'(pid {os.getpid()} on ' in err and err.strip().count('\n') == 0, err
+    assert not (tmp_path/'out').exists()
+    code, out, err = _cli(*argv)
+    assert code == 0 and (tmp_path/'out'/'a'/'nuclei.csv').exists() and (tmp_path/'out'/'segment.csv').exists(), err

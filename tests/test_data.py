@@ -2,7 +2,6 @@
 import gzip, json
 import numpy as np, pandas as pd, pytest, h5py, anndata as ad
 from stlearn_nb.data import *
-from stlearn_nb.data import _drop_zero
 
 HER2ST_SPOTS = {'B4': 283, 'C2': 187, 'C3': 180, 'C4': 184, 'C5': 181, 'C6': 178}  # PROVENANCE.txt
 
@@ -30,8 +29,10 @@ def test_her2st_patches_on_the_real_image(shared):
     np.testing.assert_array_equal(resize_patches(full[None, y0:y0+size, x0:x0+size], 224)[0], a.obsm['patches'][0])
     # tissue is darker than glass: the mean patch is clearly not white
     assert a.obsm['patches'].mean() < 230
-    with pytest.raises(PatchOutOfBoundsError, match='reach outside'):
+    with pytest.raises(PatchOutOfBoundsError, match="178 of 178 spots of 'C6' have no image pixel in their 162px patch"):   # C6's spots lie past 2000 px
         spot_patches(a, patch_um=112, image=full[:2000, :2000], copy=True)
+    with pytest.raises(PatchOutOfBoundsError, match='reach outside'):
+        spot_patches(a, patch_um=112, image=full[:, :int(a.obsm['spatial'][:, 0].max())], copy=True)   # the last column's patches cut
 
 def test_wu2021_reference(shared):
     folder = shared('wu2021_brca_scrna_CID4465')
@@ -70,11 +71,15 @@ def test_cosmx_transcripts_fall_in_their_cells(shared):
 
 def test_merfish(shared):
     folder = shared('merfish_hypothalamus_rctd')
-    sp_, ref = read_merfish_rctd(folder)
+    raw_ref = pd.read_csv(folder/'reference'/'counts.csv', index_col=0); raw_ref.columns = raw_ref.columns.astype(str)
+    zero = raw_ref.columns[raw_ref.sum(0) == 0]; assert len(zero) > 0   # reference cells without counts (4 in the vignette)
+    with pytest.raises(ZeroCountsError, match=f'{len(zero)} cells have zero total counts: {zero[0]}'): read_merfish_rctd(folder)
+    with pytest.warns(UserWarning, match=f'dropped {len(zero)} cells with zero total counts'): sp_, ref = read_merfish_rctd(folder, drop_zero=True)
+    assert set(ref.obs_names) == set(raw_ref.columns) - set(zero)
     # against the CSVs read with pandas here (genes x cells): counts, coordinates and labels by cell name
     for a, part in ((sp_, 'spatial'), (ref, 'reference')):
         raw = pd.read_csv(folder/part/'counts.csv', index_col=0); raw.columns = raw.columns.astype(str)
-        assert a.shape == raw.T.shape
+        assert a.n_vars == raw.shape[0] and (part == 'reference' or a.n_obs == raw.shape[1])
         dense = a.X.toarray() if hasattr(a.X, 'toarray') else np.asarray(a.X)
         np.testing.assert_array_equal(dense, raw.loc[a.var_names, a.obs_names].T.to_numpy())
     coords = pd.read_csv(folder/'spatial'/'coords.csv', index_col=0); coords.index = coords.index.astype(str)

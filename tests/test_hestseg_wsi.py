@@ -202,3 +202,91 @@ sys.stdout.write(f"rank {{dist.get_rank()}} blocks {{s['blocks_run']}} of {{s['n
     assert r.returncode == 0, r.stderr[-2000:]
     assert 'rank 0 blocks 8 of 16' in r.stdout and 'rank 1 blocks 8 of 16' in r.stdout
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path/'two'/'nuclei.csv'), one)
+
+# ---------------------------------------------------------------- faults: full disk, killed merge, two runs at once
+def _subprocess(script:Path, code:str, **kw):
+    "Run `code` in a fresh interpreter that imports this checkout and this test module."
+    import subprocess, sys, os
+    script.write_text(f"import os, sys, signal, time, torch\nsys.path.insert(0, {str(Path(__file__).parent)!r}); torch.set_num_threads(1)\n"
+                      f"from test_hestseg_wsi import AnswerInImage\nfrom stlearn_nb import hestseg_wsi\n{code}")
+    env = {**os.environ, 'PYTHONPATH': os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get('PYTHONPATH', '')])}
+    return subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kw)
+
+KW = dict(block_px=50, tile=128, overlap=32, halo=24)
+
+def test_disk_full_mid_slide_keeps_blocks_and_resumes(tmp_path, monkeypatch):
+    "A writer that fails with ENOSPC at the 6th block (after writing part of it): `DiskFullError` naming the 5 blocks kept, no partial file; the rerun computes only the other 11 and equals the uninterrupted run."
+    import errno, os
+    from stlearn_nb import hestseg_wsi
+    inst, slide = synthetic_slide(tmp_path, 200, seed=8)
+    _, whole = run(tmp_path, slide, AnswerInImage(), 0.5, 'whole', **KW)
+    save, saved = hestseg_wsi._save_block, []
+    def full_disk(path, b):
+        if len(saved) == 5:
+            with hestseg_wsi.atomic_file(path) as tmp:   # as a full disk does it: some bytes written, then ENOSPC
+                tmp.write_bytes(b'PK\x03\x04' + bytes(100)); raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp))
+        save(path, b); saved.append(path.name)
+    monkeypatch.setattr(hestseg_wsi, '_save_block', full_disk)
+    with pytest.raises(DiskFullError, match=r'5 of 16 blocks are kept in \S+\.r\.work: free space there and run the same command again') as e:
+        run(tmp_path, slide, AnswerInImage(), 0.5, 'r', **KW)
+    assert e.value.errno == errno.ENOSPC and isinstance(e.value, OSError) and 'No space left on device' in str(e.value)
+    assert sorted(p.name for p in (tmp_path/'.r.work'/'blocks').iterdir()) == saved and not (tmp_path/'r').exists()   # whole blocks only
+    monkeypatch.setattr(hestseg_wsi, '_save_block', save)
+    s, again = run(tmp_path, slide, AnswerInImage(), 0.5, 'r', **KW)
+    assert s['blocks_run'] == 11 and not (tmp_path/'.r.work').exists()
+    pd.testing.assert_frame_equal(again, whole)
+
+def test_killed_during_final_merge_rerun_merges_without_redoing_blocks(tmp_path, monkeypatch):
+    "SIGKILL half-way through the merge (CSV written, GeoJSON next): the rerun runs no network tile and no block, removes the killed merge's folder and equals the uninterrupted run; a third call is skipped."
+    import signal
+    from stlearn_nb import hestseg_wsi
+    inst, slide = synthetic_slide(tmp_path, 200, seed=9)
+    _, whole = run(tmp_path, slide, AnswerInImage(), 0.5, 'whole', **KW)
+    p = _subprocess(tmp_path/'kill.py', "hestseg_wsi.write_geojson = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)\n"
+                    f"hestseg_wsi.segment_slide({str(slide)!r}, AnswerInImage(), 0.5, {str(tmp_path/'r')!r}, progress=False, **{KW!r})\n")
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == -signal.SIGKILL, err[-2000:]
+    stale = list(tmp_path.glob('.r.tmp-*'))
+    assert not (tmp_path/'r').exists() and len(stale) == 1 and (stale[0]/'nuclei.csv').exists()   # killed inside the merge
+    assert len(list((tmp_path/'.r.work'/'blocks').glob('*.npz'))) == 16 and (tmp_path/'.r.lock').exists()   # a lock file left by a dead process
+    calls = []
+    for name in ('predict_tile_row', 'segment_block'):
+        f = getattr(hestseg_wsi, name); monkeypatch.setattr(hestseg_wsi, name, lambda *a, f=f, name=name, **k: calls.append(name) or f(*a, **k))
+    s, again = run(tmp_path, slide, AnswerInImage(), 0.5, 'r', **KW)
+    assert calls == [] and s['blocks_run'] == 0 and not s.get('skipped')
+    pd.testing.assert_frame_equal(again, whole)
+    assert not list(tmp_path.glob('.r.tmp-*')) and not list(tmp_path.glob('.r.old-*')) and not (tmp_path/'.r.work').exists()
+    assert not (tmp_path/'.r.lock').exists()   # the stale lock was taken, and removed at the end
+    (tmp_path/'.r.work'/'blocks').mkdir(parents=True)   # as a run killed while removing its work folder leaves it
+    s = segment_slide(slide, AnswerInImage(), 0.5, tmp_path/'r', progress=False, **KW)   # finished: nothing to do
+    assert s['skipped'] and s['n_nuclei'] == len(whole) and calls == [] and not (tmp_path/'.r.work').exists()
+    assert segment_slide(slide, AnswerInImage(), 0.5, tmp_path/'r', progress=False, mask=True, **KW)['blocks_run'] == 16   # other outputs asked for: run again
+
+def test_second_run_on_the_same_out_refused_while_the_first_runs(tmp_path):
+    "A run paused at its first block holds the lock: a second call on the same out (other settings: unlocked, it would delete the first run's work folder) raises `OutputInUseError` naming the first run's pid, and the first run then finishes with the uninterrupted result."
+    import time
+    inst, slide = synthetic_slide(tmp_path, 200, seed=10)
+    _, whole = run(tmp_path, slide, AnswerInImage(), 0.5, 'whole', **KW)
+    paused, go = tmp_path/'paused', tmp_path/'go'
+    p = _subprocess(tmp_path/'first.py', f"""block = hestseg_wsi.segment_block
+def waiting(*a, **k):
+    open({str(paused)!r}, 'w').close(); t = time.time()
+    while not os.path.exists({str(go)!r}) and time.time() - t < 120: time.sleep(0.05)
+    return block(*a, **k)
+hestseg_wsi.segment_block = waiting
+s = hestseg_wsi.segment_slide({str(slide)!r}, AnswerInImage(), 0.5, {str(tmp_path/'r')!r}, progress=False, **{KW!r})
+print(s['blocks_run'])
+""")
+    try:
+        t = time.time()
+        while not paused.exists() and p.poll() is None and time.time() - t < 240: time.sleep(0.05)
+        assert paused.exists() and p.poll() is None, p.communicate()[1][-2000:]
+        with pytest.raises(OutputInUseError, match=rf'is being written by another run \(pid {p.pid} on '):
+            segment_slide(slide, AnswerInImage(), 0.5, tmp_path/'r', progress=False, **{**KW, 'block_px': 40})
+        assert (tmp_path/'.r.work'/'fingerprint.json').exists() and json.loads((tmp_path/'.r.work'/'fingerprint.json').read_text())['block_px'] == 50
+    finally:
+        go.touch(); out, err = p.communicate(timeout=300)
+    assert p.returncode == 0 and out.strip() == '16', err[-2000:]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path/'r'/'nuclei.csv'), whole)
+    s = segment_slide(slide, AnswerInImage(), 0.5, tmp_path/'r', progress=False, **{**KW, 'block_px': 40})   # the lock is free again
+    assert s['blocks_run'] == 25

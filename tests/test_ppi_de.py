@@ -209,8 +209,8 @@ def test_merfish_real_cell_types_equal_statsmodels():
     "Real counts and real cell types (the MERFISH RCTD reference): classical ppi_de equals statsmodels' Poisson GLM (HC0) gene by gene."
     folder = shared_data_dir('merfish_hypothalamus_rctd')
     if folder is None: pytest.skip('shared MERFISH data (merfish_hypothalamus_rctd) not found')
-    from stlearn_nb.data import read_merfish_rctd
-    _, ref = read_merfish_rctd(folder)
+    from stlearn_nb.data import read_merfish_reference   # the labelled half; its zero-count cells dropped (a warning says so)
+    with pytest.warns(UserWarning, match='zero total counts'): ref = read_merfish_reference(folder, drop_zero=True)
     half = np.random.default_rng(0).random(ref.n_obs) < 0.5
     cur, unl = ref[half].copy(), ref[~half].copy()
     tab = P.ppi_de(unl, cur, 'cell_type', 'cell_type', 'Excitatory', 'Inhibitory', method='classical')

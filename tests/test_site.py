@@ -4,7 +4,10 @@ nbdev's docs processing (the processors `nbdev_proc_nbs` runs on every notebook,
 `pip install` steps) turns `nbs/*.ipynb` into the pages Quarto renders. Here every notebook is processed into a
 temporary folder, and each page is checked: one title and a description, a sidebar entry, every exported symbol
 documented, the source of the `#| exports` (lesson) cells shown, figures kept, no `#| hide` scaffolding or
-processing noise on the page, and no warning from the processing. `test_each_check_can_fail` processes tiny
+processing noise on the page, and no warning from the processing; signatures free of markdown (a docments comment
+that names a symbol in backticks becomes a link that Quarto prints verbatim inside the code block) and of fastai's
+inherited callback keywords, one public function or class per lesson cell (its documentation, then its source), and
+prose cells (`Markdown(f"...")`) with their source hidden. `test_each_check_can_fail` processes tiny
 notebooks broken on purpose, one per check, and shows that the check catches each."""
 import ast, base64, json, os, re, warnings
 import multiprocessing as mp
@@ -151,6 +154,38 @@ def check_figures(nb, page, nbs=NBS) -> list:
             if not re.match(r'^(https?:|data:)', link) and not (nbs/link).exists(): problems.append(f'missing image file {link}')
     return problems
 
+def signatures(page) -> list:
+    "The ```python signature blocks of the page's show_doc outputs."
+    return [sig for c in page['cells'] for o in c.get('outputs', [])
+            for sig in re.findall(r'```python\n(.*?)```', ''.join(o.get('data', {}).get('text/markdown', '')), re.S)]
+
+def check_signatures(page) -> list:
+    "No markdown link or backtick in a signature (printed verbatim in the code block), no inherited fastai event keywords."
+    problems = []
+    for sig in signatures(page):
+        first = sig.strip().splitlines()[0][:60]
+        links = re.findall(r'\[[^\]]*\]\(\S+?\)', sig)
+        if links: problems.append(f'markdown link in the signature of {first}: {links}')
+        elif '`' in sig: problems.append(f'backticks (printed as they are) in the signature of {first}')
+        if 'after_create=None' in sig: problems.append(f"fastai's callback event keywords in the signature of {first}")
+    return problems
+
+def public_defs(cell) -> list:
+    "Public top-level functions and classes of a code cell."
+    tree = ast.parse('\n'.join(l for l in src(cell).splitlines() if not re.match(r'^\s*#\|', l)))
+    return [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and not n.name.startswith('_')]
+
+def check_one_lesson(nb) -> list:
+    "One public function or class per `#| exports` cell (else the page shows both sources, then both docs); exception classes may share."
+    return [f'lesson cell defines {", ".join(d)}: one per cell' for c in nb['cells'] if 'exports' in directives(c)
+            for d in [public_defs(c)] if len(d) > 1 and not all(n.endswith('Error') for n in d)]
+
+def check_prose(nb) -> list:
+    "A visible cell that builds prose with `Markdown(...)` hides its source (`#| echo: false`): else the page shows it twice."
+    return [f'prose cell shows its source: {body(c).splitlines()[0][:80]}' for c in nb['cells']
+            if c['cell_type'] == 'code' and not hidden(c) and re.search(r'\bMarkdown\(', body(c))
+            and not re.search(r'^#\|\s*echo:\s*false', src(c), re.M)]
+
 def check_scaffolding(nb, page) -> list:
     "No hidden cell's source, test/export scaffolding, leftover directives or processing errors on the page."
     code = [src(c) for c in page['cells'] if c['cell_type'] == 'code']
@@ -207,12 +242,15 @@ BROKEN = {   # notebook -> (the check that must catch it, the notebook[, names i
     'stderr': ('scaffolding', tiny(code('#| exports\nimport sys\nsys.stderr.write("a note for developers\\n")'))),
     'warns': ('warnings', tiny(code('import math\nx = math.pi'))),
     'no_sidebar': ('sidebar', tiny()),
+    'prose_twice': ('prose', tiny(code('from IPython.display import Markdown\nMarkdown(f"one plus one is {lesson(1)}")'))),
+    'two_lessons': ('one_lesson', tiny(code('#| exports\ndef first(x):\n    "One."\n    return x\n\ndef second(x):\n    "Two."\n    return x'))),
 }
 
 def all_checks(name, nb, page, caught, names, entries, nbs=NBS) -> dict:
     return {'title': check_title(page), 'sidebar': check_sidebar(name, entries), 'documented': check_documented(page, names),
             'lessons': check_lessons(nb, page), 'figures': check_figures(nb, page, nbs), 'scaffolding': check_scaffolding(nb, page),
-            'warnings': check_warnings(caught)}
+            'warnings': check_warnings(caught), 'signatures': check_signatures(page), 'one_lesson': check_one_lesson(nb),
+            'prose': check_prose(nb)}
 
 # --- the real notebooks -------------------------------------------------------------------------------------
 
@@ -268,5 +306,12 @@ def test_each_check_can_fail(pages, tmp_path):
     page = json.loads(json.dumps(page))
     page['cells'].append(md('![a figure](images/not_there.png)'))
     assert check_figures(nb, page, tmp_path)
+    # a docments comment turned into a link, fastai's event keywords: the signature check fails
+    for bad in ('x, # from [`toy_grid`](https://example.org/strank.html#toy_grid)', 'x, # one of `a`, `b`', 'after_create=None, before_fit=None'):
+        broken = json.loads(json.dumps(page))
+        docs = [o for c in broken['cells'] for o in c.get('outputs', []) if '### lesson' in out_text(o)]
+        assert docs and not check_signatures(broken)
+        for o in docs: o['data']['text/markdown'] = ''.join(o['data']['text/markdown']).replace('lesson(\n    x\n)', f'lesson(\n    {bad}\n)')
+        assert check_signatures(broken), bad
     for c in page['cells']: c['outputs'] = [o for o in c.get('outputs', []) if '### lesson' not in out_text(o)]
     assert check_documented(page, TINY_NAMES)
