@@ -1,6 +1,8 @@
 """Frozen copy of stlearn_nb.ppi_de before the sufficient-statistics rewrite: the slow reference (per-cell (cells, K, K, genes) tensors).
 
-Used by tests/test_ppi_de.py (results must agree to 1e-10) and benchmarks/ppi_de.py (speed ratio). Do not edit.
+Used only by benchmarks/ppi_de.py (the speed ratio). No test compares with it: a copy of the library catches a
+change, not an error present from the start; tests/test_ppi_de.py checks each PPI++ piece against ppi-python,
+statsmodels and autograd per-cell loops instead (tests/README.md). Do not edit.
 """
 
 

@@ -687,6 +687,14 @@ FAULTS = {'read_her2st': HER2ST_FAULTS, 'read_hest (+ read_hest_patches)': HEST_
           'crop_patches / spot_patches': PATCH_FAULTS}
 
 def test_fault_kind_counts(capsys):
+    "Each reader's fault list parametrises a test of this module (so every counted fault runs), with >= 5 distinct cases."
+    used = {id(m.args[1]) for f in globals().values() if callable(f) and getattr(f, '__name__', '').startswith('test_')
+            for m in getattr(f, 'pytestmark', []) if m.name == 'parametrize' and len(m.args) > 1}
+    cases = {id(c) for f in globals().values() if callable(f) and getattr(f, '__name__', '').startswith('test_')
+             for m in getattr(f, 'pytestmark', []) if m.name == 'parametrize' and len(m.args) > 1 and id(m.args[1]) in used for c in m.args[1]}
+    assert [k for k, v in FAULTS.items() if not all(id(c) in cases for c in v)] == []
+    ids = lambda v: [c.id for c in v if hasattr(c, 'id')]
+    assert all(len(set(ids(v))) == len(ids(v)) for v in FAULTS.values()), 'duplicate case names'
     counts = {k: len(v) for k, v in FAULTS.items()}
     with capsys.disabled(): print('\nfault kinds per reader:', counts, 'total', sum(counts.values()))
     assert all(n >= 5 for n in counts.values())
@@ -1023,8 +1031,21 @@ BAD_INPUT_CLASSES = {
 
 def test_bad_input_classes_listed(capsys):
     "Every test the class list names exists here (so the list cannot go stale), and the list is printed for the issue's closing note."
+    import inspect, re, stlearn_nb.data, stlearn_nb.hestseg, stlearn_nb.ppi_de
+    library = {n: f for m in (stlearn_nb.data, stlearn_nb.hestseg, stlearn_nb.ppi_de) for n, f in vars(m).items() if inspect.isfunction(f)}
+    def text(f):   # a test's source, its parameters, and the module helpers it calls (one level)
+        src = inspect.getsource(f) + ''.join(repr(m.args) for m in getattr(f, 'pytestmark', []) if m.name == 'parametrize')
+        return src + ''.join(inspect.getsource(g) for n, g in globals().items() if inspect.isfunction(g) and n.startswith('_') and n in src)
     for cls, (readers, tests) in BAD_INPUT_CLASSES.items():
         assert readers and all(callable(globals().get(t)) for t in tests), (cls, [t for t in tests if t not in globals()])
+        # each named test exercises a listed reader, or a library check that a listed reader calls (e.g. check_pixel_size)
+        names = {re.split(r'[(\s]', r)[0].split('.')[-1] for r in readers}
+        if 'stlearn-nb' in names: names.add('stlearn_nb.cli')   # a command line: its tests call the CLI module
+        reader_src = ''.join(inspect.getsource(library[n]) for n in names if n in library)
+        for t in tests:
+            src = text(globals()[t])
+            helpers = [n for n in library if re.search(rf'\b{n}\(', src) and re.search(rf'\b{n}\(', reader_src)]
+            assert any(n in src for n in names) or helpers, (cls, t)
     with capsys.disabled():
         print('\nbad-input classes:'); [print(f'- {c}: {", ".join(r)} ({len(t)} tests)') for c, (r, t) in BAD_INPUT_CLASSES.items()]
 
