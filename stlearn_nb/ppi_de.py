@@ -284,12 +284,18 @@ def _class_objective(p, theta, lam, family, phi, order=2):
     Z = torch.from_numpy(_design_matrix(K))
     return L, by_class[..., 1, :, :] @ Z, (Z.T * by_class[..., 2, :, :][..., None, :]) @ Z
 
+def _inv_or_nan(H:torch.Tensor) -> torch.Tensor: # (..., K, K) inverses; NaN where H has none
+    "Batched inverse that never raises: a gene whose Hessian is singular gets NaN (its status then says 'singular design')."
+    Hinv, info = torch.linalg.inv_ex(H)
+    return torch.where((info == 0)[..., None, None], Hinv, torch.full_like(Hinv, float('nan')))
+
 def _newton(p, lam, family, phi, theta, max_iter=50, tol=1e-10):
     "Batched damped Newton on L_lambda for all genes (and replicates) at once."
     for _ in range(max_iter):
         L, g, H = _class_objective(p, theta, lam, family, phi)
-        step = torch.linalg.solve(H, g[..., None])[..., 0]
-        step = torch.where(torch.isfinite(step), step, torch.zeros_like(step))
+        step, info = torch.linalg.solve_ex(H, g[..., None])   # no exception on a singular H: that gene stays put
+        step = step[..., 0]
+        step = torch.where(torch.isfinite(step) & (info == 0)[..., None], step, torch.zeros_like(step))
         t = torch.ones_like(L)
         for _ in range(20):   # halve the step for genes whose objective went up
             new = theta - t[..., None] * step
@@ -298,7 +304,8 @@ def _newton(p, lam, family, phi, theta, max_iter=50, tol=1e-10):
             t = torch.where(worse, t / 2, t)
         theta = new
         if (t[..., None] * step).abs().max() < tol: break
-    return theta
+    stuck = (info != 0)[..., None]   # L_lambda has no unique minimum there: NaN, so the gene's status says so (PPI++ then falls back to lambda = 0)
+    return torch.where(stuck, torch.full_like(theta, float('nan')), theta)
 
 # %% ../nbs/40_ppi_de.ipynb #ccc0b7aa
 def estimate_inv_dispersion(counts, # (..., c, G) counts
@@ -338,7 +345,8 @@ def _fit(p, lam, family, phi, method):
     theta = _closed_form(p, lam)
     if family == 'nb' and phi is None: phi = _auto_dispersion(p)
     if method == 'newton' or (method == 'auto' and family != 'poisson'):
-        theta = _newton(p, lam, family, phi, torch.nan_to_num(theta))
+        exists = torch.isfinite(theta).all(-1, keepdim=True)   # a class total <= 0: no maximum (NB as Poisson), theta -> -inf
+        theta = torch.where(exists, _newton(p, lam, family, phi, torch.nan_to_num(theta)), float('nan'))
     return theta, phi
 
 def _auto_dispersion(p, bounds=(1e-2, 1e6)):
@@ -408,7 +416,7 @@ def ppi_glm_lambda(stats:dict,     # from ppi_glm_stats
                    clip:bool=True, # clip to [0, 1]
                   ) -> torch.Tensor: # (..., G) lambda star, per gene
     "Per-gene PPI++ power-tuning parameter minimising Var(theta_coord) (ppi-python's 'element' mode)."
-    v = torch.linalg.inv(stats['H'])[..., coord, :]
+    v = _inv_or_nan(stats['H'])[..., coord, :]
     quad = lambda M: torch.einsum('...k,...kl,...l->...', v, M, v)
     lam = quad(stats['GF'] + stats['GF'].transpose(-1, -2)) / (2 * (1 + stats['n'] / stats['N']) * quad(stats['F_pooled']))
     lam = torch.nan_to_num(lam, nan=0.0)
@@ -421,7 +429,7 @@ def ppi_glm_cov(stats:dict, lam) -> torch.Tensor: # (..., G, K, K) covariance of
     if 'GF' in stats:
         l = torch.as_tensor(lam, dtype=torch.float64)[..., None, None]
         V = V - l * (stats['GF'] + stats['GF'].transpose(-1, -2)) + l**2 * (stats['FF'] + stats['n'] / stats['N'] * stats['FuFu'])
-    Hinv = torch.linalg.inv(stats['H'])
+    Hinv = _inv_or_nan(stats['H'])
     return Hinv @ V @ Hinv.transpose(-1, -2) / stats['n']
 
 # %% ../nbs/40_ppi_de.ipynb #83da0159
@@ -482,7 +490,7 @@ def ppi_glm_df(p:dict,     # from _ppi_parts
               ) -> torch.Tensor: # (..., G) Satterthwaite degrees of freedom of se[coord]^2
     "Degrees of freedom of the variance of theta[coord]: n for many similar curated cells, ~2 when one dominates."
     K, n = p['K'], p['n']
-    v = torch.linalg.inv(fit['hessian'])[..., coord, :].numpy()
+    v = _inv_or_nan(fit['hessian'])[..., coord, :].numpy()
     cv = np.einsum('kp,...gp->...gk', _design_matrix(K), v)                           # v . z_k per gene and class
     lam = np.array(np.broadcast_to(fit['lam'].numpy(), v.shape[:-1]))
     S1, S2, S3, S4 = np.moveaxis(_percell_pass(p, 'cur', fit['theta'], fit['inv_dispersion'], family, 'influence', cv, lam), -2, 0)

@@ -682,3 +682,40 @@ def test_data_folder_hidden_by_environment(monkeypatch):
     "STLEARN_NB_DATA, when set, is the only place searched: a missing path hides ../shared/data (the notebook's fallback runs)."
     monkeypatch.setenv('STLEARN_NB_DATA', '/nonexistent')
     assert shared_data_dir() is None and shared_data_dir('merfish_hypothalamus_rctd') is None
+
+
+def _zero_target_data(seed=0):
+    "Gene 0 has no count in class 1 among the curated cells, and its automated labels put the heavy class-0 cells in class 1."
+    rng = np.random.default_rng(seed)
+    n, N, G = 60, 600, 3
+    y = rng.integers(0, 3, n); yh = np.where(y == 0, 1, y)
+    x = rng.poisson(5, (n, G)).astype(float); xu = rng.poisson(5, (N, G)).astype(float); yhu = rng.integers(0, 3, N)
+    x[:, 0] = np.where(y == 1, 0, np.where(y == 0, 50, 5)); xu[:, 0] = np.where(yhu == 1, 0, 5)
+    return [torch.tensor(a) for a in (x, y, yh, xu, yhu)]
+
+
+def test_nb_fit_without_maximum_is_flagged_like_poisson():
+    "A class total of 0 has no maximum (theta -> -inf) for NB as for Poisson: NaN and 'zero in target', never a finite beta called 'ok'."
+    x, y, yh, xu, yhu = _zero_target_data()
+    fits = {fam: P.classical_glm_fit(x, y, family=fam) for fam in ('poisson', 'nb')}
+    for fam, f in fits.items():
+        assert P.FIT_STATUS[int(f['status'][0])] == 'zero in target', fam
+        assert torch.isnan(f['beta'][0]) and (f['status'][1:] == 0).all(), fam
+    # the defined genes are statsmodels' NB2 fits (design: intercept + one-hot classes), at the fit's own dispersion
+    X = np.column_stack([np.ones(len(y)), y.numpy() == 1, y.numpy() == 2]).astype(float)
+    for g in (1, 2):
+        alpha = 1 / float(fits['nb']['inv_dispersion'][g])
+        r = sm.GLM(x[:, g].numpy(), X, family=sm.families.NegativeBinomial(alpha=alpha)).fit(tol=1e-12)
+        np.testing.assert_allclose(float(fits['nb']['beta'][g]), r.params[1], rtol=1e-6)
+
+
+def test_ppi_nb_singular_lambda_objective_falls_back():
+    "Where L_1 has no unique minimum, PPI (lambda = 1) says so per gene and PPI++ falls back to lambda = 0: no exception, no silent value."
+    x, y, yh, xu, yhu = _zero_target_data()
+    ppi = P.ppi_glm_fit(x, y, yh, xu, yhu, lam=1.0, family='nb')
+    assert all(P.FIT_STATUS[int(c)] != 'ok' for c in ppi['status'][[0, 2]]) and torch.isnan(ppi['beta'][[0, 2]]).all()
+    best = P.ppi_glm_fit(x, y, yh, xu, yhu, family='nb')
+    assert float(best['lam'][2]) == 0 and float(best['lam'][0]) == 0
+    classical = P.ppi_glm_fit(x, y, yh, xu, yhu, lam=0.0, family='nb', inv_dispersion=best['inv_dispersion'])
+    np.testing.assert_allclose(best['beta'][2].item(), classical['beta'][2].item(), rtol=1e-8)
+    assert P.FIT_STATUS[int(best['status'][0])] == 'zero in target'
