@@ -315,13 +315,18 @@ def _loop_pieces(fit, d, g, family, K, theta=None):
 _CASES = [('poisson', None, True, 3), ('poisson', None, False, 2), ('nb', 3.0, True, 3), ('nb', None, True, 2), ('nb', None, False, 3)]
 
 
+def _case(seed, family, phi, offsets, K, G):
+    "One _CASES row as data, the fit's positional arguments and its keywords."
+    d = _data(seed, offsets=offsets, K=K, G=G)
+    kw = dict(weights=d['w'], offset=d['o'], offset_unlabeled=d['ou'], family=family, n_classes=K,
+              inv_dispersion=None if phi is None else np.full(G, phi))
+    return d, (d['x'], d['y'], d['yh'], d['xu'], d['yhu']), kw
+
+
 @pytest.mark.parametrize('family,phi,offsets,K', _CASES)
 def test_lambda_star_equals_ppi_python(family, phi, offsets, K):
     "lambda* per gene equals ppi-python's `_calc_lam_glm` (coord=1) on autograd scores at the lambda=1 fit, clipped and not."
-    d = _data(31, offsets=offsets, K=K, G=4)
-    args = (d['x'], d['y'], d['yh'], d['xu'], d['yhu'])
-    kw = dict(weights=d['w'], offset=d['o'], offset_unlabeled=d['ou'], family=family, n_classes=K,
-              inv_dispersion=None if phi is None else np.full(4, phi))
+    d, args, kw = _case(31, family, phi, offsets, K, 4)
     for clip in (True, False):
         fit = P.ppi_glm_fit(*args, clip=clip, **kw)
         theta1 = P.ppi_glm_pointestimate(*args, lam=1.0, **{**kw, 'inv_dispersion': fit['inv_dispersion']}).numpy()
@@ -353,10 +358,7 @@ def test_lambda_star_clipping_is_exercised():
 @pytest.mark.parametrize('family,phi,offsets,K', _CASES)
 def test_sandwich_at_fitted_lambda_equals_percell_loop(family, phi, offsets, K):
     "Covariance at the fitted lambda* (and at lambda = 1, classical, naive) equals H^-1 [Cov(G - lam F) + n/N lam^2 Cov(F~)] H^-1 / n from autograd scores."
-    d = _data(33, offsets=offsets, K=K, G=3)
-    args = (d['x'], d['y'], d['yh'], d['xu'], d['yhu'])
-    kw = dict(weights=d['w'], offset=d['o'], offset_unlabeled=d['ou'], family=family, n_classes=K,
-              inv_dispersion=None if phi is None else np.full(3, phi))
+    d, args, kw = _case(33, family, phi, offsets, K, 3)
     n, N = len(d['y']), len(d['yhu'])
     for lam in (None, 1.0):
         fit = P.ppi_glm_fit(*args, lam=lam, **kw)
