@@ -60,8 +60,14 @@ def test_grid_sampler_spreads_better_than_random():
     grid = np.mean([gap(grid_sampler(u, 16, s)) for s in range(10)]); rand = np.mean([gap(random_sampler(400, 16, s)) for s in range(10)])
     assert grid < 0.8 * rand, (grid, rand)
 
-def test_synthetic_experiment_where_helps_at_narrow_view():
-    exp = run_where_what_her2st(quick=True, synthetic=True, fields_um=(28., 224.), epochs=8, n_sampling_seeds=1)
+SYNTHETIC_CALL = dict(synthetic=True, fields_um=(28., 224.), epochs=8, n_sampling_seeds=1)   # one quick synthetic run, in process and by the CLI
+
+@pytest.fixture(scope='module')
+def synthetic_run():
+    return run_where_what_her2st(quick=True, **SYNTHETIC_CALL)
+
+def test_synthetic_experiment_where_helps_at_narrow_view(synthetic_run):
+    exp = synthetic_run
     t = exp.table
     assert set(t.arm) == set(WHERE_ARMS + WHERE_REFERENCES) and set(t.test) == {'C6', 'B4'}
     ba = t.set_index(['arm', 'field_um', 'test']).balanced_accuracy_mean
@@ -81,15 +87,20 @@ def test_cli_bad_option_rejected_before_work(tmp_path):
     code, out, err = _cli('where-what-her2st', '--out', str(tmp_path/'o'), '--set', 'epochs=0')
     assert code == 2 and 'must be >= 1' in err and not (tmp_path/'o').exists()
 
-def test_cli_synthetic_writes_results_sampling_and_figures(tmp_path):
-    code, out, err = _cli('where-what-her2st', '--quick', '--quiet', '--out', str(tmp_path/'o'), '--set', 'synthetic=True',
-                          '--set', 'fields_um=(28.,224.)', '--set', 'epochs=3', '--set', 'n_sampling_seeds=1')
-    assert code == 0, err
+def test_cli_synthetic_equals_in_process_run(tmp_path, synthetic_run):
+    "The CLI's quick synthetic run writes the in-process result of the same call (tables, figures), which meets the design's truth."
+    from stlearn_nb.cli import main
+    opts = [a for k, v in SYNTHETIC_CALL.items() for a in ('--set', f"{k}={v}".replace(' ', ''))]
+    assert main(['where-what-her2st', '--quick', '--quiet', '--out', str(tmp_path/'o'), *opts]) == 0
     files = {p.name for p in (tmp_path/'o').iterdir()}
     assert {'results.csv', 'sampling.csv', 'paths.csv', 'run_info.csv', 'accuracy_vs_field.png', 'error_vs_budget_C6.png',
             'sampling_path_C6.png', 'sampling_path_B4.png'} <= files
-    sampling = pd.read_csv(tmp_path/'o'/'sampling.csv')
-    assert {'sampler', 'k', 'section', 'target', 'mean_abs_error'} <= set(sampling.columns)
+    for name, expected in (('results', synthetic_run.table), ('sampling', synthetic_run.tables['sampling'])):
+        written = pd.read_csv(tmp_path/'o'/f'{name}.csv')
+        pd.testing.assert_frame_equal(written, expected.reset_index(drop=True), check_exact=False, rtol=1e-6, atol=1e-9, check_dtype=False)
+    # the design's truth (test above): position is worth > 0.1 balanced accuracy at 28 um on both synthetic sections
+    ba = pd.read_csv(tmp_path/'o'/'results.csv').set_index(['arm', 'field_um', 'test']).balanced_accuracy_mean
+    for s in ('C6', 'B4'): assert ba[('patch + position', 28., s)] > ba[('patch', 28., s)] + 0.1
 
 def test_context_crops_on_real_her2st_equal_pil_downsample():
     root = shared_data_dir('her2st')
