@@ -44,6 +44,7 @@ def mistakes(d:Path) -> list:
         ('--seed 4294967296', ['ppi-sim', '--quick', '--seed', '4294967296', '--out', out], '--seed 4294967296: must be an integer in [0,'),
         ('--set family=nbinom', ['ppi-sim', '--quick', '--set', 'family=nbinom', '--out', out], "must be one of 'poisson', 'nb'"),
         ('--set arch=resnet99', ['features-her2st', '--quick', '--set', 'arch=resnet99', '--out', out], "did you mean 'resnet50'"),
+        ('--set configs=bogus', ['strank-toy', '--quick', '--set', 'configs=bogus', '--out', out], "must be one of 'reference 1-16-1'"),
     ]
 
 def timed(argv:list, env:dict) -> tuple:

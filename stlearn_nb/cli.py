@@ -13,10 +13,11 @@ from .filekind import expect_file_kind, TORCH_FILE_KINDS, IMAGE_KINDS   # standa
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'CLI_OWNED', 'RANGE_RULES', 'GLM_FAMILIES', 'CHOICE_RULES', 'DATASET_FOLDERS', 'SEED_MAX',
            'available_experiments', 'CommandLineError', 'Option', 'experiment_options', 'NotStatic', 'static_options',
-           'command_options', 'torchvision_classifiers', 'check_option', 'validate_options', 'options_help',
-           'check_out_dir', 'check_data_dir', 'training_label', 'progress_mode', 'add_de_parser', 'check_de_args',
-           'run_de', 'add_encode_parser', 'check_encode_args', 'run_encode', 'add_segment_parser', 'check_segment_args',
-           'run_segment', 'closest_flag', 'build_parser', 'experiment_function', 'check_seed', 'run_experiment', 'main']
+           'command_options', 'torchvision_classifiers', 'static_keys', 'check_option', 'validate_options',
+           'options_help', 'check_out_dir', 'check_data_dir', 'training_label', 'progress_mode', 'add_de_parser',
+           'check_de_args', 'run_de', 'add_encode_parser', 'check_encode_args', 'run_encode', 'add_segment_parser',
+           'check_segment_args', 'run_segment', 'closest_flag', 'build_parser', 'experiment_function', 'check_seed',
+           'run_experiment', 'main']
 
 # %% ../nbs/90_cli.ipynb #0c1ef7cc
 EXPERIMENTS = {  # subcommand -> (module, function, one-line description)
@@ -197,9 +198,20 @@ RANGE_RULES = [  # (parameter-name pattern, test, wording): the package's naming
     (r'^(lam)$', lambda v: v >= 0, '>= 0'),
 ]
 GLM_FAMILIES = ('poisson', 'nb')   # count likelihoods of the GLM estimators (ppi_de) and of `de --family`
+def static_keys(module:str, name:str) -> tuple|None:
+    "The keys of the literal dict `name` at the top level of `module`, read from its source (not imported); None when not a literal."
+    try: tree = _module_tree(module)
+    except (NotStatic, SyntaxError, OSError): return None
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, 'id', None) == name for t in node.targets) and isinstance(node.value, ast.Dict):
+            try: return tuple(ast.literal_eval(k) for k in node.value.keys)
+            except ValueError: return None
+    return None
+
 CHOICE_RULES = [  # (parameter-name pattern, valid values or a function giving them): the package's naming conventions for words
     (r'^family$', GLM_FAMILIES),
     (r'^arch$', lambda: ('stain', *torchvision_classifiers()) if torchvision_classifiers() else None),   # features.load_encoder's architectures
+    (r'^configs$', lambda: static_keys('stlearn_nb.strank', 'TOY_CONFIGS')),   # strank-toy's network configurations, comma-separated
 ]
 
 def _range_rule(name:str):
@@ -224,9 +236,11 @@ def check_option(opt:Option, value):
     if rule and isinstance(value, (int, float)) and not isinstance(value, bool) and (math.isnan(value) or not rule[0](value)):
         raise CommandLineError(f"--set {opt.name}={value!r}: must be {rule[1]}")
     choices = _choice_rule(opt.name)
-    if choices and isinstance(value, str) and value not in choices:
-        close = difflib.get_close_matches(value, choices, 3, 0.5)
-        raise CommandLineError(f"--set {opt.name}={value!r}: must be one of {_listed(choices)}" + (f"; did you mean {' or '.join(map(repr, close))}?" if close else ''))
+    for word in (value.split(',') if choices and isinstance(value, str) else ()):   # a word, or words separated by commas
+        if word.strip() in choices: continue
+        close = difflib.get_close_matches(word.strip(), choices, 3, 0.5)
+        what = f"{word.strip()!r} is not one of" if ',' in value else 'must be one of'
+        raise CommandLineError(f"--set {opt.name}={value!r}: {what} {_listed(choices)}" + (f"; did you mean {' or '.join(map(repr, close))}?" if close else ''))
     return value
 
 def _options_of(experiment) -> tuple[dict, str]:

@@ -484,7 +484,7 @@ def _overlay_figure(test:list, preds:dict, names:list, size:int=160):
 # %% ../nbs/21_hestseg_real.ipynb #56d9fd7e
 def run_hestseg_monuseg(quick:bool=False, seed:int=0, data_dir=None, epochs:int|None=None, freeze_epochs:int=1,
                         n_crops:int|None=None, crop:int|None=None, bs:int|None=None, lr:float=2e-3, severities:tuple|None=None,
-                        one_organ:str='breast', synth:bool=True, threads:int|None=None, progress:bool|None=None) -> Experiment:
+                        one_organ:str|None=None, synth:bool=True, threads:int|None=None, progress:bool|None=None) -> Experiment:
     "MobileHoVerNet on MoNuSeg + CPM-15 vs classical and synthetic-trained baselines on the MoNuSeg test tiles, and Xenium-like label noise."
     with cpu_threads(threads or torch.get_num_threads()):
         return _hestseg_monuseg(quick, seed, data_dir, epochs, freeze_epochs, n_crops, crop, bs, lr, severities, one_organ, synth, progress)
@@ -503,7 +503,9 @@ def _hestseg_monuseg(quick, seed, data_dir, epochs, freeze_epochs, n_crops, crop
     setting = dict(crop=crop, n_crops=n_crops, bs=bs, epochs=epochs, freeze_epochs=freeze_epochs, lr=lr, seed=seed)
     arms = {'MobileHoVerNet, manual labels': (train, valid)}
     for sev in severities: arms[f'MobileHoVerNet, Xenium-like labels, severity {sev}'] = (_noisy(train, NOISE_LEVELS.loc[sev], seed), _noisy(valid, NOISE_LEVELS.loc[sev], seed + 1))
-    one = [t for t in train if t['organ'] == one_organ] or train[:1]
+    if one_organ is None: one_organ = 'breast' if any(t['organ'] == 'breast' for t in train) else train[0]['organ']   # the quick subset has no breast tile
+    one = [t for t in train if t['organ'] == one_organ]
+    if not one: raise ValueError(f"one_organ={one_organ!r}: no training tile of that organ; the training organs are {', '.join(sorted({t['organ'] for t in train}))}")
     arms[f'MobileHoVerNet, manual labels, {one_organ} only'] = (one, [t for t in valid if t['organ'] == one_organ] or valid)
     preds, models, rows = {'classical (haematoxylin, Otsu, watershed)': [classical_segment(t['image'], WORKING_MPP) for t in test]}, {}, []
     if synth:

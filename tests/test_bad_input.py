@@ -1332,6 +1332,8 @@ SLOW_ARGUMENT_ERRORS = [   # (argv, words of the one error line): values an expe
     (['ppi-sim', '--set', 'family=NB'], "--set family='NB': must be one of 'poisson', 'nb'"),
     (['features-her2st', '--set', 'arch=resnet99'], "--set arch='resnet99': must be one of 'stain', 'alexnet',"),
     (['cpnn-her2st', '--set', 'arch=mobilenetv2'], "did you mean 'mobilenet_v2'"),
+    (['strank-toy', '--set', 'configs=bogus'], "--set configs='bogus': must be one of 'reference 1-16-1', 'Fourier16 1-32-1'"),
+    (['strank-toy', '--set', 'configs=reference 1-16-1,Fourier16 1-32-2'], "'Fourier16 1-32-2' is not one of 'reference 1-16-1', 'Fourier16 1-32-1'; did you mean 'Fourier16 1-32-1'?"),
 ]
 
 @pytest.mark.parametrize('argv,words', SLOW_ARGUMENT_ERRORS)
@@ -1382,3 +1384,12 @@ BAD_INPUT_CLASSES['command-line values an experiment refuses only after its impo
     ['stlearn-nb <experiment> --seed', 'stlearn-nb <experiment> --set family=', 'stlearn-nb <experiment> --set arch='],
     ['test_argument_errors_refused_before_the_experiment_is_imported', 'test_cli_seed_and_family_rules_match_numpy_and_ppi_de',
      'test_cli_arch_rule_matches_torchvision_and_load_encoder'])
+
+
+def test_cli_configs_rule_matches_strank_toy_configs():
+    "The CLI's configs words, read from strank's source, are strank.TOY_CONFIGS' names, and each valid list passes."
+    from stlearn_nb.cli import static_keys, validate_options
+    from stlearn_nb.strank import TOY_CONFIGS
+    assert static_keys('stlearn_nb.strank', 'TOY_CONFIGS') == tuple(TOY_CONFIGS)
+    assert static_keys('stlearn_nb.strank', 'TOY_FUNCTIONS_MISSING') is None
+    assert validate_options('strank-toy', {'configs': ','.join(TOY_CONFIGS)})['configs'] == ','.join(TOY_CONFIGS)

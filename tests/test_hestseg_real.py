@@ -359,3 +359,11 @@ def test_run_hestseg_monuseg_quick_on_real_data(tmp_path):
     assert set(exp.figures) == {'overlays', 'pq_vs_severity'}
     (tmp_path/'model.pt').write_bytes(exp.files['model.pt']); m = load_segmenter(tmp_path/'model.pt')
     assert m.config['mpp'] == WORKING_MPP and m.config['epochs'] == 1 and 'post' in m.config and m.config['crop'] == 128
+
+
+def test_one_organ_unknown_is_refused_not_replaced():
+    "An organ with no training tile is a named error listing the training organs (it silently became the first tile before)."
+    mon, cpm = shared_data_dir('monuseg'), shared_data_dir('cpm15')
+    if mon is None or cpm is None: pytest.skip("../shared/data/monuseg or cpm15 not present on this machine")
+    with pytest.raises(ValueError, match=r"one_organ='pancreas': no training tile of that organ; the training organs are .*kidney"):
+        run_hestseg_monuseg(quick=True, synth=False, severities=(1,), one_organ='pancreas', threads=1, progress=False)
