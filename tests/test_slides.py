@@ -137,3 +137,55 @@ for c in ('jpeg', 'lzw', 'jpeg2000', 'zlib'):
     assert lines['zlib'] == 'read'
     for c, name in (('jpeg', 'JPEG'), ('lzw', 'LZW'), ('jpeg2000', 'JPEG2000')):
         assert lines[c].startswith('missing:') and f'{name}-compressed' in lines[c] and 'pip install imagecodecs' in lines[c] and 'truncated' not in lines[c], lines[c]
+
+# ---------------------------------------------------------------- stlearn-nb segment without --mpp when the files state it
+def _cli(*args, code="import sys; from stlearn_nb.cli import main; sys.exit(main(sys.argv[1:]))"):
+    env = {**os.environ, 'PYTHONPATH': str(Path(__file__).parents[1]), 'OMP_NUM_THREADS': '1'}
+    r = subprocess.run([sys.executable, '-c', code, *args], capture_output=True, text=True, env=env, timeout=600)
+    return r.returncode, r.stdout, r.stderr
+
+@pytest.fixture(scope='module')
+def seg_inputs(tmp_path_factory):
+    from stlearn_nb.hestseg_real import MobileHoVerNet, save_segmenter
+    from stlearn_nb.hestseg import simulate_tile
+    d = tmp_path_factory.mktemp('seg'); img = simulate_tile('breast', 64, seed=0)['image']
+    save_segmenter(MobileHoVerNet(), d/'m.pt')
+    tifffile.imwrite(d/'cm.tif', img, photometric='rgb', resolution=(1e4 / 0.5, 1e4 / 0.5), resolutionunit='CENTIMETER')   # states 0.5 um/px
+    tifffile.imwrite(d/'dpi.tif', img, photometric='rgb', resolution=(72, 72), resolutionunit='INCH')                       # a screen default
+    write_slide(d/'slide.svs', np.tile(img, (2, 2, 1)), 'jpeg', levels=2, bigtiff=False, metadata=None,
+                description=APERIO.format(w=128, h=128, t=TILE).replace('0.2520', '0.5000'))                               # JPEG pyramid, MPP 0.5
+    return d
+
+def test_segment_takes_the_stated_pixel_size(seg_inputs):
+    import pandas as pd
+    d = seg_inputs
+    rc, out, err = _cli('segment', str(d/'cm.tif'), '--model', str(d/'m.pt'), '--out', str(d/'o1'), '--quiet')
+    assert rc == 0, err
+    assert pd.read_csv(d/'o1'/'segment.csv').mpp.tolist() == [0.5] and 'note' not in out
+
+def test_segment_given_mpp_wins_with_a_note(seg_inputs):
+    import pandas as pd
+    d = seg_inputs
+    rc, out, err = _cli('segment', str(d/'cm.tif'), str(d/'dpi.tif'), '--model', str(d/'m.pt'), '--mpp', '0.25', '--out', str(d/'o2'), '--quiet')
+    assert rc == 0, err
+    assert pd.read_csv(d/'o2'/'segment.csv').mpp.tolist() == [0.25, 0.25]
+    notes = [l for l in out.splitlines() if 'note' in l]   # one line, for the file that states a size 100% away; none for 72 dpi
+    assert notes == [f"segment: note: {d/'cm.tif'} states 0.5 um/px, --mpp 0.25 is used"], out
+    rc, out, err = _cli('segment', str(d/'cm.tif'), '--model', str(d/'m.pt'), '--mpp', '0.49', '--out', str(d/'o3'), '--quiet')
+    assert rc == 0 and 'note' not in out, (out, err)   # 2% away: no note
+
+def test_segment_needs_mpp_when_a_file_states_none(seg_inputs):
+    d = seg_inputs
+    code = "import sys; from stlearn_nb.cli import main; rc = main(sys.argv[1:]); assert 'torch' not in sys.modules, 'torch imported'; sys.exit(rc)"
+    rc, out, err = _cli('segment', str(d/'cm.tif'), str(d/'dpi.tif'), '--model', str(d/'m.pt'), '--out', str(d/'o4'), code=code)
+    assert rc == 2 and err.strip().count('\n') == 0, err
+    assert f"--mpp is needed: 1 of 2 images state no credible pixel size ({d/'dpi.tif'})" in err and not (d/'o4').exists()
+
+def test_segment_jpeg_pyramid_slide_without_mpp(seg_inputs):
+    "Whole-slide mode on a JPEG-compressed pyramidal SVS-like TIFF: no --mpp, the slide's MPP used."
+    import json
+    d = seg_inputs
+    rc, out, err = _cli('segment', str(d/'slide.svs'), '--model', str(d/'m.pt'), '--out', str(d/'o5'), '--block-px', '64', '--workers', '1', '--quiet')
+    assert rc == 0, err
+    summary = json.loads(next((d/'o5'/'slide').glob('*.json')).read_text())
+    assert summary['mpp'] == 0.5 and (summary['height'], summary['width']) == (128, 128)
