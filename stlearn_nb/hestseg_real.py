@@ -606,8 +606,8 @@ def check_segment_inputs(images:list, model:str|Path, mpp:float|list) -> MobileH
     return load_segmenter(model)
 
 # %% ../nbs/21_hestseg_real.ipynb #c8bda5d3
-def segment_files(images:list, model:str|Path, mpp:float|list, out:str|Path, progress:bool|None=None) -> pd.DataFrame: # mpp: um/px, one or one per image
-    "Segment image files into `out` (replaced atomically): <stem>_mask.npy, <stem>_overlay.png, segment.csv (with each image's RGB conversion)."
+def segment_files(images:list, model:str|Path, mpp:float|list, out:str|Path, progress:bool|None=None) -> pd.DataFrame:
+    "Segment image files (`mpp`: one um/px, or one per image) into `out` (replaced atomically): <stem>_mask.npy, <stem>_overlay.png, segment.csv (with each image's RGB conversion)."
     from PIL import Image
     from skimage.segmentation import find_boundaries
     net = check_segment_inputs(images, model, mpp)
