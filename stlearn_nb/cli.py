@@ -439,7 +439,7 @@ def add_segment_parser(sub):
             'slides and saved blocks; a second run on the same --out is refused while the first runs); under torchrun '
             'the ranks share tile rows and blocks.')
     s = sub.add_parser('segment', help='nuclei of your own H&E images or whole slides with a trained model file', description=desc)
-    s.add_argument('images', nargs='+', type=Path, metavar='SLIDE', help='H&E images or slides (.tif/.tiff incl. pyramidal BigTIFF, .png, .jpg; .svs/.ndpi/.mrxs with openslide), 8-bit; greyscale, palette and alpha are converted to RGB')
+    s.add_argument('images', nargs='+', type=Path, metavar='SLIDE', help='H&E images or slides (.tif/.tiff incl. tiled pyramidal BigTIFF/OME-TIFF, .svs, JPEG/JPEG 2000/LZW/Deflate tiles; .png, .jpg; .ndpi/.mrxs with openslide), 8-bit; greyscale, palette and alpha are converted to RGB')
     s.add_argument('--model', type=Path, required=True, metavar='MODEL', help='model file: torch dict with state_dict and config')
     s.add_argument('--mpp', default=None, metavar='MPP', help='microns per pixel (pixel size) of the images (> 0); default: the size each file states '
                    '(SVS MPP, OME-TIFF PhysicalSizeX, TIFF resolution giving 0.05-20 um/px), needed when a file states none; a given --mpp wins')
