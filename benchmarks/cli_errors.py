@@ -17,6 +17,8 @@ def mistakes(d:Path) -> list:
     csv = d/'counts.csv'; csv.write_text('cell,g1\nc1,3\n')
     h5 = d/'a.h5ad'; h5.write_bytes(b'\x89HDF\r\n\x1a\n' + bytes(64))
     h5b = d/'b.h5ad'; h5b.write_bytes(h5.read_bytes())
+    import zipfile
+    with zipfile.ZipFile(d/'m.pt', 'w') as z: z.writestr('m/data.pkl', b'')   # what file_kind calls a torch file (never loaded: refused before)
     her2st = d/'data'/'her2st'; (her2st/'counts').mkdir(parents=True)
     (d/'hest'/'patches').mkdir(parents=True); (d/'hest'/'patches'/'S1.h5').write_bytes(b'\x89HDF\r\n\x1a\n')
     out = str(d/'out')
@@ -35,7 +37,9 @@ def mistakes(d:Path) -> list:
         ('de: --alpha out of (0, 1)', ['de', '--automated', str(h5b), *de, '--alpha', '1.5'], 'must be in (0, 1)'),
         ('segment: model is a PNG', ['segment', str(png), '--model', str(png), '--mpp', '0.5', '--out', out], 'found a PNG image'),
         ('segment: image is a CSV', ['segment', str(csv), '--model', str(png), '--mpp', '0.5', '--out', out], 'found text'),
-        ('segment: --mpp 0', ['segment', str(png), '--model', str(png), '--mpp', '0', '--out', out], 'must be a pixel size > 0'),
+        ('segment: --mpp 0', ['segment', str(png), '--model', str(png), '--mpp', '0', '--out', out], 'the pixel size must be > 0 um/px'),
+        ('segment: --mpp 0.5um', ['segment', str(png), '--model', str(png), '--mpp', '0.5um', '--out', out], 'write the number without its unit'),
+        ('segment: no --mpp, image states none', ['segment', str(png), '--model', str(d/'m.pt'), '--out', out], '--mpp is needed: 1 of 1 images'),
         ('segment: unknown flag', ['segment', str(png), '--model', str(png), '--microns', '0.5', '--out', out], 'did you mean --mpp'),
         ('encode: unknown flag', ['encode', '--hest', str(d/'hest'), '--out', out, '--batch-size', '8'], 'did you mean --bs'),
         ('encode: weights are a PNG', ['encode', '--hest', str(d/'hest'), '--out', out, '--arch', 'resnet18', '--weights', str(png)], 'found a PNG image'),

@@ -8,7 +8,7 @@ import argparse, ast, difflib, functools, importlib, importlib.util, inspect, ma
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from .filekind import expect_file_kind, TORCH_FILE_KINDS, IMAGE_KINDS   # standard library only: no torch yet
+from .filekind import expect_file_kind, TORCH_FILE_KINDS, IMAGE_KINDS, pixel_size_problem, stated_pixel_size   # standard library only: no torch yet
 
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'CLI_OWNED', 'RANGE_RULES', 'GLM_FAMILIES', 'CHOICE_RULES', 'DATASET_FOLDERS', 'SEED_MAX',
@@ -16,8 +16,8 @@ __all__ = ['EXPERIMENTS', 'CLI_OWNED', 'RANGE_RULES', 'GLM_FAMILIES', 'CHOICE_RU
            'command_options', 'torchvision_classifiers', 'static_keys', 'check_option', 'validate_options',
            'options_help', 'check_out_dir', 'check_data_dir', 'training_label', 'progress_mode', 'add_de_parser',
            'check_de_args', 'run_de', 'add_encode_parser', 'check_encode_args', 'run_encode', 'add_segment_parser',
-           'check_segment_args', 'run_segment', 'closest_flag', 'build_parser', 'experiment_function', 'check_seed',
-           'run_experiment', 'main']
+           'segment_pixel_sizes', 'check_segment_args', 'run_segment', 'closest_flag', 'build_parser',
+           'experiment_function', 'check_seed', 'run_experiment', 'main']
 
 # %% ../nbs/90_cli.ipynb #0c1ef7cc
 EXPERIMENTS = {  # subcommand -> (module, function, one-line description)
@@ -452,9 +452,10 @@ def add_segment_parser(sub):
             'slides and saved blocks; a second run on the same --out is refused while the first runs); under torchrun '
             'the ranks share tile rows and blocks.')
     s = sub.add_parser('segment', help='nuclei of your own H&E images or whole slides with a trained model file', description=desc)
-    s.add_argument('images', nargs='+', type=Path, metavar='SLIDE', help='H&E images or slides (.tif/.tiff incl. pyramidal BigTIFF, .png, .jpg; .svs/.ndpi/.mrxs with openslide), 8-bit; greyscale, palette and alpha are converted to RGB')
+    s.add_argument('images', nargs='+', type=Path, metavar='SLIDE', help='H&E images or slides (.tif/.tiff incl. tiled pyramidal BigTIFF/OME-TIFF, .svs, JPEG/JPEG 2000/LZW/Deflate tiles; .png, .jpg; .ndpi/.mrxs with openslide), 8-bit; greyscale, palette and alpha are converted to RGB')
     s.add_argument('--model', type=Path, required=True, metavar='MODEL', help='model file: torch dict with state_dict and config')
-    s.add_argument('--mpp', type=float, required=True, metavar='MPP', help='microns per pixel (pixel size) of the images (> 0)')
+    s.add_argument('--mpp', default=None, metavar='MPP', help='microns per pixel (pixel size) of the images (> 0); default: the size each file states '
+                   '(SVS MPP, OME-TIFF PhysicalSizeX, TIFF resolution giving 0.05-20 um/px), needed when a file states none; a given --mpp wins')
     s.add_argument('--out', type=Path, required=True, metavar='DIR', help='output folder (replaced only when every image is done)')
     s.add_argument('--block-px', type=int, default=None, metavar='N', help='whole-slide mode: block side in the model\'s pixels (>= 64; 2048 at 0.5 um/px needs ~1.5 GB)')
     s.add_argument('--workers', type=int, default=None, metavar='N', help='CPU threads for the network and post-processing (>= 1; default: torch\'s)')
@@ -462,9 +463,27 @@ def add_segment_parser(sub):
     _add_run_flags(s, 'no per-image lines')
     return s
 
+def _mpp_value(text):
+    "The --mpp text as a number when it reads as one, else the text itself (which the pixel-size rule refuses, naming it)."
+    try: return float(text) if isinstance(text, str) else text
+    except ValueError: return text
+
+def segment_pixel_sizes(images:list, mpp=None) -> list: # um/px, one per image
+    "Each image's um/px: `mpp` when given (a one-line note where a file states a credible size > 5% away), else the size each file states."
+    if mpp is not None:
+        if problem := pixel_size_problem(mpp := _mpp_value(mpp)): raise CommandLineError(f"--mpp: {problem}")
+        for p in images:
+            if (s := stated_pixel_size(p)) is not None and abs(s - mpp) > 0.05 * mpp:
+                print(f"segment: note: {p} states {s:g} um/px, --mpp {mpp:g} is used", flush=True)
+        return [float(mpp)] * len(images)
+    stated = [stated_pixel_size(p) for p in images]; missing = [str(p) for p, s in zip(images, stated) if s is None]
+    if missing: raise CommandLineError(f"--mpp is needed: {len(missing)} of {len(images)} images state no credible pixel size "
+                                       f"({', '.join(missing[:5])}); give the pixel size in um/px")
+    return stated
+
 def check_segment_args(args):
-    "The `segment` arguments, checked before torch is imported: numbers, every image's kind, the model file's kind, --out."
-    if not (math.isfinite(args.mpp) and args.mpp > 0): raise CommandLineError(f"--mpp {args.mpp}: must be a pixel size > 0 in um/px")
+    "The `segment` arguments, checked before torch is imported: numbers, every image's kind, the model file's kind, --out; sets `args.mpps`."
+    if args.mpp is not None and (problem := pixel_size_problem(_mpp_value(args.mpp))): raise CommandLineError(f"--mpp: {problem}")
     if args.block_px is not None and args.block_px < 64: raise CommandLineError(f"--block-px must be >= 64, got {args.block_px}")
     if args.workers is not None and args.workers < 1: raise CommandLineError(f"--workers must be >= 1, got {args.workers}")
     if args.mask and args.block_px is None: raise CommandLineError("--mask is for whole slides: give --block-px too (tiles always get <stem>_mask.npy)")
@@ -473,6 +492,7 @@ def check_segment_args(args):
     for p in args.images:
         if Path(p).suffix.lower() != '.mrxs': expect_file_kind(p, IMAGE_KINDS, 'an H&E image (PNG, JPEG or TIFF)')   # .mrxs: openslide's index file
     expect_file_kind(args.model, TORCH_FILE_KINDS, "a segmentation model file (the model.pt that `stlearn-nb hestseg-monuseg` writes)")
+    args.mpps = segment_pixel_sizes(args.images, args.mpp)
     stems = [Path(p).stem for p in args.images]; dup = sorted({s for s in stems if stems.count(s) > 1})
     if dup: raise CommandLineError(f"images share file names (outputs would collide): {', '.join(dup[:5])}")
     if args.block_px is None: check_out_dir(args.out, 'segment.csv'); return
@@ -489,8 +509,8 @@ def _segment_slides(args):
     if int(os.environ.get('WORLD_SIZE', 1)) > 1 and not dist.is_initialized(): dist.init_process_group('gloo')
     rows = []
     with output_lock(args.out):   # OutputInUseError while another run writes this --out
-        for p in args.images:
-            s = segment_slide(p, args.model, args.mpp, args.out/Path(p).stem, block_px=args.block_px, mask=args.mask, progress=not args.quiet)
+        for p, mpp in zip(args.images, args.mpps):
+            s = segment_slide(p, args.model, mpp, args.out/Path(p).stem, block_px=args.block_px, mask=args.mask, progress=not args.quiet)
             rows.append(dict(image=str(p), folder=Path(p).stem, **{k: s.get(k) for k in ('height', 'width', 'n_blocks', 'n_nuclei', 'seconds')}))
             if not args.quiet and s['rank'] == 0: print(f"segment: {p}: {s.get('n_nuclei')} nuclei in {s.get('seconds')} s" + (' (done before)' if s.get('skipped') else ''), flush=True)
         table = pd.DataFrame(rows)
@@ -506,7 +526,7 @@ def run_segment(args) -> int:
         if args.workers: torch.set_num_threads(args.workers)
         if args.block_px is None:
             from stlearn_nb.hestseg_real import segment_files   # the concept is imported only when `segment` runs
-            table = segment_files(args.images, args.model, args.mpp, args.out, progress=not args.quiet)
+            table = segment_files(args.images, args.model, args.mpps, args.out, progress=not args.quiet)
         else: table = _segment_slides(args)
     except Exception as e: return _error_exit(args, e)
     where = 'masks and overlays' if args.block_px is None else 'nuclei tables, GeoJSON and thumbnails'

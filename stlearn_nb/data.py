@@ -12,18 +12,19 @@ import numpy as np, pandas as pd, scipy.sparse as sp, anndata as ad, torch
 # %% auto #0
 __all__ = ['HER2ST_UM_PER_PX', 'HER2ST_CLASSES', 'UM_PER_PX_TIMES_MAGNIFICATION', 'MONUSEG_ORGANS', 'SLIDE_MAX_PIXELS',
            'OPENSLIDE_SUFFIXES', 'DataFormatError', 'BarcodeMismatchError', 'PatchOutOfBoundsError', 'ZeroCountsError',
-           'UnreadableFileError', 'format_examples', 'require_file', 'reading', 'check_text_complete', 'read_table',
-           'read_tiff', 'check_anndata', 'check_pixel_size', 'check_unique', 'check_finite', 'shared_data_dir',
-           'check_counts', 'check_count_rows', 'crop_patches', 'resize_patches', 'read_hest_patches',
-           'read_hest_patch_index', 'read_hest', 'write_toy_hest', 'read_her2st', 'her2st_tissue_classes',
-           'read_full_image', 'spot_patches', 'read_10x_reference', 'write_toy_10x', 'transcripts_to_counts',
-           'read_cosmx', 'read_cosmx_masks', 'local_to_pixel', 'read_merfish_spatial', 'read_merfish_reference',
-           'read_merfish_rctd', 'MaskShapeError', 'read_cpm15_magnifications', 'read_cpm15_mask', 'read_png',
-           'read_cpm15', 'monuseg_organ', 'resize_labels', 'resample_tile', 'SlideTooLargeError', 'SlideReader',
-           'write_pyramid_tiff', 'plot_spatial']
+           'UnreadableFileError', 'MissingCodecError', 'format_examples', 'require_file', 'reading',
+           'check_text_complete', 'read_table', 'read_tiff', 'check_anndata', 'check_pixel_size', 'check_unique',
+           'check_finite', 'shared_data_dir', 'check_counts', 'check_count_rows', 'crop_patches', 'resize_patches',
+           'read_hest_patches', 'read_hest_patch_index', 'read_hest', 'write_toy_hest', 'read_her2st',
+           'her2st_tissue_classes', 'read_full_image', 'spot_patches', 'read_10x_reference', 'write_toy_10x',
+           'transcripts_to_counts', 'read_cosmx', 'read_cosmx_masks', 'local_to_pixel', 'read_merfish_spatial',
+           'read_merfish_reference', 'read_merfish_rctd', 'MaskShapeError', 'read_cpm15_magnifications',
+           'read_cpm15_mask', 'read_png', 'read_cpm15', 'monuseg_organ', 'resize_labels', 'resample_tile',
+           'SlideTooLargeError', 'SlideReader', 'write_pyramid_tiff', 'plot_spatial']
 
 # %% ../nbs/01_data.ipynb #e85b3df9
 from .core import figure_style, set_figure_style, legend_outside, label_points, CB_COLOURS
+from .filekind import pixel_size_problem, stated_pixel_size
 
 # %% ../nbs/01_data.ipynb #d9fe5b4f
 class DataFormatError(ValueError):
@@ -36,6 +37,8 @@ class ZeroCountsError(DataFormatError):
     "Some spots or cells have zero total counts."
 class UnreadableFileError(DataFormatError):
     "A file cannot be decoded at all: empty, truncated, corrupt, or of another format."
+class MissingCodecError(ImportError):
+    "A file is compressed with a codec that no installed package decodes: the package is missing, not the file damaged."
 
 def format_examples(items, k:int=5) -> str:
     "The first `k` items joined by commas, with a count of the rest: for error messages."
@@ -60,7 +63,7 @@ def reading(path:str|Path, # the file being read
            ):
     "Re-raise any failure of the library calls inside as `UnreadableFileError` naming `path` and `what`."
     try: yield
-    except (DataFormatError, FileNotFoundError, MemoryError, KeyboardInterrupt): raise
+    except (DataFormatError, MissingCodecError, FileNotFoundError, MemoryError, KeyboardInterrupt): raise
     except Exception as e:
         raise UnreadableFileError(f"{path}: cannot read the {what} ({type(e).__name__}: {e}); "
                                   f"is the file truncated, empty or of another format? (it starts like {_kind_words(path)})") from e
@@ -146,10 +149,7 @@ def check_pixel_size(value,        # a pixel size as read from a file or given b
                      source:str,   # the file and field it comes from, for the message
                     ) -> float:    # the size in um/px
     "A pixel size as a float > 0 (um/px); `DataFormatError` for a string with a unit ('0.5um'), zero, negative, NaN or a bool."
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
-        raise DataFormatError(f"{source}: the pixel size must be a number in um/px, got {value!r}"
-                              + (' (write the number without its unit)' if isinstance(value, str) else ''))
-    if not (np.isfinite(value) and value > 0): raise DataFormatError(f"{source}: the pixel size must be > 0 um/px, got {value!r}")
+    if problem := pixel_size_problem(value): raise DataFormatError(f"{source}: {problem}")   # the one rule, shared with the CLI's pre-torch check
     return float(value)
 
 def check_unique(ids,            # identifiers that must be distinct
@@ -861,7 +861,7 @@ def resample_tile(image:np.ndarray,     # (H, W, 3) uint8
                   target_mpp:float,     # wanted um/px
                  ) -> tuple[np.ndarray, np.ndarray|None]: # image bilinear anti-aliased, mask nearest, both (round(H * mpp / target), ...)
     "Image and mask resampled to `target_mpp` (same output grid for both)."
-    if not (mpp > 0 and target_mpp > 0): raise ValueError(f"pixel sizes must be > 0, got {mpp} and {target_mpp}")
+    mpp, target_mpp = check_pixel_size(mpp, 'mpp'), check_pixel_size(target_mpp, 'target_mpp')
     H, W = image.shape[:2]; h, w = max(1, round(H * mpp / target_mpp)), max(1, round(W * mpp / target_mpp))
     mask = None if inst is None else np.asarray(inst, np.int32)
     if (h, w) == (H, W): return image, mask
@@ -876,6 +876,14 @@ OPENSLIDE_SUFFIXES = ('.svs', '.ndpi', '.mrxs', '.scn', '.vms', '.vmu', '.bif', 
 class SlideTooLargeError(DataFormatError):
     "A JPEG/PNG slide has more pixels than the decode limit; tiled TIFF is read region by region instead."
 
+def _check_codec(page, path:Path):
+    "`MissingCodecError` naming the package when no installed codec decodes the page's compression (checked before any region is read)."
+    import tifffile
+    try: tifffile.TIFF.DECOMPRESSORS[page.compression]
+    except (KeyError, ValueError, ImportError) as e:
+        raise MissingCodecError(f"{path}: the slide's tiles are {getattr(page.compression, 'name', page.compression)}-compressed and no installed "
+                                f"package decodes them ({str(e).strip(chr(34))}): pip install imagecodecs; the file itself may be fine") from None
+
 def _tiff_level0(tif, path:Path):
     "The full-resolution level of a TIFF as a zarr array with axes (Y, X[, S])."
     import zarr
@@ -884,6 +892,7 @@ def _tiff_level0(tif, path:Path):
     if end > path.stat().st_size: raise UnreadableFileError(f"{path}: the slide (TIFF) is truncated: its pixels end at byte {end}, the file at {path.stat().st_size}")
     axes = series.levels[0].axes
     if axes not in ('YX', 'YXS'): raise DataFormatError(f"{path}: the slide has TIFF axes {axes!r}, expected 'YX' or 'YXS' (one RGB or grey plane)")
+    _check_codec(page, path)
     return zarr.open(series.aszarr(level=0), mode='r')
 
 # %% ../nbs/01_data.ipynb #36c2c3e6
@@ -908,11 +917,11 @@ def _openslide_slide(path:Path):
 
 # %% ../nbs/01_data.ipynb #ded61af6
 class SlideReader:
-    "Regions of a slide as (h, w, 3) uint8 RGB: TIFF via tifffile + zarr, OpenSlide formats if installed, JPEG/PNG decoded once up to `max_pixels`."
+    "Regions of a slide as (h, w, 3) uint8 RGB: TIFF and SVS via tifffile + zarr, OpenSlide formats if installed, JPEG/PNG decoded once up to `max_pixels`; `.mpp`: the stated um/px or None."
     def __init__(self, path:str|Path, max_pixels:int=SLIDE_MAX_PIXELS):
         self.path = path = require_file(path, 'slide image'); self.kind, suffix = None, path.suffix.lower()
         if path.stat().st_size == 0: raise UnreadableFileError(f"{path}: the slide image is an empty file (0 bytes)")
-        if suffix in ('.tif', '.tiff', '.btf', '.tf8', '.ome.tif'):
+        if suffix in ('.tif', '.tiff', '.btf', '.tf8', '.svs'):   # an Aperio SVS is a tiled TIFF
             import tifffile
             with reading(path, 'slide (TIFF)'): self._tif = tifffile.TiffFile(path)
             try: self._arr = _tiff_level0(self._tif, path)
@@ -921,6 +930,7 @@ class SlideReader:
         elif suffix in OPENSLIDE_SUFFIXES: self._slide = _openslide_slide(path); self.kind, self.shape = 'openslide', tuple(self._slide.dimensions[::-1])
         else: self._arr = _pillow_slide(path, max_pixels); self.kind, self.shape = 'pillow', self._arr.shape[:2]
         if self.kind == 'tiff' and self._arr.dtype != np.uint8: raise DataFormatError(f"{path}: the slide has dtype {self._arr.dtype}, expected uint8")
+        self.mpp = stated_pixel_size(path)   # um/px the file states when credible, else None
     def read(self, y:int, x:int, h:int, w:int) -> np.ndarray: # (h, w, 3) uint8
         "Pixels [y, y + h) x [x, x + w), which must lie inside the slide."
         H, W = self.shape

@@ -4,11 +4,12 @@
 
 # %% ../nbs/03_filekind.ipynb #802f9530
 from __future__ import annotations
-import zipfile
+import math, numbers, re, struct, zipfile
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['SIGNATURES', 'TORCH_FILE_KINDS', 'IMAGE_KINDS', 'file_kind', 'FileKindError', 'kind_phrase', 'expect_file_kind']
+__all__ = ['SIGNATURES', 'TORCH_FILE_KINDS', 'IMAGE_KINDS', 'CREDIBLE_UM_PER_PX', 'file_kind', 'FileKindError', 'kind_phrase',
+           'expect_file_kind', 'pixel_size_problem', 'stated_pixel_size']
 
 # %% ../nbs/03_filekind.ipynb #83242cc5
 SIGNATURES = [  # (leading bytes, kind), most specific first
@@ -66,3 +67,61 @@ def expect_file_kind(path:str|Path, # the file given
     if kind == 'missing': raise FileNotFoundError(f"{path}: not found (expected {what})")
     if kind not in kinds: raise FileKindError(f"{path}: expected {what}, found {kind_phrase(kind)}")
     return path
+
+# %% ../nbs/03_filekind.ipynb #32375a5b
+CREDIBLE_UM_PER_PX = (0.05, 20.0)   # a stated size outside this range (72 dpi = 352.8 um/px) is not a microscope's
+
+def pixel_size_problem(value, # a pixel size as given (a number; a string is refused)
+                      ) -> str|None: # why it is not a pixel size in um/px, or None when it is one
+    "The one pixel-size rule: a number (not a bool or a string with a unit), finite and > 0 um/px."
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return f"the pixel size must be a number in um/px, got {value!r}" + (' (write the number without its unit)' if isinstance(value, str) else '')
+    if not (math.isfinite(value) and value > 0): return f"the pixel size must be > 0 um/px, got {value!r}"
+    return None
+
+# %% ../nbs/03_filekind.ipynb #437b8eb5
+_TIFF_TYPES = {2: 1, 3: 2, 4: 4, 5: 8, 16: 8}   # ASCII, SHORT, LONG, RATIONAL, LONG8: bytes per value
+
+def _tiff_tags(path:Path, want=(270, 282, 296)) -> dict:
+    "Tags `want` of a TIFF's first page (classic or BigTIFF, either byte order) read with struct: {tag: str | int | float}."
+    out = {}
+    with open(path, 'rb') as f:
+        head = f.read(16)
+        if len(head) < 8 or head[:2] not in (b'II', b'MM'): return out
+        e = '<' if head[:2] == b'II' else '>'; big = struct.unpack(e + 'H', head[2:4])[0] == 43
+        offset = struct.unpack(e + ('Q' if big else 'I'), head[8:16] if big else head[4:8])[0]
+        count_fmt, entry_fmt, entry_size, inline = ('Q', 'HHQ8s', 20, 8) if big else ('H', 'HHI4s', 12, 4)
+        f.seek(offset); n = struct.unpack(e + count_fmt, f.read(struct.calcsize(count_fmt)))[0]
+        raw = f.read(min(n, 4096) * entry_size)
+        for k in range(len(raw) // entry_size):
+            tag, typ, count, value = struct.unpack(e + entry_fmt, raw[k * entry_size:(k + 1) * entry_size])
+            if tag not in want or tag in out or typ not in _TIFF_TYPES: continue   # the first of a repeated tag
+            nbytes = min(_TIFF_TYPES[typ] * count, 1 << 24)
+            if nbytes > inline: f.seek(struct.unpack(e + ('Q' if big else 'I'), value)[0]); value = f.read(nbytes)
+            if typ == 2: out[tag] = value[:nbytes].split(b'\0', 1)[0].decode('utf-8', 'replace')
+            elif typ == 5: num, den = struct.unpack(e + 'II', value[:8]); out[tag] = num / den if den else math.nan
+            else: out[tag] = struct.unpack(e + {3: 'H', 4: 'I', 16: 'Q'}[typ], value[:_TIFF_TYPES[typ]])[0]
+    return out
+
+_UM_PER_UNIT = {'um': 1., 'µm': 1., 'μm': 1., 'micron': 1., 'nm': 1e-3, 'mm': 1e3, 'cm': 1e4, 'm': 1e6}
+
+def _described_size(description:str) -> float|None:
+    "Aperio's 'MPP = x' or OME-XML's PhysicalSizeX (in PhysicalSizeXUnit, default um) in um/px."
+    if description.startswith('Aperio') and (m := re.search(r'\bMPP\s*=\s*([0-9.eE+-]+)', description)): return float(m.group(1))
+    if '<OME' in description and (m := re.search(r'<(?:\w+:)?Pixels\b[^>]*', description)):
+        size, unit = re.search(r'\bPhysicalSizeX="([^"]+)"', m.group(0)), re.search(r'\bPhysicalSizeXUnit="([^"]+)"', m.group(0))
+        factor = _UM_PER_UNIT.get(unit.group(1) if unit else 'um')
+        try: return float(size.group(1)) * factor if size and factor else None
+        except ValueError: return None
+    return None
+
+# %% ../nbs/03_filekind.ipynb #6d63e164
+def stated_pixel_size(path:str|Path, # an image file (only TIFF, SVS and OME-TIFF state one)
+                     ) -> float|None: # um/px, or None when none is stated or it is not credible
+    "The pixel size a TIFF states when credible: SVS 'MPP =', OME-XML PhysicalSizeX, or XResolution per inch or cm."
+    try: tags = _tiff_tags(Path(path))
+    except (OSError, struct.error): return None
+    sizes = [_described_size(tags.get(270, ''))]
+    if tags.get(296) in (2, 3) and tags.get(282, 0) > 0: sizes.append({2: 25_400, 3: 10_000}[tags[296]] / tags[282])   # inch or cm
+    lo, hi = CREDIBLE_UM_PER_PX
+    return next((float(s) for s in sizes if s is not None and math.isfinite(s) and lo <= s <= hi), None)

@@ -10,7 +10,7 @@ import numpy as np, pandas as pd, torch, torch.nn as nn, torch.nn.functional as 
 from scipy import ndimage as ndi
 from .core import seed_everything, default_device, Experiment, cpu_threads, atomic_dir, train_batch_size, check_train_steps
 from .data import (DataFormatError, UnreadableFileError, shared_data_dir, require_file, read_cpm15, read_cpm15_magnifications,
-                   monuseg_organ, resample_tile, resize_labels, read_png, read_tiff, format_examples, reading)
+                   monuseg_organ, resample_tile, resize_labels, read_png, read_tiff, format_examples, reading, check_pixel_size)
 from .features import IMAGENET_MEAN, IMAGENET_STD
 from .filekind import expect_file_kind, FileKindError, TORCH_FILE_KINDS
 from .hestseg import (read_monuseg, hv_targets, HoVerLoss, hover_postprocess, instance_classes, pq_stats, aji_score,
@@ -267,7 +267,7 @@ def segment_nuclei(image:np.ndarray,     # (H, W, 3) uint8 RGB H&E
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise DataFormatError(f"image must be (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}: convert it explicitly with "
                               "`to_rgb` (greyscale repeated, alpha dropped, palette looked up); `read_he_image` does so for files")
-    if not mpp > 0: raise ValueError(f"mpp must be > 0, got {mpp}")
+    mpp = check_pixel_size(mpp, 'mpp')
     small, _ = resample_tile(image, None, mpp, model.mpp)
     maps = predict_maps(model, small, tile, overlap)
     inst = hover_postprocess(maps[0], maps[1:3], **{**POST_REAL, **model.config.get('post', {}), **post})
@@ -596,9 +596,11 @@ def read_he_image(path:str|Path) -> tuple: # ((H, W, 3) uint8 RGB, note: how a n
             return np.asarray(im.convert('RGB')), f"{what}: converted to RGB by Pillow"
         return to_rgb(np.asarray(im), what=what)
 
-def check_segment_inputs(images:list, model:str|Path, mpp:float) -> MobileHoVerNet:
-    "Every image file present, the model file loadable, mpp > 0 (else one error naming the problems); the model."
-    if not (isinstance(mpp, (int, float)) and mpp > 0): raise ValueError(f"--mpp must be > 0 um/px, got {mpp}")
+def check_segment_inputs(images:list, model:str|Path, mpp:float|list) -> MobileHoVerNet:
+    "Every image file present, the model file loadable, each mpp a pixel size (one, or one per image; else one error naming the problem); the model."
+    mpps = list(mpp) if isinstance(mpp, (list, tuple)) else [mpp] * len(images)
+    if len(mpps) != len(images): raise ValueError(f"mpp: {len(mpps)} pixel sizes for {len(images)} images: give one, or one per image")
+    for m in mpps: check_pixel_size(m, 'mpp')
     missing = [str(p) for p in images if not Path(p).is_file()]
     if missing: raise FileNotFoundError(f"{len(missing)} of {len(images)} images not found: {format_examples(missing)}")
     stems = pd.Index([Path(p).stem for p in images])
@@ -606,16 +608,17 @@ def check_segment_inputs(images:list, model:str|Path, mpp:float) -> MobileHoVerN
     return load_segmenter(model)
 
 # %% ../nbs/21_hestseg_real.ipynb #c8bda5d3
-def segment_files(images:list, model:str|Path, mpp:float, out:str|Path, progress:bool|None=None) -> pd.DataFrame:
-    "Segment image files into `out` (replaced atomically): <stem>_mask.npy, <stem>_overlay.png, segment.csv (with each image's RGB conversion)."
+def segment_files(images:list, model:str|Path, mpp:float|list, out:str|Path, progress:bool|None=None) -> pd.DataFrame:
+    "Segment image files (`mpp`: one um/px, or one per image) into `out` (replaced atomically): <stem>_mask.npy, <stem>_overlay.png, segment.csv (with each image's RGB conversion)."
     from PIL import Image
     from skimage.segmentation import find_boundaries
     net = check_segment_inputs(images, model, mpp)
+    mpps = list(mpp) if isinstance(mpp, (list, tuple)) else [mpp] * len(images)
     out = Path(out)
     if out.exists() and not out.is_dir(): raise NotADirectoryError(f"--out {out} is a file, not a folder")
     rows = []
     with atomic_dir(out) as tmp:
-        for p in images:   # one image at a time
+        for p, mpp in zip(images, mpps):   # one image at a time
             start = time.perf_counter(); img, converted = read_he_image(p)
             if converted and progress is not False: print(f"segment: {converted}", flush=True)   # --quiet silences it
             res = segment_nuclei(img, net, mpp); inst = res[0] if isinstance(res, tuple) else res

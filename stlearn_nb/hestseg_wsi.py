@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn as nn
 from scipy import ndimage as ndi
 from .core import atomic_dir, atomic_file
-from .data import SlideReader, SLIDE_MAX_PIXELS, format_examples
+from .data import SlideReader, SLIDE_MAX_PIXELS, format_examples, check_pixel_size
 from .hestseg import _cv_sobel, _remove_small, instance_classes
 from .hestseg_real import POST_REAL, MobileHoVerNet, load_segmenter, _device_of, _ceil
 
@@ -491,7 +491,7 @@ def segment_slide(slide:str|Path,        # a slide image (TIFF, OpenSlide format
     "Nuclei of a whole slide in bounded memory: tiled network maps, post-processing per block with a halo, each nucleus kept by the block owning its centroid."
     start = time.perf_counter()
     if not isinstance(model, nn.Module): model = load_segmenter(model)
-    if not (isinstance(mpp, (int, float)) and mpp > 0): raise ValueError(f"mpp must be > 0 um/px, got {mpp}")
+    mpp = check_pixel_size(mpp, 'mpp')
     post = {**POST_REAL, **getattr(model, 'config', {}).get('post', {}), **post}
     if halo < post['ksize'] // 2 + 1: raise ValueError(f"halo must be > ksize // 2 = {post['ksize'] // 2} px, got {halo}")
     out, slide = Path(out), Path(slide); rank, world = _rank_world()

@@ -1393,3 +1393,55 @@ def test_cli_configs_rule_matches_strank_toy_configs():
     assert static_keys('stlearn_nb.strank', 'TOY_CONFIGS') == tuple(TOY_CONFIGS)
     assert static_keys('stlearn_nb.strank', 'TOY_FUNCTIONS_MISSING') is None
     assert validate_options('strank-toy', {'configs': ','.join(TOY_CONFIGS)})['configs'] == ','.join(TOY_CONFIGS)
+
+# ================================================================ issue 26: one pixel-size rule at every entry point; a slide codec that is missing
+PIXEL_SIZE_ENTRY_POINTS = ['check_pixel_size', 'resample_tile', 'segment_nuclei', 'check_segment_inputs', 'segment_files', 'segment_slide', 'stlearn-nb segment --mpp']
+BAD_PIXEL_SIZES = [0.0, -0.5, float('nan'), '0.5um']
+
+def test_pixel_size_every_entry_point_same_message(tmp_path):
+    "0, negative, NaN and '0.5um' are refused by each entry point with the rule's own words (filekind.pixel_size_problem), the CLI before torch."
+    import subprocess, sys, os, textwrap
+    from stlearn_nb.filekind import pixel_size_problem
+    from stlearn_nb.data import check_pixel_size, resample_tile
+    from stlearn_nb.hestseg_real import MobileHoVerNet, segment_nuclei, check_segment_inputs, segment_files
+    from stlearn_nb.hestseg_wsi import segment_slide
+    img, net = np.zeros((32, 32, 3), np.uint8), MobileHoVerNet()
+    calls = {'check_pixel_size': lambda v: check_pixel_size(v, 'mpp'), 'resample_tile': lambda v: resample_tile(img, None, v, 0.5),
+             'segment_nuclei': lambda v: segment_nuclei(img, net, v), 'check_segment_inputs': lambda v: check_segment_inputs([tmp_path/'a.png'], net, v),
+             'segment_files': lambda v: segment_files([tmp_path/'a.png'], net, [v], tmp_path/'out'),
+             'segment_slide': lambda v: segment_slide(tmp_path/'a.png', net, v, tmp_path/'out')}
+    for v in BAD_PIXEL_SIZES:
+        rule = pixel_size_problem(v); assert rule
+        for name, call in calls.items():
+            with pytest.raises(DataFormatError) as e: call(v)
+            assert str(e.value).endswith(': ' + rule), (name, v, str(e.value))
+    (tmp_path/'x.png').write_bytes(b'\x89PNG\r\n\x1a\n' + bytes(32))
+    code = textwrap.dedent(f"""
+        import sys, io, contextlib, json
+        from stlearn_nb.cli import main
+        out = []
+        for v in {[str(v) for v in BAD_PIXEL_SIZES]!r}:
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err): out.append([main(['segment', r'{tmp_path/'x.png'}', '--model', r'{tmp_path/'x.png'}', '--mpp', v, '--out', r'{tmp_path/'o'}']), err.getvalue()])
+        print(json.dumps([out, 'torch' in sys.modules]))""")
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120, env={**os.environ, 'PYTHONPATH': str(Path(__file__).parents[1])})
+    out, torch_imported = json.loads(r.stdout)
+    assert not torch_imported
+    for v, (rc, text) in zip(BAD_PIXEL_SIZES, out):   # the CLI parses the text: '0.0' -> 0.0, 'nan' -> nan, '0.5um' stays text
+        assert rc == 2 and text.count('\n') == 1 and text.startswith('stlearn-nb segment: error: ') and text.strip().endswith(f"--mpp: {pixel_size_problem(v)}"), (v, text)
+
+BAD_INPUT_CLASSES['pixel size missing, zero, negative, NaN, bool, with a unit'][0].extend(PIXEL_SIZE_ENTRY_POINTS)
+BAD_INPUT_CLASSES['pixel size missing, zero, negative, NaN, bool, with a unit'][1].append('test_pixel_size_every_entry_point_same_message')
+
+def test_slide_codec_missing_names_the_package(tmp_path, monkeypatch):
+    "A tiled JPEG slide whose codec is not installed (tifffile's decoder table answers as it does without imagecodecs): MissingCodecError naming the package, not the file."
+    import tifffile
+    from stlearn_nb.data import SlideReader, MissingCodecError
+    tifffile.imwrite(tmp_path/'s.tif', np.zeros((64, 64, 3), np.uint8), tile=(32, 32), compression='jpeg', photometric='rgb')
+    class NoJpeg(dict):
+        def __getitem__(self, k): raise KeyError(f"<COMPRESSION.JPEG: 7> requires the 'imagecodecs' package")
+    monkeypatch.setattr(tifffile.TIFF, 'DECOMPRESSORS', NoJpeg())
+    with pytest.raises(MissingCodecError, match=r"JPEG-compressed and no installed package decodes them .*pip install imagecodecs; the file itself may be fine"):
+        SlideReader(tmp_path/'s.tif')
+
+BAD_INPUT_CLASSES['slide compressed with a codec that is not installed'] = (['SlideReader'], ['test_slide_codec_missing_names_the_package'])

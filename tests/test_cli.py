@@ -174,8 +174,8 @@ def test_segment_writes_mask_and_overlay(tmp_path):
 
 @pytest.mark.parametrize('change,words', [
     (lambda a, t: a.__setitem__(0, str(t/'absent.png')), '1 of 1 images not found'),
-    (lambda a, t: a.__setitem__(a.index('--mpp') + 1, '0'), '--mpp 0.0: must be a pixel size > 0'),
-    (lambda a, t: a.__setitem__(a.index('--mpp') + 1, '-0.25'), '--mpp -0.25: must be a pixel size > 0'),
+    (lambda a, t: a.__setitem__(a.index('--mpp') + 1, '0'), '--mpp: the pixel size must be > 0 um/px, got 0.0'),
+    (lambda a, t: a.__setitem__(a.index('--mpp') + 1, '-0.25'), '--mpp: the pixel size must be > 0 um/px, got -0.25'),
     (lambda a, t: [(t/'bad.pt').write_bytes(b'not torch'), a.__setitem__(a.index('--model') + 1, str(t/'bad.pt'))], 'bad.pt: expected a segmentation model file (the model.pt that `stlearn-nb hestseg-monuseg` writes), found text'),
     (lambda a, t: [__import__('torch').save({'state_dict': {}}, t/'nokeys.pt'), a.__setitem__(a.index('--model') + 1, str(t/'nokeys.pt'))], "keys ['state_dict', 'config']"),
     (lambda a, t: [(t/'file').write_text('x'), a.__setitem__(a.index('--out') + 1, str(t/'file'))], 'is a file, not a folder'),
@@ -200,7 +200,7 @@ def test_segment_whole_slide_mode_one_folder_per_slide(tmp_path):
     assert pd.read_csv(tmp_path/'out'/'segment.csv').n_blocks.tolist() == [1]
 
 @pytest.mark.parametrize('extra,words', [(['--block-px', '10'], '--block-px must be >= 64'), (['--workers', '0'], '--workers must be >= 1'),
-                                         (['--mask'], '--mask is for whole slides'), (['--block-px', '64', '--mpp', '0'], 'must be a pixel size > 0')])
+                                         (['--mask'], '--mask is for whole slides'), (['--block-px', '64', '--mpp', '0'], 'the pixel size must be > 0 um/px')])
 def test_segment_whole_slide_flags_checked_before_heavy_imports(tmp_path, extra, words):
     img, model = _segment_inputs(tmp_path)
     code = "import sys; from stlearn_nb.cli import main; rc = main(sys.argv[1:]); assert 'torch' not in sys.modules, 'torch imported'; sys.exit(rc)"
@@ -264,7 +264,7 @@ MISTAKES = [   # (argv after the command, words of the one error line); each ref
     (['strank-toy', '--quick', '--set', 'epoch=2', '--out', '{d}/o'], "did you mean 'epochs'?"),
     (['strank-her2st', '--data-dir', '{d}/data/her2st', '--out', '{d}/o'], "is the 'her2st' dataset folder itself; pass the folder that contains it: --data-dir {d}/data"),
     (['segment', '{png}', '--model', '{png}', '--mpp', '0.5', '--out', '{d}/o'], 'x.png: expected a segmentation model file'),
-    (['segment', '{png}', '--model', '{png}', '--mpp', 'nan', '--out', '{d}/o'], '--mpp nan: must be a pixel size > 0'),
+    (['segment', '{png}', '--model', '{png}', '--mpp', 'nan', '--out', '{d}/o'], '--mpp: the pixel size must be > 0 um/px, got nan'),
     (['encode', '--hest', '{d}/hest', '--out', '{d}/o', '--arch', 'resnet18', '--weights', '{png}'], 'x.png: expected a resnet18 state-dict file written by torch.save (.pth/.pt), found a PNG image'),
     (['de', '--automated', '{csv}', '--curated', '{csv}', '--label-key', 'y', '--curated-key', 'y', '--reference', 'A', '--target', 'B', '--out', '{d}/o'], 'c.csv: expected an AnnData file (.h5ad) for --automated, found text'),
 ]

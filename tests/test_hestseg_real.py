@@ -62,7 +62,7 @@ def test_segment_nuclei_resamples_to_model_resolution():
     assert pq_stats(np.repeat(np.repeat(inst, 2, 0), 2, 1), out)['pq'] > 0.85
 
 def test_segment_nuclei_refuses_bad_input():
-    with pytest.raises(ValueError, match='mpp must be > 0'): segment_nuclei(np.zeros((32, 32, 3), np.uint8), AnswerInImage(), 0)
+    with pytest.raises(ValueError, match='mpp: the pixel size must be > 0 um/px'): segment_nuclei(np.zeros((32, 32, 3), np.uint8), AnswerInImage(), 0)
     with pytest.raises(ValueError, match=r'\(H, W, 3\) uint8'): segment_nuclei(np.zeros((32, 32), np.uint8), AnswerInImage(), 0.5)
     with pytest.raises(ValueError, match='multiple of 16'): predict_maps(AnswerInImage(), np.zeros((32, 32, 3), np.uint8), tile=50)
 

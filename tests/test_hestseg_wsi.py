@@ -122,7 +122,7 @@ def test_killed_run_resumes_from_saved_blocks(tmp_path):
 
 def test_segment_slide_refuses_bad_input(tmp_path):
     inst, slide = synthetic_slide(tmp_path, 64)
-    with pytest.raises(ValueError, match='mpp must be > 0'): segment_slide(slide, AnswerInImage(), 0, tmp_path/'x')
+    with pytest.raises(ValueError, match='mpp: the pixel size must be > 0 um/px'): segment_slide(slide, AnswerInImage(), 0, tmp_path/'x')
     with pytest.raises(ValueError, match='halo must be >'): segment_slide(slide, AnswerInImage(), 0.5, tmp_path/'x', halo=1)
     with pytest.raises(FileNotFoundError, match='slide image not found'): segment_slide(tmp_path/'absent.tif', AnswerInImage(), 0.5, tmp_path/'x')
 
