@@ -236,6 +236,8 @@ def crop_patches(image:np.ndarray,   # (H, W, 3) uint8 image
                  centers:np.ndarray, # (n, 2) patch centres as (x, y) pixels
                  size:int,           # patch side in image pixels
                  pad:bool=False,     # fill the outside of border patches with white instead of raising
+                 ids=None,           # (n,) names of the patches for messages (spot barcodes); default: their centres
+                 what:str='patches', # what the patches are, for messages
                 ) -> tuple[np.ndarray, np.ndarray]: # (n, size, size, 3) uint8 patches, (n, 2) top-left (x, y)
     "Cut square patches around `centers`, vectorised with one fancy index; with `pad`, pixels outside the image are white."
     image = np.asarray(image)
@@ -245,14 +247,15 @@ def crop_patches(image:np.ndarray,   # (H, W, 3) uint8 image
     if np.ndim(centers) != 2 or np.shape(centers)[1] != 2: raise DataFormatError(f"centres must be (n, 2) (x, y), got {np.shape(centers)}")
     size = int(size)
     if len(centers) == 0: return np.zeros((0, size, size, 3), np.uint8), np.zeros((0, 2), int)
-    centers = check_finite(centers, 'crop_patches', 'patch centres', None)
+    centers = check_finite(centers, 'crop_patches', 'patch centres', ids)
     if np.abs(centers).max() > 2**40: raise PatchOutOfBoundsError(f"patch centres up to {np.abs(centers).max():.3g} px: not pixel coordinates of any image")
     top_left = np.floor(centers - size / 2).astype(np.int64)
     H, W = image.shape[:2]
     empty = _no_image(top_left, size, H, W)
     if empty.any():   # padding would return all-white patches: no image in them
-        raise PatchOutOfBoundsError(f"{empty.sum()} of {len(centers)} patches of {size}px lie wholly outside the {W}x{H} image (no image pixel in them), "
-                                    f"e.g. centres {format_examples(centers[empty].round(1).tolist(), 3)}: coordinates in another unit or of another image?")
+        named = format_examples(np.asarray(ids)[empty]) if ids is not None else f"centres {format_examples(centers[empty].round(1).tolist(), 3)}"
+        raise PatchOutOfBoundsError(f"{empty.sum()} of {len(centers)} {what} have no image pixel in their {size}px patch (wholly outside the {W}x{H} image): "
+                                    f"{named}; coordinates in another unit, or of another image?")
     outside = (top_left[:, 0] < 0) | (top_left[:, 1] < 0) | (top_left[:, 0] + size > W) | (top_left[:, 1] + size > H)
     if outside.any() and not pad:
         raise PatchOutOfBoundsError(f"{outside.sum()} patches of {size}px reach outside the {W}x{H} image, "
@@ -501,12 +504,7 @@ def spot_patches(adata:ad.AnnData,    # spots with .obsm['spatial'] in full-reso
     if not patch_um > 0 or int(out_px) != out_px or out_px < 1: raise DataFormatError(f"patch_um must be > 0 and out_px a positive integer, got {patch_um}, {out_px}")
     image = read_full_image(out, library_id) if image is None else image
     size = int(round(patch_um / mpp))
-    xy = check_finite(out.obsm['spatial'], "spot_patches: .obsm['spatial']", 'spot centres', out.obs_names)
-    empty = _no_image(np.floor(xy - size / 2).astype(np.int64), size, *np.shape(image)[:2])
-    if empty.any(): raise PatchOutOfBoundsError(f"{empty.sum()} of {out.n_obs} spots of {library_id!r} have no image pixel in their {size}px patch "
-                                                f"(wholly outside the {np.shape(image)[1]}x{np.shape(image)[0]} image): {format_examples(out.obs_names[empty])}; "
-                                                f"coordinates in another unit, or of another image? Subset adata to the spots on the image")
-    patches, top_left = crop_patches(image, xy, size, pad=pad)
+    patches, top_left = crop_patches(image, out.obsm['spatial'], size, pad=pad, ids=out.obs_names, what=f"spots of {library_id!r}")
     out.obsm['patches'], out.obsm['patch_coords'] = resize_patches(patches, out_px), top_left
     out.uns['spatial'][library_id]['scalefactors'].update(patch_um=patch_um, patch_px=out_px, patch_size_fullres=size)
     return out if copy else None

@@ -898,7 +898,7 @@ def test_crop_patches_far_outside_with_pad_is_refused_and_small(center):
     " returned as data (issue 28); now refused, naming how many, before any allocation."
     import tracemalloc
     tracemalloc.start()
-    with pytest.raises(PatchOutOfBoundsError, match='1 of 2 patches of 4px lie wholly outside the 12x10 image'): crop_patches(IMG, [center, (5., 5.)], 4, pad=True)
+    with pytest.raises(PatchOutOfBoundsError, match=r'1 of 2 patches have no image pixel in their 4px patch \(wholly outside the 12x10 image\)'): crop_patches(IMG, [center, (5., 5.)], 4, pad=True)
     peak = tracemalloc.get_traced_memory()[1]; tracemalloc.stop()
     assert peak < 1e6
     p, _ = crop_patches(IMG, [(5., 5.)], 4, pad=True); np.testing.assert_array_equal(p[0], IMG[3:7, 3:7])
@@ -1278,7 +1278,7 @@ def test_patch_without_image_is_refused(tmp_path, shift):
     with pytest.raises(PatchOutOfBoundsError, match=r'1 of 3 spots .* no image pixel in their 4px patch .*: 2x1'):
         spot_patches(a, patch_um=size * 0.69, out_px=4, pad=True)
     img = np.zeros((H, W, 3), np.uint8)
-    with pytest.raises(PatchOutOfBoundsError, match='1 of 3 patches of 4px lie wholly outside the 64x64 image'): crop_patches(img, a.obsm['spatial'], size, pad=True)
+    with pytest.raises(PatchOutOfBoundsError, match=r'1 of 3 patches have no image pixel in their 4px patch \(wholly outside the 64x64 image\)'): crop_patches(img, a.obsm['spatial'], size, pad=True)
     p, _ = crop_patches(img, a.obsm['spatial'][[0, 2]], size, pad=True); assert p.shape == (2, 4, 4, 3)
 
 def test_patch_with_one_image_pixel_is_kept():
